@@ -1,0 +1,120 @@
+"""Config -> ``nn.Module`` with the reference network's semantics and stable module names.
+
+Per conv layer: Conv2d (same padding) -> activation -> BatchNorm (if ``use_BN``) -> MaxPool2d(2);
+then global average pooling or flatten; FC layers Linear -> activation -> Dropout; a last Linear
+to the classes. Modules are named ``conv.<i>``, ``fc.<i>`` and ``head`` so that weights can be
+matched between configurations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def conv_widths(config: Mapping[str, Any]) -> list[int]:
+    """Output channels of each conv layer; a missing width doubles the previous one."""
+    widths: list[int] = []
+    for i in range(int(config.get("n_conv_layers", 3))):
+        default = widths[-1] * 2 if widths else 512
+        widths.append(int(config.get(f"n_channels_conv_{i}", default)))
+    return widths
+
+
+def fc_widths(config: Mapping[str, Any]) -> list[int]:
+    """Output units of each hidden FC layer; a missing width halves the previous one."""
+    widths: list[int] = []
+    for i in range(int(config.get("n_fc_layers", 3))):
+        default = max(1, widths[-1] // 2) if widths else 256
+        widths.append(int(config.get(f"n_channels_fc_{i}", default)))
+    return widths
+
+
+class ConvBlock(nn.Module):
+    """Conv2d (same padding) -> activation -> optional BatchNorm -> MaxPool2d(2)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, use_bn: bool, activation: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=(kernel - 1) // 2)
+        self.act = ACTIVATIONS[activation]()
+        self.bn = nn.BatchNorm2d(c_out) if use_bn else nn.Identity()
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.bn(self.act(self.conv(x))))
+
+
+class DenseBlock(nn.Module):
+    """Linear -> activation -> Dropout."""
+
+    def __init__(self, n_in: int, n_out: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.act = ACTIVATIONS[activation]()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.act(self.linear(x)))
+
+
+class ConfigurableCNN(nn.Module):
+    """The searched network family; see the module docstring for its layout."""
+
+    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> None:
+        super().__init__()
+        c_in, h, w = input_shape
+        kernel = int(config.get("kernel_size", 5))
+        use_bn = bool(config.get("use_BN", False))
+        activation = str(config.get("activation", "relu"))
+        dropout = float(config.get("dropout_rate", 0.2))
+        widths = conv_widths(config)
+        if h >> len(widths) < 1 or w >> len(widths) < 1:
+            raise ConfigError(
+                f"n_conv_layers={len(widths)} pools a {h}x{w} input below 1x1; use at most "
+                f"{min(h, w).bit_length() - 1} conv layers for this data."
+            )
+        self.conv = nn.ModuleList()
+        for c_out in widths:
+            self.conv.append(ConvBlock(c_in, c_out, kernel, use_bn, activation))
+            c_in = c_out
+        self.global_pool = bool(config.get("global_avg_pooling", True))
+        n_in = c_in if self.global_pool else c_in * (h >> len(widths)) * (w >> len(widths))
+        self.fc = nn.ModuleList()
+        for n_out in fc_widths(config):
+            self.fc.append(DenseBlock(n_in, n_out, dropout, activation))
+            n_in = n_out
+        self.head = nn.Linear(n_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.conv:
+            x = block(x)
+        x = x.mean(dim=(2, 3)) if self.global_pool else x.flatten(1)
+        for dense in self.fc:
+            x = dense(x)
+        return self.head(x)
+
+
+def build_model(
+    config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+) -> nn.Module:
+    """The network for ``config`` on inputs ``C x H x W`` with ``n_classes`` outputs."""
+    return ConfigurableCNN(config, input_shape, n_classes)
+
+
+def count_params(config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> int:
+    """Trainable parameters of ``build_model(...)``, counted on the meta device (no allocation)."""
+    with torch.device("meta"):
+        model = build_model(config, input_shape, n_classes)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

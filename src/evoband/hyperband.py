@@ -1,0 +1,83 @@
+"""The Hyperband bracket schedule: a small pure object that can be printed and serialised."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """One successive-halving bracket: how many members reach each rung, at which budget."""
+
+    s: int
+    n_members: tuple[int, ...]
+    budgets: tuple[int, ...]
+
+    def epochs_cost(self) -> int:
+        """Epochs trained per fold when every promoted member continues from its checkpoint."""
+        cost, previous = 0, 0
+        for n, budget in zip(self.n_members, self.budgets, strict=True):
+            cost += n * (budget - previous)
+            previous = budget
+        return cost
+
+
+@dataclass(frozen=True)
+class HyperbandSchedule:
+    """Brackets s = s_max..0 for budgets ``min_epochs``..``max_epochs`` with halving rate ``eta``.
+
+    Rung ``i`` of bracket ``s`` trains ``min_epochs * eta**(s_max - s + i)`` epochs, except the last
+    rung of every bracket, which is exactly ``max_epochs``. Bracket ``s`` starts
+    ``ceil((s_max + 1) / (s + 1) * eta**s)`` members and keeps ``floor(n / eta**i)`` at rung ``i``.
+    """
+
+    min_epochs: int
+    max_epochs: int
+    eta: int
+
+    def __post_init__(self) -> None:
+        if self.eta < 2:
+            raise ConfigError(f"The 'eta' parameter of Hyperband must be an int >= 2. Got {self.eta} instead.")
+        if self.min_epochs < 1:
+            raise ConfigError(f"The 'min_epochs' parameter must be an int >= 1. Got {self.min_epochs} instead.")
+        if self.min_epochs > self.max_epochs:
+            raise ConfigError(
+                f"The 'min_epochs' parameter ({self.min_epochs}) must not exceed the max epochs ({self.max_epochs})."
+            )
+
+    @property
+    def s_max(self) -> int:
+        s = 0
+        while self.min_epochs * self.eta ** (s + 1) <= self.max_epochs:
+            s += 1
+        return s
+
+    def bracket(self, s: int) -> Bracket:
+        s_max = self.s_max
+        n = math.ceil((s_max + 1) / (s + 1) * self.eta**s)
+        budgets = [self.min_epochs * self.eta ** (s_max - s + i) for i in range(s)] + [self.max_epochs]
+        members = [max(1, n // self.eta**i) for i in range(s + 1)]
+        return Bracket(s, tuple(members), tuple(budgets))
+
+    @property
+    def brackets(self) -> list[Bracket]:
+        """Brackets in the order one Hyperband iteration runs them: most aggressive first."""
+        return [self.bracket(s) for s in range(self.s_max, -1, -1)]
+
+    def epochs_cost(self) -> int:
+        """Epochs per fold of one whole iteration (one generation)."""
+        return sum(b.epochs_cost() for b in self.brackets)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "brackets": [asdict(b) for b in self.brackets]}
+
+    def __str__(self) -> str:
+        lines = [f"Hyperband schedule: epochs {self.min_epochs}..{self.max_epochs}, eta {self.eta}, s_max {self.s_max}"]
+        for b in self.brackets:
+            rungs = "  ".join(f"{n}x{r}" for n, r in zip(b.n_members, b.budgets, strict=True))
+            lines.append(f"  bracket s={b.s}: {rungs}   (members x epochs; {b.epochs_cost()} epochs per fold)")
+        lines.append(f"  one generation: {self.epochs_cost()} epochs per fold")
+        return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""An individual of the population: genotype, lineage, results per budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .space import Config
+from .target import Result
+
+SAMPLED, DEFAULT, MUTATED, RECOMBINED = "sampled", "default", "mutated", "recombined"
+
+
+@dataclass
+class Member:
+    """One evaluated (or to be evaluated) configuration.
+
+    Attributes:
+        member_id: unique within a run, in creation order.
+        config: the genotype.
+        seed: fixes the member's weight initialisation and training randomness.
+        num_params: counted before training.
+        origin: sampled / default / mutated / recombined.
+        parents: ids of the members it was made from.
+        generation: the generation that made it (0 = initial population).
+        bracket: the Hyperband bracket it was made for, if any.
+        results: evaluation results keyed by budget (epochs).
+        checkpoint_sha256: hash of each fold's latest checkpoint.
+    """
+
+    member_id: int
+    config: Config
+    seed: int
+    num_params: int
+    origin: str = SAMPLED
+    parents: tuple[int, ...] = ()
+    generation: int = 0
+    bracket: int | None = None
+    results: dict[int, Result] = field(default_factory=dict)
+    checkpoint_sha256: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained so far (the highest evaluated budget)."""
+        return max(self.results, default=0)
+
+    @property
+    def result(self) -> Result | None:
+        """The result at the highest budget reached."""
+        return self.results[self.epochs] if self.results else None
+
+    def describe(self) -> str:
+        made = self.origin if not self.parents else f"{self.origin} from {', '.join(map(str, self.parents))}"
+        return f"member {self.member_id} ({made})"

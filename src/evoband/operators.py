@@ -1,0 +1,219 @@
+"""Variation and selection operators on genotypes; each takes an explicit numpy Generator.
+
+Variation operators work on plain config dicts and repair conditional structure through
+:func:`evoband.space.complete`. :class:`ParamBudget` keeps children within the parameter limit
+by shrinking width and depth keys; a child that cannot be repaired is discarded, never trained.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from ConfigSpace import (
+    CategoricalHyperparameter,
+    ConfigurationSpace,
+    OrdinalHyperparameter,
+)
+
+from .space import Config, complete, is_active, sample, sample_value
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+STRUCTURE_PREFIXES = ("n_channels_", "n_conv_layers", "n_fc_layers", "kernel_size")
+"""Keys that set the parameter count: the ones a repair may shrink."""
+
+
+class Variation(ABC):
+    """Makes one child genotype from one or more parent genotypes."""
+
+    n_parents: int = 1
+
+    @abstractmethod
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        """A new valid genotype."""
+
+
+class RandomSampling(Variation):
+    """Ignores the parents and draws a fresh configuration (random search)."""
+
+    n_parents = 0
+
+    def __init__(self, space: ConfigurationSpace) -> None:
+        self.space = space
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        return sample(self.space, rng)
+
+
+class UniformMutation(Variation):
+    """Resamples ``k`` randomly chosen active hyperparameters from their priors."""
+
+    def __init__(self, space: ConfigurationSpace, k: int = 1) -> None:
+        self.space, self.k = space, k
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        child = dict(parents[0])
+        names = sorted(child)
+        for name in rng.choice(names, size=min(self.k, len(names)), replace=False):
+            child[str(name)] = sample_value(self.space, str(name), rng)
+        return complete(self.space, child, rng)
+
+
+class LocalMutation(Variation):
+    """A neighbour step on one active hyperparameter.
+
+    Numeric: a Gaussian step of ``sigma`` in the normalised (log-scale where the prior is log)
+    vector space; ordinal: an adjacent value; categorical: another choice.
+    """
+
+    def __init__(self, space: ConfigurationSpace, sigma: float = 0.15) -> None:
+        self.space, self.sigma = space, sigma
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        child = dict(parents[0])
+        name = str(rng.choice(sorted(child)))
+        child[name] = neighbour(self.space, name, child[name], rng, self.sigma)
+        return complete(self.space, child, rng)
+
+
+def neighbour(space: ConfigurationSpace, name: str, value: Any, rng: np.random.Generator, sigma: float = 0.15) -> Any:
+    """A value next to ``value`` for hyperparameter ``name`` (different whenever possible)."""
+    hp = space[name]
+    if isinstance(hp, OrdinalHyperparameter):
+        seq = list(hp.sequence)
+        i = seq.index(value)
+        steps = [j for j in (i - 1, i + 1) if 0 <= j < len(seq)]
+        return _py(seq[int(rng.choice(steps))]) if steps else value
+    if isinstance(hp, CategoricalHyperparameter):
+        others = [c for c in hp.choices if c != value]
+        return _py(others[int(rng.integers(len(others)))]) if others else value
+    vector = float(hp.to_vector(value))
+    for _ in range(10):
+        new = _py(hp.to_value(np.clip(vector + rng.normal(0.0, sigma), 0.0, 1.0)))
+        if new != value:
+            return new
+    return value
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class UniformCrossover(Variation):
+    """Each hyperparameter from either parent; the child's structure is repaired to be consistent."""
+
+    n_parents = 2
+
+    def __init__(self, space: ConfigurationSpace) -> None:
+        self.space = space
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        a, b = parents[0], parents[1]
+        child: Config = {}
+        for name in self.space:
+            options = [p[name] for p in (a, b) if name in p]
+            if options:
+                child[name] = options[int(rng.integers(len(options)))]
+        return complete(self.space, child, rng)
+
+
+class Selection(ABC):
+    """Picks parents from a population ranked best first."""
+
+    @abstractmethod
+    def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:
+        """``n`` parents (with repetition) from ``ranked`` (best first)."""
+
+
+class NeutralSelection(Selection):
+    """Every member equally likely."""
+
+    def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:
+        return [ranked[int(i)] for i in rng.integers(len(ranked), size=n)]
+
+
+class TournamentSelection(Selection):
+    """The best of ``size`` members drawn at random, ``n`` times."""
+
+    def __init__(self, size: int = 3) -> None:
+        if size < 1:
+            raise ValueError(f"The tournament size is {size}, but must be >= 1.")
+        self.size = size
+
+    def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:
+        picks = []
+        for _ in range(n):
+            contenders = rng.integers(len(ranked), size=min(self.size, len(ranked)))
+            picks.append(ranked[int(contenders.min())])
+        return picks
+
+
+def plus_selection(ranked_union: Sequence[T], mu: int) -> list[T]:
+    """(mu + lambda) survival: the best ``mu`` of parents and offspring, already ranked together."""
+    return list(ranked_union[:mu])
+
+
+class ParamBudget:
+    """Keeps genotypes within a parameter limit by shrinking their width and depth keys.
+
+    Args:
+        space: the search space.
+        count: genotype -> parameter count (on the meta device).
+        limit: the largest allowed count.
+        max_tries: shrink steps before the child is given up.
+    """
+
+    def __init__(self, space: ConfigurationSpace, count: Callable[[Config], int], limit: int, max_tries: int = 30) -> None:
+        self.space, self.count, self.limit, self.max_tries = space, count, limit, max_tries
+        self.discarded = 0
+
+    def repair(self, config: Config, rng: np.random.Generator) -> Config | None:
+        """``config`` if it fits, else a shrunk variant that fits, else None (counted)."""
+        for _ in range(self.max_tries):
+            if self.count(config) <= self.limit:
+                return config
+            keys = [k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES)]
+            name = str(rng.choice(keys))
+            config = complete(self.space, {**config, name: self._shrink(name, config[name], rng)}, rng)
+        if self.count(config) <= self.limit:
+            return config
+        self.discarded += 1
+        return None
+
+    def _shrink(self, name: str, value: Any, rng: np.random.Generator) -> Any:
+        hp = self.space[name]
+        if isinstance(hp, OrdinalHyperparameter):
+            i = list(hp.sequence).index(value)
+            return _py(hp.sequence[int(rng.integers(i + 1))])
+        upper = float(hp.to_vector(value))
+        return _py(hp.to_value(rng.uniform(0.0, upper)))
+
+
+def smallest_config(space: ConfigurationSpace, count: Callable[[Config], int]) -> Config:
+    """A configuration with (close to) the fewest parameters the space allows.
+
+    Numeric and ordinal keys at their lower bound; each categorical key set, one at a time, to
+    the choice that gives the fewest parameters.
+    """
+    config: Config = {}
+    for name in space:
+        if not is_active(space, name, config):
+            continue
+        hp = space[name]
+        if isinstance(hp, OrdinalHyperparameter):
+            config[name] = _py(hp.sequence[0])
+        elif isinstance(hp, CategoricalHyperparameter):
+            config[name] = _py(hp.default_value)
+        else:
+            config[name] = _py(hp.to_value(0.0))
+    for name in list(config):
+        hp = space[name]
+        if isinstance(hp, CategoricalHyperparameter):
+            config[name] = min((_py(c) for c in hp.choices), key=lambda c: count({**config, name: c}))
+    return config

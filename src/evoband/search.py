@@ -1,0 +1,230 @@
+"""Running a whole search from arguments: data, space, run directory, resume checks, report.
+
+The command lines (AutoML.py, AutoML_random_search.py) and :func:`evoband.fit` call
+:func:`run_search`; everything a run needs to be rebuilt is in its ``run.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .callbacks import Callback, ProgressBar
+from .constraints import Constraints
+from .data import DataSource, load_data
+from .ea import EvolutionaryOptimizer, SearchSettings
+from .errors import StoreError
+from .member import Member
+from .paths import resolve_default
+from .space import get_space
+from .store import RunStore
+from .target import Task
+from .train import resolve_device
+
+logger = logging.getLogger(__name__)
+
+SEARCH_DEFINING = (
+    "space", "max_params", "min_precision", "cv_folds", "data", "pop_size", "num_children",
+    "hyperband", "min_epochs", "max_epochs", "eta", "seed", "crossover_prob", "tournament_size",
+    "random_search",
+)
+"""Arguments a resumed run must share with the run it continues."""
+
+
+@dataclass
+class SearchConfig:
+    """All arguments of a search run."""
+
+    settings: SearchSettings = field(default_factory=SearchSettings)
+    max_params: float = 2e7
+    min_precision: float = 0.39
+    space: str = "course"
+    data_dir: str | None = None
+    image_size: tuple[int, int] | None = None
+    cv_folds: int = 3
+    run_dir: str | None = None
+    resume: bool = False
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class SearchReport:
+    """What a finished (or stopped) search found."""
+
+    run_dir: Path
+    best: Member | None
+    feasible: bool
+    n_evaluations: int
+    n_feasible: int
+    elapsed: float
+    stopped_by: str
+    constraints: Constraints
+    peak_checkpoint_bytes: int
+    ledger_seconds: float
+
+    def format(self) -> str:
+        lines = [f"Run directory: {self.run_dir}"]
+        if self.best is None or self.best.result is None:
+            lines.append("No configuration was evaluated (the budget ended first).")
+        else:
+            r = self.best.result
+            if self.feasible:
+                lines.append(f"Best feasible configuration ({self.best.describe()}, {r.epochs} epochs):")
+            else:
+                lines.append(
+                    "NO FEASIBLE CONFIGURATION FOUND: no evaluated network met "
+                    + " and ".join(c.describe() for c in self.constraints.all)
+                    + ". Returning the most precise one instead:"
+                )
+            lines.append(f"  CV top-3 {r.top3:.4f}   CV precision {r.precision:.4f}   params {r.num_params:,}")
+        rate = self.n_feasible / self.n_evaluations if self.n_evaluations else 0.0
+        lines.append(
+            f"Evaluations: {self.n_evaluations} ({rate:.0%} feasible) in {self.elapsed:.0f} s; stopped: {self.stopped_by or 'finished'}"
+        )
+        lines.append(
+            f"Peak checkpoint disk use {self.peak_checkpoint_bytes / 1e6:.1f} MB; ledger writes {self.ledger_seconds:.2f} s "
+            f"({self.ledger_seconds / max(self.elapsed, 1e-9):.2%} of the run)"
+        )
+        if self.best is not None:
+            lines.append(f"Retrain it on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True")
+        return "\n".join(lines)
+
+
+def default_run_name(config: SearchConfig) -> str:
+    """A descriptive folder name: algorithm, population, constraints, seed and date."""
+    s = config.settings
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    algo = s.algorithm.lower().replace("+", "_")
+    return f"{algo}_pop{s.pop_size}_maxParams{config.max_params:g}_minPrec{config.min_precision:g}_seed{s.seed}_{stamp}"
+
+
+def versions() -> dict[str, str]:
+    import ConfigSpace
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "ConfigSpace": ConfigSpace.__version__,
+        "evoband": __version__,
+    }
+
+
+def search_definition(config: SearchConfig, data: DataSource) -> dict[str, Any]:
+    s = config.settings
+    return {
+        "space": config.space, "max_params": int(config.max_params), "min_precision": float(config.min_precision),
+        "cv_folds": config.cv_folds, "data": data.location, "pop_size": s.pop_size,
+        "num_children": s.num_children, "hyperband": s.hyperband, "min_epochs": s.min_epochs,
+        "max_epochs": s.max_epochs, "eta": s.eta, "seed": s.seed, "crossover_prob": s.crossover_prob,
+        "tournament_size": s.tournament_size, "random_search": s.random_search,
+    }
+
+
+def prepare_run_dir(config: SearchConfig) -> Path:
+    """The run directory; refuses to overwrite a used one unless resuming."""
+    run_dir = resolve_default(config.run_dir or Path("runs") / default_run_name(config))
+    used = run_dir.exists() and any(run_dir.iterdir())
+    if config.resume:
+        if not (run_dir / "history.sqlite").exists():
+            raise StoreError(f"Cannot resume: {run_dir} holds no history.sqlite. Start a new run without --resume.")
+    elif used:
+        raise StoreError(
+            f"The run directory {run_dir} exists and is not empty; pass --resume to continue it "
+            "or choose another --run_dir."
+        )
+    return run_dir
+
+
+def check_resume(store: RunStore, definition: dict[str, Any]) -> None:
+    """Refuse to continue a run with different search-defining arguments."""
+    recorded = store.run_info().get("search", {})
+    diffs = [
+        f"{key}: run has {recorded.get(key)!r}, now {definition[key]!r}"
+        for key in SEARCH_DEFINING
+        if recorded.get(key) != definition[key]
+    ]
+    if diffs:
+        raise StoreError(f"Cannot resume {store.run_dir} with different settings ({'; '.join(diffs)}).")
+
+
+def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> SearchReport:
+    """Run (or resume) a constrained search and write every output into its run directory."""
+    settings = config.settings
+    constraints = Constraints.of(config.max_params, config.min_precision)
+    space = get_space(config.space, seed=settings.seed)
+    data = load_data(config.data_dir, config.image_size)
+    run_dir = prepare_run_dir(config)
+    device = resolve_device(config.device)
+    task = Task(data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device)
+    definition = search_definition(config, data)
+    store = RunStore(run_dir)
+    try:
+        if config.resume and not store.is_empty():
+            check_resume(store, definition)
+            logger.info("Resuming %s from its ledger.", run_dir)
+        else:
+            store.set_run_info({
+                "search": definition, "versions": versions(), "data": data.describe(),
+                "space_definition": space.to_serialized_dict(),
+            })
+        cbs: list[Callback] = list(callbacks)
+        if config.progress:
+            cbs.insert(0, ProgressBar())
+        optimizer = EvolutionaryOptimizer(space, task, constraints, settings, store, callbacks=cbs)
+        run_json: dict[str, Any] = {
+            "algorithm": settings.algorithm, "arguments": _arguments(config), "search": definition,
+            "versions": versions(), "data": data.describe(), "device": str(device),
+            "started": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        if optimizer.schedule is not None:
+            run_json["hyperband"] = optimizer.schedule.to_dict()
+        store.write_run_json(run_json)
+        interrupted = True
+        try:
+            optimizer.run()
+            interrupted = False
+        finally:
+            best = optimizer.best_member()
+            report = SearchReport(
+                run_dir=run_dir, best=best,
+                feasible=best is not None and best.result is not None and constraints.feasible(best.result),
+                n_evaluations=optimizer.n_evaluations,
+                n_feasible=sum(1 for m in optimizer.members for r in m.results.values() if constraints.feasible(r)),
+                elapsed=optimizer.elapsed(), stopped_by=optimizer.stopped_by or ("interrupted" if interrupted else ""),
+                constraints=constraints, peak_checkpoint_bytes=max(optimizer.peak_checkpoint_bytes,
+                                                                   int(store.state().get("peak_checkpoint_bytes", 0))),
+                ledger_seconds=store.write_seconds,
+            )
+            run_json.update({
+                "finished": dt.datetime.now().isoformat(timespec="seconds"),
+                "elapsed_seconds": report.elapsed, "stopped_by": report.stopped_by,
+                "n_evaluations": report.n_evaluations, "n_replayed": optimizer.n_replayed,
+                "n_feasible": report.n_feasible, "feasible": report.feasible,
+                "peak_checkpoint_bytes": report.peak_checkpoint_bytes,
+                "ledger_write_seconds": report.ledger_seconds,
+                "children_discarded_over_max_params": optimizer.param_budget.discarded,
+                "best": None if best is None or best.result is None else {
+                    "member_id": best.member_id, "config": best.config, **best.result.to_dict()
+                },
+            })
+            store.write_run_json(run_json)
+        return report
+    finally:
+        store.close()
+
+
+def _arguments(config: SearchConfig) -> dict[str, Any]:
+    d = asdict(config)
+    d["settings"] = config.settings.to_dict()
+    return d

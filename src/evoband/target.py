@@ -1,0 +1,310 @@
+"""The objective: train a configuration for a budget of epochs on K folds (or train -> test).
+
+Each fold continues from its checkpoint when one exists and saves a new one afterwards, so that a
+member promoted to a higher Hyperband rung only trains the extra epochs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cnn import count_params
+from .data import DataSource, channel_stats, normalize, stratified_folds
+from .train import (
+    DIVERGED,
+    FAILED,
+    OK,
+    TIMED_OUT,
+    EpochCallback,
+    TrainState,
+    derive_seed,
+    evaluate_model,
+    make_state,
+    train,
+)
+
+logger = logging.getLogger(__name__)
+
+_STATUS_ORDER = [OK, TIMED_OUT, DIVERGED, FAILED]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Normalised tensors of one fold, on the training device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_valid: torch.Tensor
+    y_valid: torch.Tensor
+
+
+class Task:
+    """A data set prepared for evaluation: normalised once, split into folds, on the device.
+
+    Args:
+        data: the data set.
+        cv_folds: K for stratified K-fold CV on the training split; ignored with ``use_test``.
+        split_seed: fixes the folds.
+        device: where tensors and models live.
+        use_test: train on the whole training split and evaluate on the test split.
+    """
+
+    def __init__(
+        self,
+        data: DataSource,
+        *,
+        cv_folds: int = 3,
+        split_seed: int = 0,
+        device: torch.device | str = "cpu",
+        use_test: bool = False,
+    ) -> None:
+        self.data = data
+        self.device = torch.device(device)
+        self.use_test = use_test
+        # Statistics of the whole training split: the test split is never looked at.
+        mean, std = channel_stats(data.train.images)
+        x = normalize(data.train.images, mean, std, self.device)
+        y = data.train.labels.to(self.device)
+        if use_test:
+            if len(data.test) == 0:
+                raise ValueError(f"The data set {data.name} has no test split.")
+            xt = normalize(data.test.images, mean, std, self.device)
+            self.splits = [Split(x, y, xt, data.test.labels.to(self.device))]
+        else:
+            self.splits = []
+            for fold in stratified_folds(data.train.labels, cv_folds, split_seed):
+                tr = torch.as_tensor(fold.train_idx, device=self.device)
+                va = torch.as_tensor(fold.valid_idx, device=self.device)
+                self.splits.append(Split(x[tr], y[tr], x[va], y[va]))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.data.input_shape
+
+    @property
+    def n_classes(self) -> int:
+        return self.data.n_classes
+
+
+@dataclass
+class FoldResult:
+    """The outcome of one fold at one budget."""
+
+    fold: int
+    top3: float
+    top1: float
+    precision: float
+    loss: float
+    epochs: int
+    seconds: float
+    status: str = OK
+    message: str = ""
+    checkpoint_sha256: str = ""
+    predicted: list[int] = field(default_factory=list, repr=False)
+    labels: list[int] = field(default_factory=list, repr=False)
+    model: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scores (predictions only when kept; never the model)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        if not self.predicted:
+            d.pop("predicted")
+            d.pop("labels")
+        return d
+
+
+@dataclass
+class Result:
+    """The outcome of one evaluation: means over folds, per-fold values and an overall status."""
+
+    top3: float
+    top1: float
+    precision: float
+    num_params: int
+    epochs: int
+    seconds: float
+    status: str
+    message: str = ""
+    folds: list[FoldResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @classmethod
+    def from_folds(cls, folds: list[FoldResult], num_params: int, epochs: int) -> Result:
+        """Means over folds; the worst fold status is the result's status."""
+        n = max(len(folds), 1)
+        status = max((f.status for f in folds), key=_STATUS_ORDER.index, default=FAILED)
+        message = "; ".join(f"fold {f.fold}: {f.message}" for f in folds if f.message)
+        return cls(
+            top3=sum(f.top3 for f in folds) / n,
+            top1=sum(f.top1 for f in folds) / n,
+            precision=sum(f.precision for f in folds) / n,
+            num_params=num_params,
+            epochs=epochs,
+            seconds=sum(f.seconds for f in folds),
+            status=status,
+            message=message,
+            folds=folds,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "folds"}
+        d["folds"] = [f.to_dict() for f in self.folds]
+        return d
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: Path, state: TrainState) -> str:
+    """Write ``state`` atomically (temp file, fsync, rename); return the file's SHA-256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(state.state_dict(), fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def load_checkpoint(path: Path, state: TrainState, expected_sha256: str | None, max_epochs: int) -> bool:
+    """Restore ``state`` from ``path`` if it is there, intact and usable; say whether it was.
+
+    A missing, truncated or mismatching file is logged and ignored: the fold is retrained.
+    """
+    if not path.exists():
+        if expected_sha256:
+            logger.warning("Checkpoint %s is missing; retraining that fold from scratch.", path)
+        return False
+    if expected_sha256 and file_sha256(path) != expected_sha256:
+        logger.warning("Checkpoint %s does not match its recorded hash; retraining from scratch.", path)
+        return False
+    try:
+        saved = torch.load(path, map_location=next(state.model.parameters()).device, weights_only=True)
+        if int(saved["epochs_done"]) > max_epochs:
+            return False
+        state.load_state_dict(saved)
+    except Exception as exc:  # a damaged file may fail in many ways inside torch.load
+        logger.warning("Checkpoint %s cannot be loaded (%s); retraining from scratch.", path, exc)
+        return False
+    return True
+
+
+def checkpoint_path(checkpoint_dir: Path, fold: int) -> Path:
+    """Where fold ``fold`` of a member keeps its checkpoint."""
+    return checkpoint_dir / f"fold{fold}.pt"
+
+
+def evaluate(
+    config: Mapping[str, Any],
+    epochs: int,
+    *,
+    task: Task,
+    seed: int,
+    max_epochs: int | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_sha256: Mapping[int, str] | None = None,
+    deadline: float | None = None,
+    done_folds: Mapping[int, FoldResult] | None = None,
+    on_fold: Callable[[FoldResult], None] | None = None,
+    on_epoch: Callable[[int], EpochCallback | None] | None = None,
+    keep_predictions: bool = False,
+) -> Result:
+    """Train ``config`` to ``epochs`` epochs on every fold of ``task`` and score it.
+
+    Args:
+        config: the genotype.
+        epochs: the budget: total epochs each fold's model has trained when this returns.
+        task: prepared data and folds.
+        seed: fixes initialisation and each epoch's randomness (with the fold index).
+        max_epochs: the largest budget this member may reach (sets the LR schedule's length).
+        checkpoint_dir: continue from / save to ``fold<k>.pt`` there; None trains from scratch.
+        checkpoint_sha256: hashes recorded for those checkpoints; a mismatch means retraining.
+        deadline: ``time.monotonic()`` value after which training stops as ``timed_out``.
+        done_folds: folds already finished at this budget (e.g. before a crash): not redone.
+        on_fold: called with each newly finished fold (to record it at once).
+        on_epoch: given a fold index, returns a per-epoch progress callback (or None).
+        keep_predictions: fill each fold's ``predicted`` and ``labels`` lists.
+    """
+    num_params = count_params(config, task.input_shape, task.n_classes)
+    folds: list[FoldResult] = []
+    for k, split in enumerate(task.splits):
+        if done_folds and k in done_folds:
+            result = done_folds[k]
+        else:
+            result = _evaluate_fold(
+                config, epochs, k, split, task, seed, max_epochs or epochs, checkpoint_dir,
+                (checkpoint_sha256 or {}).get(k), deadline, on_epoch(k) if on_epoch else None,
+                keep_predictions,
+            )
+            if on_fold is not None:
+                on_fold(result)
+        folds.append(result)
+        if result.status in (TIMED_OUT, FAILED):
+            break
+    return Result.from_folds(folds, num_params, epochs)
+
+
+def _evaluate_fold(
+    config: Mapping[str, Any],
+    epochs: int,
+    k: int,
+    split: Split,
+    task: Task,
+    seed: int,
+    max_epochs: int,
+    checkpoint_dir: Path | None,
+    expected_sha256: str | None,
+    deadline: float | None,
+    on_epoch: EpochCallback | None,
+    keep_predictions: bool,
+) -> FoldResult:
+    start = time.perf_counter()
+    try:
+        state = make_state(
+            config, task.input_shape, task.n_classes,
+            max_epochs=max_epochs, seed=derive_seed(seed, k, 0), device=task.device,
+        )
+        path = checkpoint_path(checkpoint_dir, k) if checkpoint_dir is not None else None
+        if path is not None:
+            load_checkpoint(path, state, expected_sha256, epochs)
+        outcome = train(
+            state, split.x_train, split.y_train, config=config, epochs=epochs,
+            seed=derive_seed(seed, k, 1), deadline=deadline, on_epoch=on_epoch,
+        )
+        sha = ""
+        if outcome.status == DIVERGED:
+            return FoldResult(k, 0.0, 0.0, 0.0, outcome.loss, outcome.epochs_done,
+                              time.perf_counter() - start, DIVERGED, "non-finite training loss")
+        metrics, logits = evaluate_model(state.model, split.x_valid, split.y_valid, config)
+        if path is not None and outcome.status == OK:
+            sha = save_checkpoint(path, state)
+        message = "evaluation time limit reached" if outcome.status == TIMED_OUT else ""
+        result = FoldResult(k, metrics.top3, metrics.top1, metrics.precision, metrics.loss,
+                            outcome.epochs_done, time.perf_counter() - start, outcome.status, message, sha)
+        if keep_predictions:
+            result.predicted = logits.argmax(1).tolist()
+            result.labels = split.y_valid.cpu().tolist()
+            result.model = state.model
+        return result
+    except (RuntimeError, ValueError) as exc:  # e.g. out of memory: recorded, the search goes on
+        logger.warning("Fold %d failed: %s", k, exc)
+        return FoldResult(k, 0.0, 0.0, 0.0, float("nan"), 0, time.perf_counter() - start, FAILED, str(exc))

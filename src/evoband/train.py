@@ -1,0 +1,213 @@
+"""The one training and evaluation loop, used by the target, main.py and everything else.
+
+Training continues from a state (model, optimizer, LR schedule, epochs done) for more epochs.
+The randomness of epoch ``e`` (batch order, augmentation, dropout) is seeded from ``(seed, e)``,
+so training 2 + 3 epochs from a checkpoint gives the same network as 5 epochs in one go.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cnn import build_model
+from .data import augment, batch_indices
+from .metrics import Metrics, compute_metrics
+
+EpochCallback = Callable[[int, float, float], None]
+"""Called after each epoch with (epochs done, mean training loss, training top-1 accuracy)."""
+
+OK, DIVERGED, TIMED_OUT, FAILED = "ok", "diverged", "timed_out", "failed"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names are passed to torch."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (seed, fold, epoch, ...)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training: model, optimizer, schedule, epochs done."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    epochs_done: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "epochs_done": self.epochs_done,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epochs_done = int(state["epochs_done"])
+
+
+def make_optimizer(config: Mapping[str, Any], params: Any) -> torch.optim.Optimizer:
+    """The optimizer the config names, at its learning rate (and weight decay, if searched)."""
+    lr = float(config.get("learning_rate_init", 1e-3))
+    name = config.get("optimizer", "adamw")
+    searched = bool(config.get("use_weight_decay"))
+    decay = float(config["weight_decay"]) if searched else 0.0
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+    if name == "adamw":  # torch's default decay of 0.01 unless the space searches it
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay if searched else 0.01)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
+    if name == "adad":
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=decay)
+    raise ValueError(f"Unknown optimizer {name!r}.")
+
+
+def make_state(
+    config: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+    n_classes: int,
+    *,
+    max_epochs: int,
+    seed: int,
+    device: torch.device,
+) -> TrainState:
+    """A freshly initialised model (weights fixed by ``seed``) with its optimizer and schedule."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(config, input_shape, n_classes)
+    model.to(device)
+    optimizer = make_optimizer(config, model.parameters())
+    scheduler = None
+    if config.get("lr_schedule") == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
+    return TrainState(model, optimizer, scheduler, 0)
+
+
+def _loss_fn(config: Mapping[str, Any], n_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if config.get("train_criterion", "cross_entropy") == "mse":
+        def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            target = nn.functional.one_hot(y, n_classes).to(logits.dtype)
+            return nn.functional.mse_loss(logits.softmax(dim=1), target)
+        return mse
+    smoothing = float(config.get("label_smoothing", 0.0))
+    return lambda logits, y: nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
+
+
+def _n_outputs(model: nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return int(last.out_features)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """How a call to :func:`train` ended."""
+
+    status: str
+    epochs_done: int
+    loss: float
+
+
+def train(
+    state: TrainState,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    config: Mapping[str, Any],
+    epochs: int,
+    seed: int,
+    deadline: float | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainOutcome:
+    """Train ``state`` in place until it has done ``epochs`` epochs in total.
+
+    Args:
+        state: model, optimizer, schedule and epochs already done.
+        x, y: normalised training images and labels, already on the model's device.
+        config: the genotype (batch size, criterion, augmentation).
+        epochs: the total number of epochs to reach (not the number to add).
+        seed: seeds each epoch's randomness together with the epoch index.
+        deadline: a ``time.monotonic()`` value; training stops there as ``timed_out``.
+        on_epoch: progress callback.
+
+    Returns:
+        ``ok``, ``diverged`` (a NaN or inf loss; training stopped at once) or ``timed_out``.
+    """
+    n_classes = _n_outputs(state.model)
+    loss_fn = _loss_fn(config, n_classes)
+    batch_size = int(config.get("batch_size", 64))
+    flip = 0.5 if config.get("aug_flip") else 0.0
+    shift = int(config.get("aug_shift", 0))
+    device = x.device
+    mean_loss = float("nan")
+    while state.epochs_done < epochs:
+        epoch = state.epochs_done
+        generator = torch.Generator().manual_seed(derive_seed(seed, epoch, 0))
+        state.model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(derive_seed(seed, epoch, 1))
+            for idx in batch_indices(len(y), batch_size, generator):
+                idx = idx.to(device)
+                xb, yb = x[idx], y[idx]
+                if flip or shift:
+                    xb = augment(xb, flip, shift, generator)
+                logits = state.model(xb)
+                loss = loss_fn(logits, yb)
+                loss_value = loss.item()  # the one host sync per batch
+                if not math.isfinite(loss_value):
+                    return TrainOutcome(DIVERGED, state.epochs_done, loss_value)
+                state.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                state.optimizer.step()
+                total_loss += loss_value * len(yb)
+                correct += int((logits.detach().argmax(1) == yb).sum())
+                seen += len(yb)
+                if deadline is not None and time.monotonic() > deadline:
+                    return TrainOutcome(TIMED_OUT, state.epochs_done, total_loss / seen)
+        if state.scheduler is not None:
+            state.scheduler.step()
+        state.epochs_done += 1
+        mean_loss = total_loss / max(seen, 1)
+        if on_epoch is not None:
+            on_epoch(state.epochs_done, mean_loss, correct / max(seen, 1))
+    return TrainOutcome(OK, state.epochs_done, mean_loss)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in evaluation mode, on the CPU."""
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
+
+
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Mapping[str, Any]) -> tuple[Metrics, torch.Tensor]:
+    """Scores of ``model`` on ``(x, y)`` and its logits."""
+    logits = predict(model, x)
+    labels = y.cpu()
+    loss = float(_loss_fn(config, logits.shape[1])(logits, labels))
+    if not math.isfinite(loss):
+        loss = float("nan")
+    return compute_metrics(logits, labels, loss), logits
