@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from evoband.cli import EXIT_OK, EXIT_VIOLATED, flag, model_size, run_cli, setup_logging
 from evoband.ea import SearchSettings
@@ -78,12 +77,7 @@ def main(argv: list[str] | None = None, random_search: bool = False) -> int:
         else:
             print(f"No Hyperband: {args.num_children} children x {args.epochs} epochs x {args.cv_folds} folds per generation")
         return EXIT_OK
-    try:
-        report = run_search(config)
-    except KeyboardInterrupt:
-        run = config.run_dir or "runs/<run>"
-        print(f"\nInterrupted; the ledger and outputs are saved. Resume with:\n  python src/AutoML.py --run_dir {run} --resume [same arguments]", file=sys.stderr)
-        raise
+    report = run_search(config)
     print(report.format())
     return EXIT_OK if report.feasible else EXIT_VIOLATED
 

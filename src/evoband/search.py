@@ -136,8 +136,9 @@ def prepare_run_dir(config: SearchConfig) -> Path:
     run_dir = resolve_default(config.run_dir or Path("runs") / default_run_name(config))
     used = run_dir.exists() and any(run_dir.iterdir())
     if config.resume:
-        if not (run_dir / "history.sqlite").exists():
-            raise StoreError(f"Cannot resume: {run_dir} holds no history.sqlite. Start a new run without --resume.")
+        # a run killed before its ledger existed starts afresh; any other folder is not ours
+        if used and not (run_dir / "history.sqlite").exists() and any(p.name != "checkpoints" for p in run_dir.iterdir()):
+            raise StoreError(f"Cannot resume: {run_dir} holds no history.sqlite; choose the run directory of an evoband run.")
     elif used:
         raise StoreError(
             f"The run directory {run_dir} exists and is not empty; pass --resume to continue it "
@@ -219,6 +220,11 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
                 },
             })
             store.write_run_json(run_json)
+            if interrupted:
+                logger.warning(
+                    "Interrupted; the ledger and outputs are saved. Resume with:\n"
+                    "  python src/AutoML.py --run_dir %s --resume [the same arguments]", run_dir
+                )
         return report
     finally:
         store.close()

@@ -101,15 +101,15 @@ class RunStore:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_root.mkdir(exist_ok=True)
-        fresh = not path.exists()
+        fresh = not path.exists() or path.stat().st_size == 0
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        if fresh:
-            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = FULL")
-        if fresh:
-            self.conn.executescript(_SCHEMA)
-            self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        if fresh:  # one transaction: a kill leaves either no schema or all of it
+            self.conn.executescript(
+                f"BEGIN; PRAGMA application_id = {APPLICATION_ID}; {_SCHEMA} "
+                f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            )
         self._check_schema()
 
     # -- plumbing ------------------------------------------------------------------------------

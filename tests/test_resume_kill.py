@@ -1,0 +1,98 @@
+"""Kill safety: a run SIGKILLed at random moments and resumed ends as if never interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def automl_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, str(REPO / "src" / "AutoML.py"), "--data_dir", str(data_dir), "--run_dir", str(run_dir),
+        "--hyperband", "--pop_size", "3", "--epochs", "4", "--min_epochs", "1", "-s", "50000",
+        "--max_evaluations", "16", "--max_time", "3600", "--seed", "7", "--no_progress", *extra,
+    ]
+
+
+def ledger_rows(run_dir: Path) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    conn = sqlite3.connect(run_dir / "history.sqlite")
+    try:
+        members = conn.execute("SELECT member_id, config, seed, origin, parents FROM members ORDER BY member_id").fetchall()
+        evals = conn.execute(
+            "SELECT member_id, epochs, status, top3, top1, precision, num_params FROM evaluations ORDER BY member_id, epochs"
+        ).fetchall()
+        folds = conn.execute(
+            "SELECT member_id, epochs, fold, status, top3, precision FROM folds ORDER BY member_id, epochs, fold"
+        ).fetchall()
+    finally:
+        conn.close()
+    return members, evals, folds
+
+
+def assert_same_rows(a: list[tuple], b: list[tuple]) -> None:
+    assert len(a) == len(b)
+    for row_a, row_b in zip(a, b, strict=True):
+        for x, y in zip(row_a, row_b, strict=True):
+            if isinstance(x, float):
+                assert x == pytest.approx(y, abs=1e-6)
+            else:
+                assert x == y
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(tiny_image_root: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    subprocess.run(automl_command(tiny_image_root, straight), check=False, capture_output=True, timeout=600)
+    assert (straight / "opt_cfg.json").exists()
+
+    killed = tmp_path / "killed"
+    rng = np.random.default_rng(2026)
+    kills = 0
+    for attempt in range(5):
+        extra = ("--resume",) if attempt else ()
+        proc = subprocess.Popen(automl_command(tiny_image_root, killed, *extra),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(2.0, 9.0)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+    final = subprocess.run(automl_command(tiny_image_root, killed, "--resume"), capture_output=True, text=True, timeout=600)
+    assert final.returncode in (0, 1), final.stderr
+    assert kills >= 3, "the run finished before it could be killed: make it longer"
+
+    members_a, evals_a, folds_a = ledger_rows(straight)
+    members_b, evals_b, folds_b = ledger_rows(killed)
+    assert members_a == members_b
+    assert_same_rows(evals_a, evals_b)  # nothing lost, nothing duplicated, same metrics
+    assert_same_rows(folds_a, folds_b)
+    assert json.loads((killed / "opt_cfg.json").read_text()) == json.loads((straight / "opt_cfg.json").read_text())
+    records = json.loads((killed / "automl_run.json").read_text())
+    assert len(records) == len(evals_a) == 16
+
+
+@pytest.mark.slow
+def test_sigterm_writes_outputs_and_exits_143(tiny_image_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(automl_command(tiny_image_root, run_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run_dir / "automl_run.json").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "--resume" in err
+    for name in ("automl_run.json", "progress.csv", "run.json", "history.sqlite"):
+        assert (run_dir / name).exists(), name
+    assert json.loads((run_dir / "run.json").read_text())["stopped_by"] == "interrupted"
