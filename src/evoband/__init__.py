@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .autoflux import fit  # noqa: E402
 from .constraints import Constraints, MaxParams, MinPrecision  # noqa: E402
 from .ea import EvolutionaryOptimizer, SearchSettings  # noqa: E402
 from .errors import ConfigError, DataError, EvobandError, StoreError  # noqa: E402
@@ -12,5 +13,5 @@ from .store import RunStore, load_run  # noqa: E402
 
 __all__ = [
     "ConfigError", "Constraints", "DataError", "EvobandError", "EvolutionaryOptimizer", "MaxParams",
-    "MinPrecision", "RunStore", "SearchConfig", "SearchSettings", "StoreError", "load_run", "run_search",
+    "MinPrecision", "RunStore", "SearchConfig", "SearchSettings", "StoreError", "fit", "load_run", "run_search",
 ]

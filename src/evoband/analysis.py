@@ -33,12 +33,12 @@ import torch
 from scipy import stats
 
 from .constraints import Constraints
-from .data import DIGITS
+from .data import DIGITS, load_data
 from .errors import StoreError
 from .metrics import confusion_matrix
 from .store import RunStore, read_run_json
 from .target import Result, Task, evaluate
-from .train import OK
+from .train import OK, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -599,6 +599,35 @@ def retrain_on_test(run: RunData, task: Task, epochs: int, seed: int | None = No
     )
 
 
+def test_optima(
+    runs: Iterable[RunData], epochs: int, *, data_dir: str | None = None, device: str = "auto",
+    seed: int | None = None,
+) -> dict[str, TestResult]:
+    """:func:`retrain_on_test` for every run, loading each distinct data set once.
+
+    Args:
+        runs: the runs.
+        epochs: epochs to train each optimum.
+        data_dir: the data set for every run; default the one each run recorded.
+        device: where to train (``auto``: CUDA, MPS, else CPU).
+        seed: fixes training of every run; default each run's seed.
+    """
+    target = resolve_device(device)
+    tasks: dict[tuple[str | None, tuple[int, int] | None], Task] = {}
+    out: dict[str, TestResult] = {}
+    for run in runs:
+        key = (data_dir if data_dir is not None else test_data_dir(run), test_image_size(run))
+        if key not in tasks:
+            tasks[key] = Task(load_data(*key), use_test=True, device=target)
+        logger.info("Retraining the optimum of %s for %d epochs on the full training split.", run.name, epochs)
+        result = retrain_on_test(run, tasks[key], epochs, seed)
+        if result is not None:
+            logger.info("%s: test top-3 %.4f, top-1 %.4f, precision %.4f", run.name, result.top3, result.top1,
+                        result.precision)
+            out[run.name] = result
+    return out
+
+
 def confusion(test: TestResult) -> np.ndarray:
     """The test confusion matrix (rows: true class, columns: predicted), by :mod:`evoband.metrics`."""
     return confusion_matrix(
@@ -751,9 +780,13 @@ def _fmt(value: Any, spec: str, std: Any = None) -> str:
     return text
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def markdown_summary(summary: pd.DataFrame) -> str:
     """The summary as a Markdown table (group rows: mean ± std over runs, best run's config)."""
-    has_test = "test_top3" in summary.columns
+    has_test = "test_top3" in summary.columns and bool(summary["test_top3"].notna().any())
     head = ["", "group", "run", "optimum", "CV top-3", "CV precision", "params", "feasible",
             "evaluations", "feasible rate", "first feasible (s)"]
     if has_test:
@@ -768,9 +801,9 @@ def markdown_summary(summary: pd.DataFrame) -> str:
         feasible = r.get("feasible")
         verdict = "n/a" if feasible is None or feasible != feasible else ("yes" if feasible else "NO")
         if group:
-            verdict = f"{r.get('n_feasible_runs', 0)}/{r['n_runs']} runs"
+            verdict = f"{int(r.get('n_feasible_runs') or 0)}/{int(r['n_runs'])} runs"
         cells = [
-            f"**group** ({r['n_runs']} runs)" if group else "run", str(r["group"]),
+            f"**group** ({_runs(int(r['n_runs']))})" if group else "run", str(r["group"]),
             (f"best: {r['run']}" if group else str(r["run"])),
             f"`{r.get('config') or 'n/a'}` ({_fmt(r.get('epochs'), '.0f')} ep)",
             cell("cv_top3", ".3f"), cell("cv_precision", ".3f"), cell("num_params", ",.0f"), verdict,

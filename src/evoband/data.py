@@ -116,7 +116,13 @@ def load_data(
     else:
         logger.warning("No test/ split in %s; test evaluation will not be possible.", root)
         test = ImageSet(train.images[:0], train.labels[:0])
-    if len(test) and test.images.shape[1:] != train.images.shape[1:]:
+    if len(test) and test.images.shape[1] != train.images.shape[1]:
+        # one split has colour: give the grayscale one three channels too
+        if train.images.shape[1] == 1:
+            train = ImageSet(train.images.repeat(1, 3, 1, 1), train.labels)
+        else:
+            test = ImageSet(test.images.repeat(1, 3, 1, 1), test.labels)
+    if len(test) and test.images.shape[2:] != train.images.shape[2:]:
         raise DataError(
             f"Train and test images differ in size in {root}; pass --image_size H W to resize."
         )
@@ -133,11 +139,13 @@ def _class_names(split_dir: Path) -> list[str]:
 def load_image_folder(
     split_dir: Path, classes: Sequence[str], image_size: Sequence[int] | None = None
 ) -> ImageSet:
-    """Decode every image of ``split_dir/<class>/`` once; class index = position in ``classes``."""
+    """Decode every image of ``split_dir/<class>/`` once; class index = position in ``classes``.
+
+    A split of grayscale images keeps one channel; if any image has colour, all get three.
+    """
     images: list[np.ndarray] = []
     labels: list[int] = []
     skipped = 0
-    mode: str | None = None
     for index, name in enumerate(classes):
         folder = split_dir / name
         if not folder.is_dir():
@@ -148,19 +156,8 @@ def load_image_folder(
         if not wanted:
             raise DataError(f"Class folder {folder} holds no images.")
         for path in wanted:
-            try:
-                with Image.open(path) as img:
-                    img.load()
-                    if mode is None:
-                        mode = "L" if img.mode in ("L", "1", "I;16", "I", "F") else "RGB"
-                    pixels = img.convert(mode)
-                    if image_size is not None:
-                        size = (int(image_size[1]), int(image_size[0]))
-                        pixels = pixels.resize(size, Image.Resampling.BILINEAR)
-                    array = np.asarray(pixels, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"Cannot read image {path}: {exc}") from exc
-            if images and array.shape != images[0].shape:
+            array = read_image(path, image_size)
+            if images and array.shape[:2] != images[0].shape[:2]:
                 raise DataError(
                     f"Image {path} is {array.shape[1]}x{array.shape[0]}, others are "
                     f"{images[0].shape[1]}x{images[0].shape[0]}; pass --image_size H W to resize."
@@ -171,11 +168,32 @@ def load_image_folder(
         logger.warning("Skipped %d hidden or non-image files in %s.", skipped, split_dir)
     if not images:
         raise DataError(f"Split {split_dir} holds no images.")
-    stacked = np.stack(images)
-    if stacked.ndim == 3:
-        stacked = stacked[:, :, :, None]
+    channels = max(a.shape[2] for a in images)
+    stacked = np.stack([np.repeat(a, channels, axis=2) if a.shape[2] < channels else a for a in images])
     tensor = torch.from_numpy(np.ascontiguousarray(stacked.transpose(0, 3, 1, 2)))
     return ImageSet(tensor, torch.tensor(labels, dtype=torch.int64))
+
+
+_GRAY_MODES = {"L", "1", "I", "F", "LA"} | {m for m in ("I;16", "I;16B", "I;16L", "I;16N")}
+
+
+def read_image(path: Path, image_size: Sequence[int] | None = None) -> np.ndarray:
+    """One image as ``H x W x C`` uint8 (C = 1 for grayscale, else 3 RGB)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode.startswith("I") or img.mode == "F":
+                # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255
+                wide = np.asarray(img, dtype=np.float64)
+                top = 65535.0 if wide.max(initial=0) > 255 else 255.0
+                img = Image.fromarray(np.clip(wide * (255.0 / top), 0, 255).round().astype(np.uint8))
+            pixels = img.convert("L" if img.mode in _GRAY_MODES else "RGB")
+            if image_size is not None:
+                pixels = pixels.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR)
+            array = np.asarray(pixels, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"Cannot read image {path}: {exc}") from exc
+    return array[:, :, None] if array.ndim == 2 else array
 
 
 def load_digits(test_fraction: float = 0.25, seed: int = 0) -> DataSource:

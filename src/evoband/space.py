@@ -170,6 +170,8 @@ def validate(space: ConfigurationSpace, values: Mapping[str, Any]) -> Configurat
     for key, value in values.items():
         if key not in space:
             raise ConfigError(f"Unknown hyperparameter {key!r} (not in the {space.name} space).")
+        if not isinstance(value, (bool, int, float, str, np.generic)):
+            raise ConfigError(f"Hyperparameter {key!r} must be a single value, not {type(value).__name__} {value!r}.")
         if not space[key].legal_value(value):
             raise ConfigError(f"Hyperparameter {key!r} has the value {value!r}, but must be in {space[key]}.")
     try:
@@ -203,6 +205,8 @@ def load_config(source: str | Path | Mapping[str, Any], space: ConfigurationSpac
     for key, value in raw.items():
         if key not in space:
             raise ConfigError(f"Unknown hyperparameter {key!r} in {origin} (not in the {space.name} space).")
+        if not isinstance(value, (bool, int, float, str)):
+            raise ConfigError(f"Hyperparameter {key!r} in {origin} must be a single value, not {type(value).__name__} {value!r}.")
         hp = space[key]
         if isinstance(value, float) and value.is_integer() and isinstance(hp.default_value, (int, np.integer)) and not isinstance(hp.default_value, bool):
             raw[key] = int(value)
@@ -216,7 +220,7 @@ def load_config(source: str | Path | Mapping[str, Any], space: ConfigurationSpac
         if name in raw:
             values[name] = raw[name]
         else:
-            values[name] = default_config(space)[name]
+            values[name] = plain({name: space[name].default_value})[name]
             filled.append(name)
     ignored = sorted(set(raw) - set(values))
     if ignored:

@@ -279,13 +279,16 @@ def _evaluate_fold(
 ) -> FoldResult:
     start = time.perf_counter()
     try:
-        state = make_state(
-            config, task.input_shape, task.n_classes,
-            max_epochs=max_epochs, seed=derive_seed(seed, k, 0), device=task.device,
-        )
+        def fresh_state() -> TrainState:
+            return make_state(
+                config, task.input_shape, task.n_classes,
+                max_epochs=max_epochs, seed=derive_seed(seed, k, 0), device=task.device,
+            )
+
+        state = fresh_state()
         path = checkpoint_path(checkpoint_dir, k) if checkpoint_dir is not None else None
-        if path is not None:
-            load_checkpoint(path, state, expected_sha256, epochs)
+        if path is not None and (path.exists() or expected_sha256) and not load_checkpoint(path, state, expected_sha256, epochs):
+            state = fresh_state()  # a failed load may have filled part of the state
         outcome = train(
             state, split.x_train, split.y_train, config=config, epochs=epochs,
             seed=derive_seed(seed, k, 1), deadline=deadline, on_epoch=on_epoch,

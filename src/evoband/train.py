@@ -40,7 +40,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def derive_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (seed, fold, epoch, ...)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    # the part count goes first: SeedSequence ignores trailing zeros, so (1, 2) would equal (1, 2, 0)
+    entropy = [len(parts), *(int(p) for p in parts)]
+    return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @dataclass

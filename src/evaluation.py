@@ -1,0 +1,110 @@
+"""Figures and tables of one or more runs, grouped by algorithm or by --group; optionally on test.
+
+    python src/evaluation.py runs/<run> [runs/<run> ...] [--group EA=runs/a,runs/b] [--test]
+
+Writes into --out (default: <run>/figures/ for one run, figures/ for several): the figures
+(best_over_time, best_over_evaluations, best_over_epochs, scatter_precision_top3,
+scatter_params_top3, pareto_params_top3, feasible_fraction, hyperband_rungs_<run>, and with
+--test confusion_matrix_<run>), summary.csv, and with --test test_results.json and tests.csv.
+Prints the summary as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from evoband import analysis
+from evoband.cli import EXIT_BAD_INPUT, EXIT_OK, flag, model_size, run_cli, setup_logging
+from evoband.errors import ConfigError
+from evoband.paths import resolve_default, resolve_user
+from evoband.plots import save_figures
+from evoband.store import write_json
+
+logger = logging.getLogger("evoband")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run directories; grouped by their algorithm (EA+HB, EA, RS+HB, RS)")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=RUN,RUN",
+                   help="a named group of runs (seeds of one setting); repeatable")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/figures for one run, figures/ for several)")
+    flag(p, "--test", help="retrain each run's optimum on the whole training split and score it on the test split")
+    p.add_argument("-e", "--epochs", type=int, default=50, help="epochs to retrain each optimum with --test")
+    p.add_argument("--seed", type=int, default=None, help="seed of the --test retraining (default: each run's seed)")
+    p.add_argument("-s", "--constraint_max_model_size", type=model_size, default=None,
+                   help="max trainable parameters (default: each run's own, from its run.json)")
+    p.add_argument("-p", "--constraint_min_precision", type=float, default=None,
+                   help="min precision (default: each run's own, from its run.json)")
+    p.add_argument("--format", choices=["png", "pdf"], default="png", help="figure file format")
+    p.add_argument("--data_dir", default=None, help="data set for --test (default: the one each run used)")
+    p.add_argument("--device", default="auto", help="device for --test: auto, cpu, cuda, ...")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def parse_entries(args: argparse.Namespace) -> list[tuple[str | None, Path]]:
+    """(group or None, run directory) for every run named on the command line."""
+    entries: list[tuple[str | None, Path]] = []
+    for spec in args.group:
+        name, sep, runs = spec.partition("=")
+        paths = [r.strip() for r in runs.split(",") if r.strip()]
+        if not sep or not name.strip() or not paths:
+            raise ConfigError(f"--group {spec!r} must look like NAME=RUN,RUN (a name, '=', run directories).")
+        entries += [(name.strip(), resolve_user(r)) for r in paths]
+    entries += [(None, resolve_user(r)) for r in args.runs]
+    if not entries:
+        raise ConfigError("Name at least one run directory (RUN or --group NAME=RUN,RUN).")
+    return entries
+
+
+def validate(args: argparse.Namespace) -> None:
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
+    if args.constraint_min_precision is not None and not 0 < args.constraint_min_precision <= 1:
+        raise ConfigError(f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1].")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    validate(args)
+    entries = parse_entries(args)
+    groups, problems = analysis.load_groups(
+        entries, max_params=args.constraint_max_model_size, min_precision=args.constraint_min_precision
+    )
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    runs = [run for members in groups.values() for run in members]
+    if not runs:
+        print(f"error: none of the {len(entries)} runs is usable.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.out:
+        out = resolve_user(args.out)
+    else:
+        out = runs[0].path / "figures" if len(runs) == 1 else resolve_default("figures")
+    out.mkdir(parents=True, exist_ok=True)
+
+    tests = analysis.test_optima(runs, args.epochs, data_dir=args.data_dir, device=args.device, seed=args.seed) if args.test else {}
+    summary = analysis.summary_table(groups, tests)
+    summary.to_csv(out / "summary.csv", index=False)
+    print(analysis.markdown_summary(summary))
+    if tests:
+        write_json(out / "test_results.json", {name: t.to_dict() for name, t in tests.items()})
+        if len(groups) >= 2:
+            table = analysis.significance_tests(groups, tests)
+            table.to_csv(out / "tests.csv", index=False)
+            print("\nTests between groups on the test split:\n")
+            print(analysis.markdown_tests(table))
+    written = save_figures(groups, out, args.format, tests)
+    print(f"\nWrote {len(written)} figures and summary.csv to {out}:")
+    for path in written:
+        print(f"  {path.name}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,214 @@
+"""Tests of evoband.cnn: the network family, its module names and its parameter count."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from evoband.cnn import ACTIVATIONS, build_model, conv_widths, count_params, fc_widths
+from evoband.errors import ConfigError
+from evoband.space import DEFAULT_NETWORK, course_space, extended_space, sample
+
+TINY: dict[str, Any] = {
+    "learning_rate_init": 1e-2,
+    "batch_size": 32,
+    "kernel_size": 3,
+    "use_BN": False,
+    "global_avg_pooling": True,
+    "dropout_rate": 0.1,
+    "n_conv_layers": 1,
+    "n_channels_conv_0": 16,
+    "n_fc_layers": 1,
+    "n_channels_fc_0": 16,
+    "optimizer": "adam",
+    "train_criterion": "cross_entropy",
+}
+
+
+def analytic_params(
+    config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+) -> int:
+    """The parameter count worked out by hand from the module docstring's layout."""
+    c, h, w = input_shape
+    k = config["kernel_size"]
+    total = 0
+    for i in range(config["n_conv_layers"]):
+        out = config[f"n_channels_conv_{i}"]
+        total += c * out * k * k + out  # conv weight + bias
+        if config["use_BN"]:
+            total += 2 * out  # affine weight + bias
+        c, h, w = out, h // 2, w // 2
+    n = c if config["global_avg_pooling"] else c * h * w
+    for i in range(config["n_fc_layers"]):
+        out = config[f"n_channels_fc_{i}"]
+        total += n * out + out
+        n = out
+    return total + n * n_classes + n_classes
+
+
+def real_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_default_network_parameter_count() -> None:
+    assert count_params(DEFAULT_NETWORK, (3, 16, 16), 17) == 6_360_741
+    assert analytic_params(DEFAULT_NETWORK, (3, 16, 16), 17) == 6_360_741
+
+
+@pytest.mark.parametrize(("space_fn", "n_configs"), [(course_space, 50), (extended_space, 20)])
+def test_meta_count_equals_real_count(space_fn, n_configs: int, seed: int) -> None:
+    space = space_fn()
+    rng = np.random.default_rng(seed)
+    for _ in range(n_configs):
+        config = sample(space, rng)
+        meta = count_params(config, (3, 16, 16), 17)
+        assert meta == real_params(build_model(config, (3, 16, 16), 17)), config
+        assert meta == analytic_params(config, (3, 16, 16), 17), config
+
+
+def test_count_params_allocates_no_real_tensors() -> None:
+    # A network far too big to allocate is still counted (on the meta device).
+    huge = dict(
+        TINY,
+        n_conv_layers=3,
+        n_channels_conv_0=100_000,
+        n_channels_conv_1=100_000,
+        n_channels_conv_2=16,
+        kernel_size=7,
+    )
+    assert count_params(huge, (3, 16, 16), 10) == analytic_params(huge, (3, 16, 16), 10)
+
+
+SMOKE_CONFIGS = {
+    "one_layer": TINY,
+    "bn_flatten_three_layers": dict(
+        TINY,
+        use_BN=True,
+        global_avg_pooling=False,
+        n_conv_layers=3,
+        n_channels_conv_1=16,
+        n_channels_conv_2=16,
+        n_fc_layers=3,
+        n_channels_fc_1=8,
+        n_channels_fc_2=4,
+    ),
+    "bn_gap_two_layers_k5": dict(
+        TINY,
+        use_BN=True,
+        kernel_size=5,
+        n_conv_layers=2,
+        n_channels_conv_1=16,
+        n_fc_layers=2,
+        n_channels_fc_1=8,
+    ),
+    "flatten_one_layer_k7": dict(TINY, global_avg_pooling=False, kernel_size=7),
+    **{
+        f"activation_{name}": dict(TINY, activation=name, n_conv_layers=2, n_channels_conv_1=16)
+        for name in sorted(extended_space()["activation"].choices)
+    },
+}
+
+
+@pytest.mark.parametrize("input_shape", [(3, 8, 8), (1, 8, 12)])
+@pytest.mark.parametrize("name", sorted(SMOKE_CONFIGS))
+def test_forward_backward_smoke(name: str, input_shape: tuple[int, int, int], seed: int) -> None:
+    config = SMOKE_CONFIGS[name]
+    torch.manual_seed(seed)
+    model = build_model(config, input_shape, 5)
+    x = torch.randn(6, *input_shape, generator=torch.Generator().manual_seed(seed))
+    y = torch.arange(6) % 5
+
+    model.train()
+    logits = model(x)
+    assert logits.shape == (6, 5)
+    assert torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, y).backward()
+
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None, f"{param_name} got no gradient"
+        assert torch.isfinite(param.grad).all(), param_name
+    assert any(bool(p.grad.abs().sum() > 0) for p in model.parameters())
+    assert real_params(model) == count_params(config, input_shape, 5)
+    assert real_params(model) == analytic_params(config, input_shape, 5)
+
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (6, 5) and torch.isfinite(out).all()
+
+
+def test_every_extended_activation_is_built() -> None:
+    for name in extended_space()["activation"].choices:
+        model = build_model(dict(TINY, activation=name), (3, 8, 8), 3)
+        assert isinstance(model.conv[0].act, ACTIVATIONS[name])
+        assert isinstance(model.fc[0].act, ACTIVATIONS[name])
+
+
+def test_module_names_are_stable() -> None:
+    config = dict(
+        TINY, use_BN=True, n_conv_layers=2, n_channels_conv_1=16, n_fc_layers=2, n_channels_fc_1=8
+    )
+    model = build_model(config, (3, 8, 8), 4)
+
+    assert [name for name, _ in model.named_parameters()] == [
+        "conv.0.conv.weight",
+        "conv.0.conv.bias",
+        "conv.0.bn.weight",
+        "conv.0.bn.bias",
+        "conv.1.conv.weight",
+        "conv.1.conv.bias",
+        "conv.1.bn.weight",
+        "conv.1.bn.bias",
+        "fc.0.linear.weight",
+        "fc.0.linear.bias",
+        "fc.1.linear.weight",
+        "fc.1.linear.bias",
+        "head.weight",
+        "head.bias",
+    ]
+    buffers = [name for name, _ in model.named_buffers()]
+    assert "conv.0.bn.running_mean" in buffers and "conv.1.bn.running_var" in buffers
+
+
+def test_names_match_between_configs_of_different_depth() -> None:
+    shallow = build_model(dict(TINY), (3, 8, 8), 4).state_dict()
+    deep = build_model(dict(TINY, n_conv_layers=2, n_channels_conv_1=16), (3, 8, 8), 4).state_dict()
+    shared = set(shallow) & set(deep)
+    assert {"conv.0.conv.weight", "fc.0.linear.weight", "head.weight"} <= shared
+    assert shallow["conv.0.conv.weight"].shape == deep["conv.0.conv.weight"].shape
+
+
+def test_three_conv_layers_fit_an_8x8_input() -> None:
+    config = dict(
+        TINY, n_conv_layers=3, n_channels_conv_1=16, n_channels_conv_2=16, global_avg_pooling=False
+    )
+    model = build_model(config, (3, 8, 8), 3)  # 8 -> 4 -> 2 -> 1
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+    assert model.fc[0].linear.in_features == 16
+
+
+@pytest.mark.parametrize("input_shape", [(3, 4, 4), (3, 8, 4), (1, 2, 16)])
+def test_too_many_conv_layers_for_the_input_is_a_config_error(
+    input_shape: tuple[int, int, int],
+) -> None:
+    config = dict(TINY, n_conv_layers=3, n_channels_conv_1=16, n_channels_conv_2=16)
+    with pytest.raises(ConfigError, match="n_conv_layers"):
+        build_model(config, input_shape, 3)
+    with pytest.raises(ConfigError, match="n_conv_layers"):
+        count_params(config, input_shape, 3)
+
+
+def test_layer_widths_follow_the_config() -> None:
+    assert conv_widths(DEFAULT_NETWORK) == [457, 511, 38]
+    assert fc_widths(DEFAULT_NETWORK) == [27, 17]
+    # An inactive key of a deeper layer is not used.
+    assert fc_widths(dict(DEFAULT_NETWORK, n_channels_fc_2=273)) == [27, 17]
+    model = build_model(DEFAULT_NETWORK, (3, 16, 16), 17)
+    assert [block.conv.out_channels for block in model.conv] == [457, 511, 38]
+    assert [block.conv.kernel_size for block in model.conv] == [(5, 5)] * 3
+    assert [block.linear.out_features for block in model.fc] == [27, 17]
+    assert model.head.out_features == 17
