@@ -27,21 +27,68 @@ logger = logging.getLogger("evoband")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("runs", nargs="*", metavar="RUN", help="run directories; grouped by their algorithm (EA+HB, EA, RS+HB, RS)")
-    p.add_argument("--group", action="append", default=[], metavar="NAME=RUN,RUN",
-                   help="a named group of runs (seeds of one setting); repeatable")
-    p.add_argument("--out", default=None, help="output folder (default: <run>/figures for one run, figures/ for several)")
-    flag(p, "--test", help="retrain each run's optimum on the whole training split and score it on the test split")
-    p.add_argument("-e", "--epochs", type=int, default=50, help="epochs to retrain each optimum with --test")
-    p.add_argument("--seed", type=int, default=None, help="seed of the --test retraining (default: each run's seed)")
-    p.add_argument("-s", "--constraint_max_model_size", type=model_size, default=None,
-                   help="max trainable parameters (default: each run's own, from its run.json)")
-    p.add_argument("-p", "--constraint_min_precision", type=float, default=None,
-                   help="min precision (default: each run's own, from its run.json)")
-    p.add_argument("--format", choices=["png", "pdf"], default="png", help="figure file format")
-    p.add_argument("--data_dir", default=None, help="data set for --test (default: the one each run used)")
-    p.add_argument("--device", default="auto", help="device for --test: auto, cpu, cuda, ...")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="run directories; grouped by their algorithm (EA+HB, EA, RS+HB, RS)",
+    )
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME=RUN,RUN",
+        help="a named group of runs (e.g. seeds of one setting); repeatable",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: <run>/figures for one run, figures/ for several)",
+    )
+    flag(
+        p,
+        "--test",
+        help="retrain each run's optimum on the whole training split and score it on the test split",
+    )
+    p.add_argument(
+        "-e",
+        "--epochs",
+        type=int,
+        default=50,
+        help="epochs to retrain each optimum with --test (default: 50)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the --test retraining (default: each run's seed)",
+    )
+    p.add_argument(
+        "-s",
+        "--constraint_max_model_size",
+        type=model_size,
+        default=None,
+        help="max trainable parameters (default: each run's own, from its run.json)",
+    )
+    p.add_argument(
+        "-p",
+        "--constraint_min_precision",
+        type=float,
+        default=None,
+        help="min precision (default: each run's own, from its run.json)",
+    )
+    p.add_argument(
+        "--format", choices=["png", "pdf"], default="png", help="figure file format (default: png)"
+    )
+    p.add_argument(
+        "--data_dir", default=None, help="data set for --test (default: the one each run used)"
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="device for --test: auto (default; CUDA, MPS, else CPU), cpu, cuda, ...",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -53,7 +100,9 @@ def parse_entries(args: argparse.Namespace) -> list[tuple[str | None, Path]]:
         name, sep, runs = spec.partition("=")
         paths = [r.strip() for r in runs.split(",") if r.strip()]
         if not sep or not name.strip() or not paths:
-            raise ConfigError(f"--group {spec!r} must look like NAME=RUN,RUN (a name, '=', run directories).")
+            raise ConfigError(
+                f"--group {spec!r} must look like NAME=RUN,RUN (a name, '=', run directories)."
+            )
         entries += [(name.strip(), resolve_user(r)) for r in paths]
     entries += [(None, resolve_user(r)) for r in args.runs]
     if not entries:
@@ -65,7 +114,9 @@ def validate(args: argparse.Namespace) -> None:
     if args.epochs < 1:
         raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
     if args.constraint_min_precision is not None and not 0 < args.constraint_min_precision <= 1:
-        raise ConfigError(f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1].")
+        raise ConfigError(
+            f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1]."
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     validate(args)
     entries = parse_entries(args)
     groups, problems = analysis.load_groups(
-        entries, max_params=args.constraint_max_model_size, min_precision=args.constraint_min_precision
+        entries,
+        max_params=args.constraint_max_model_size,
+        min_precision=args.constraint_min_precision,
     )
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -88,7 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         out = runs[0].path / "figures" if len(runs) == 1 else resolve_default("figures")
     out.mkdir(parents=True, exist_ok=True)
 
-    tests = analysis.test_optima(runs, args.epochs, data_dir=args.data_dir, device=args.device, seed=args.seed) if args.test else {}
+    tests = (
+        analysis.test_optima(
+            runs, args.epochs, data_dir=args.data_dir, device=args.device, seed=args.seed
+        )
+        if args.test
+        else {}
+    )
     summary = analysis.summary_table(groups, tests)
     summary.to_csv(out / "summary.csv", index=False)
     print(analysis.markdown_summary(summary))

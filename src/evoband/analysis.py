@@ -10,8 +10,8 @@ Definitions used throughout:
 - *feasible*: status ok and every constraint met (:meth:`Constraints.feasible`);
 - the *optimum* of a run: the best member result by the feasibility-first ranking
   (:meth:`Constraints.rank_key`, ties to the older member), exactly as the optimizer returns it;
-- *epochs spent*: epochs trained summed over folds, where a member continued from its checkpoint
-  counts only the extra epochs of each rung.
+- *epochs spent*: epochs trained summed over folds (as the ledger's folds record them), where a
+  member continued from its checkpoint counts only the extra epochs of each rung.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from scipy import stats
 
 from .constraints import Constraints
 from .data import DIGITS, load_data
-from .errors import StoreError
+from .errors import EvobandError, StoreError
 from .metrics import confusion_matrix
 from .store import RunStore, read_run_json
 from .target import Result, Task, evaluate
@@ -43,7 +43,11 @@ from .train import OK, resolve_device
 logger = logging.getLogger(__name__)
 
 BOTH, PARAMS_ONLY, PRECISION_ONLY, NEITHER, NOT_OK = (
-    "both", "params only", "precision only", "neither", "not ok",
+    "both",
+    "params only",
+    "precision only",
+    "neither",
+    "not ok",
 )
 CONSTRAINT_CLASSES = (BOTH, PARAMS_ONLY, PRECISION_ONLY, NEITHER, NOT_OK)
 """Which constraints an evaluation meets; ``not ok`` = diverged, timed out or failed."""
@@ -136,6 +140,10 @@ def read_run(
         raise StoreError(f"{path} has an unreadable ledger ({exc}).") from exc
     try:
         evaluations = store.evaluations_frame()
+        evaluations["fold_epochs"] = [
+            {k: f.epochs for k, f in store.fold_results(int(m), int(e)).items()}
+            for m, e in zip(evaluations["member_id"], evaluations["epochs"], strict=True)
+        ]
         generations = store.generations_frame()
         ledger_info = store.run_info()
     except (sqlite3.Error, pd.errors.DatabaseError, ValueError) as exc:
@@ -145,6 +153,8 @@ def read_run(
     try:
         info = read_run_json(path)
     except (OSError, json.JSONDecodeError):
+        info = ledger_info
+    if not isinstance(info, dict):
         info = ledger_info
     search = info.get("search") or ledger_info.get("search") or {}
     info.setdefault("search", search)
@@ -157,7 +167,7 @@ def read_run(
             f"{path} records no constraints; pass --constraint_max_model_size and "
             "--constraint_min_precision."
         )
-    return RunData(
+    run = RunData(
         path=path,
         name=name or path.resolve().name,
         algorithm=str(info.get("algorithm") or algorithm_name(search)),
@@ -166,6 +176,17 @@ def read_run(
         generations=generations,
         info=info,
     )
+    recorded = (info.get("best") or {}).get("member_id")
+    if recorded is not None and max_params is None and min_precision is None:
+        best = optimum(run.evaluations, run.constraints)
+        if best is not None and int(best["member_id"]) != int(recorded):
+            logger.warning(
+                "%s: run.json names member %s as the optimum, the ledger ranks member %s first.",
+                path,
+                recorded,
+                int(best["member_id"]),
+            )
+    return run
 
 
 def load_groups(
@@ -189,7 +210,7 @@ def load_groups(
     for group, run_dir in entries:
         try:
             run = read_run(run_dir, max_params=max_params, min_precision=min_precision)
-        except StoreError as exc:
+        except EvobandError as exc:  # one unusable run does not stop the others
             problems.append(f"skipping {run_dir}: {exc}")
             continue
         base, k = run.name, 2
@@ -205,15 +226,23 @@ def load_groups(
 
 
 def _num(value: Any, default: float = 0.0) -> float:
-    return default if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    return (
+        default
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else float(value)
+    )
 
 
 def result_of(row: Mapping[str, Any]) -> Result:
     """The :class:`Result` of one ledger row (for the constraint objects)."""
     return Result(
-        top3=_num(row["top3"]), top1=_num(row["top1"]), precision=_num(row["precision"]),
-        num_params=int(_num(row["num_params"])), epochs=int(row["epochs"]),
-        seconds=_num(row["seconds"]), status=str(row["status"]),
+        top3=_num(row["top3"]),
+        top1=_num(row["top1"]),
+        precision=_num(row["precision"]),
+        num_params=int(_num(row["num_params"])),
+        epochs=int(row["epochs"]),
+        seconds=_num(row["seconds"]),
+        status=str(row["status"]),
     )
 
 
@@ -230,7 +259,9 @@ def member_results(frame: pd.DataFrame) -> pd.DataFrame:
 
 def feasible_mask(frame: pd.DataFrame, constraints: Constraints) -> pd.Series:
     """Whether each row is feasible (status ok and every constraint met)."""
-    return pd.Series([constraints.feasible(result_of(r)) for r in _rows(frame)], index=frame.index, dtype=bool)
+    return pd.Series(
+        [constraints.feasible(result_of(r)) for r in _rows(frame)], index=frame.index, dtype=bool
+    )
 
 
 def rank(frame: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
@@ -261,7 +292,15 @@ def constraint_classes(frame: pd.DataFrame, constraints: Constraints) -> pd.Seri
             continue
         params = constraints.max_params.satisfied(result)
         precision = constraints.min_precision.satisfied(result)
-        labels.append(BOTH if params and precision else PARAMS_ONLY if params else PRECISION_ONLY if precision else NEITHER)
+        labels.append(
+            BOTH
+            if params and precision
+            else PARAMS_ONLY
+            if params
+            else PRECISION_ONLY
+            if precision
+            else NEITHER
+        )
     return pd.Series(labels, index=frame.index, dtype=object)
 
 
@@ -273,21 +312,33 @@ def _rows(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 
 
 def cumulative_epochs(frame: pd.DataFrame, folds: int = 1) -> np.ndarray:
-    """Epochs spent after each evaluation of a chronological frame.
+    """Epochs trained, summed over folds, after each evaluation of a chronological frame.
 
-    A member continued from its checkpoint (a Hyperband promotion) trains only ``epochs``
-    minus its previous budget; every fold trains them, hence the factor ``folds``.
+    A member continued from its checkpoint (a Hyperband promotion) trains only the epochs beyond
+    its previous budget. With a ``fold_epochs`` column ({fold: epochs the fold had trained when
+    it finished}, from the ledger's folds) the count is exact, timed-out folds included; without
+    it every one of ``folds`` folds is assumed to have trained the whole budget.
     """
-    reached: dict[int, int] = {}
+    reached: dict[int, dict[int, int]] = {}
+    per_fold = frame["fold_epochs"] if "fold_epochs" in frame.columns else [None] * len(frame)
     extra = []
-    for member_id, epochs in zip(frame["member_id"], frame["epochs"], strict=True):
-        previous = reached.get(int(member_id), 0)
-        extra.append(max(int(epochs) - previous, 0) * folds)
-        reached[int(member_id)] = max(previous, int(epochs))
+    for member_id, epochs, done in zip(frame["member_id"], frame["epochs"], per_fold, strict=True):
+        before = reached.get(int(member_id), {})
+        if (
+            not isinstance(done, Mapping) or not done
+        ):  # no fold records: every fold trained the budget
+            done = dict.fromkeys(range(folds), int(epochs))
+        extra.append(sum(max(int(n) - before.get(k, 0), 0) for k, n in done.items()))
+        reached[int(member_id)] = {
+            **before,
+            **{k: max(int(n), before.get(k, 0)) for k, n in done.items()},
+        }
     return np.cumsum(np.asarray(extra, dtype=float))
 
 
-def best_so_far(values: Sequence[float] | np.ndarray, feasible: Sequence[bool] | np.ndarray) -> np.ndarray:
+def best_so_far(
+    values: Sequence[float] | np.ndarray, feasible: Sequence[bool] | np.ndarray
+) -> np.ndarray:
     """Running maximum of the feasible values; NaN until the first feasible one."""
     v = np.where(np.asarray(feasible, dtype=bool), np.asarray(values, dtype=float), -np.inf)
     best = np.maximum.accumulate(v) if len(v) else v
@@ -305,7 +356,9 @@ def best_feasible_trace(run: RunData, x: str = "elapsed") -> pd.DataFrame:
         Columns ``x`` and ``best``, one row per evaluation in the order they finished.
     """
     frame = chronological(run.evaluations)
-    best = best_so_far(frame["top3"].to_numpy(dtype=float), feasible_mask(frame, run.constraints).to_numpy())
+    best = best_so_far(
+        frame["top3"].to_numpy(dtype=float), feasible_mask(frame, run.constraints).to_numpy()
+    )
     if x == "elapsed":
         xs = frame["elapsed"].to_numpy(dtype=float)
     elif x == "evaluations":
@@ -320,18 +373,24 @@ def best_feasible_trace(run: RunData, x: str = "elapsed") -> pd.DataFrame:
 def population_trace(run: RunData, column: str) -> pd.DataFrame:
     """A generations column (``avg_acc``, ``avg_prec``, ...) against run seconds."""
     gens = run.generations
-    return pd.DataFrame({
-        "x": gens["elapsed"].to_numpy(dtype=float),
-        "best": pd.to_numeric(gens[column], errors="coerce").to_numpy(dtype=float),
-    })
+    return pd.DataFrame(
+        {
+            "x": gens["elapsed"].to_numpy(dtype=float),
+            "best": pd.to_numeric(gens[column], errors="coerce").to_numpy(dtype=float),
+        }
+    )
 
 
 def step_on_grid(
-    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, grid: np.ndarray, end: float | None = None
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    grid: np.ndarray,
+    end: float | None = None,
 ) -> np.ndarray:
     """A right-continuous step function through (x, y) read at ``grid``.
 
-    NaN before the first step and after ``end`` (a run that had stopped by then).
+    NaN before the first step and from ``end`` on (the run had stopped): drawn as steps, the
+    value at a grid point holds until the next one, so the last value reaches ``end`` exactly.
     """
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     order = np.argsort(xs, kind="stable")
@@ -339,7 +398,7 @@ def step_on_grid(
     idx = np.searchsorted(xs, grid, side="right") - 1
     out = np.where(idx >= 0, ys[np.clip(idx, 0, None)] if len(ys) else np.nan, np.nan)
     if end is not None:
-        out = np.where(grid > end, np.nan, out)
+        out = np.where(grid >= end, np.nan, out)
     return out
 
 
@@ -355,7 +414,11 @@ class Band:
 
 def band(curves: Sequence[np.ndarray], grid: np.ndarray) -> Band:
     """Mean +- sample standard deviation (0 for a single run) of curves sampled on ``grid``."""
-    stack = np.vstack([np.asarray(c, dtype=float) for c in curves]) if curves else np.full((1, len(grid)), np.nan)
+    stack = (
+        np.vstack([np.asarray(c, dtype=float) for c in curves])
+        if curves
+        else np.full((1, len(grid)), np.nan)
+    )
     n = np.sum(~np.isnan(stack), axis=0)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -364,9 +427,20 @@ def band(curves: Sequence[np.ndarray], grid: np.ndarray) -> Band:
     return Band(grid, mean, np.where(n > 0, std, np.nan), n)
 
 
-def group_band(traces: Sequence[pd.DataFrame], ends: Sequence[float | None], grid: np.ndarray) -> Band:
-    """:func:`band` of step traces (columns x, best) of the runs of a group."""
-    return band([step_on_grid(t["x"], t["best"], grid, end) for t, end in zip(traces, ends, strict=True)], grid)
+def group_band(
+    traces: Sequence[pd.DataFrame], ends: Sequence[float | None], grid: np.ndarray
+) -> Band:
+    """:func:`band` of the step traces (columns x, best) of the runs of a group.
+
+    A run that has stopped keeps its last value until the group's last run stops (its state,
+    frozen), and the mean is NaN wherever not every run has a value yet, so that a run joining
+    late cannot make the mean jump.
+    """
+    finite = [e for e in ends if e is not None and math.isfinite(e)]
+    end = max(finite) if finite else None
+    b = band([step_on_grid(t["x"], t["best"], grid, end) for t in traces], grid)
+    complete = b.n == len(traces)
+    return Band(grid, np.where(complete, b.mean, np.nan), np.where(complete, b.std, np.nan), b.n)
 
 
 # -- populations, Pareto front, Hyperband rungs ----------------------------------------------
@@ -376,12 +450,18 @@ def feasible_fraction(frame: pd.DataFrame, constraints: Constraints) -> pd.DataF
     """Per generation: evaluations, feasible evaluations and their fraction."""
     feasible = feasible_mask(frame, constraints)
     per = pd.DataFrame({"generation": frame["generation"].astype(int), "feasible": feasible})
-    out = per.groupby("generation")["feasible"].agg(n_evaluations="size", n_feasible="sum").reset_index()
+    out = (
+        per.groupby("generation")["feasible"]
+        .agg(n_evaluations="size", n_feasible="sum")
+        .reset_index()
+    )
     out["fraction"] = out["n_feasible"] / out["n_evaluations"]
     return out
 
 
-def pareto_mask(num_params: Sequence[float] | np.ndarray, top3: Sequence[float] | np.ndarray) -> np.ndarray:
+def pareto_mask(
+    num_params: Sequence[float] | np.ndarray, top3: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """Points no other point dominates (at most as many params and at least the top-3, one strictly).
 
     Of identical points only the first is kept.
@@ -407,11 +487,16 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
 
 def precision_feasible(frame: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
     """Rows with status ok that meet the precision constraint (whatever their size)."""
-    keep = [r["status"] == OK and constraints.min_precision.satisfied(result_of(r)) for r in _rows(frame)]
+    keep = [
+        r["status"] == OK and constraints.min_precision.satisfied(result_of(r))
+        for r in _rows(frame)
+    ]
     return frame[np.asarray(keep, dtype=bool)] if len(frame) else frame.copy()
 
 
-def spearman_per_rung(frame: pd.DataFrame, final_rungs: Mapping[int, int] | None = None) -> pd.DataFrame:
+def spearman_per_rung(
+    frame: pd.DataFrame, final_rungs: Mapping[int, int] | None = None
+) -> pd.DataFrame:
     """Spearman correlation of each rung's top-3 with the final rung's, per Hyperband bracket.
 
     Only members that reached the bracket's final rung count (pooled over generations).
@@ -429,14 +514,30 @@ def spearman_per_rung(frame: pd.DataFrame, final_rungs: Mapping[int, int] | None
     for bracket, part in hb.groupby(hb["bracket"].astype(int)):
         rung = part["rung"].astype(int)
         final = (final_rungs or {}).get(int(bracket), int(rung.max()))
-        table = part.assign(rung=rung).pivot_table(index="member_id", columns="rung", values="top3", aggfunc="max")
+        table = part.assign(rung=rung).pivot_table(
+            index="member_id", columns="rung", values="top3", aggfunc="max"
+        )
         finished = table[table[final].notna()] if final in table.columns else table.iloc[:0]
         for r in sorted(c for c in table.columns if c < final):
-            pair = finished[[r, final]].dropna() if final in table.columns else finished[[r]].iloc[:0]
+            pair = (
+                finished[[r, final]].dropna() if final in table.columns else finished[[r]].iloc[:0]
+            )
             epochs = part.loc[rung == r, "epochs"]
-            rho, p = spearman(pair[r].to_numpy(), pair[final].to_numpy()) if len(pair) else (math.nan, math.nan)
-            rows.append({"bracket": int(bracket), "rung": int(r), "epochs": int(epochs.max()),
-                         "n": len(pair), "rho": rho, "pvalue": p})
+            rho, p = (
+                spearman(pair[r].to_numpy(), pair[final].to_numpy())
+                if len(pair)
+                else (math.nan, math.nan)
+            )
+            rows.append(
+                {
+                    "bracket": int(bracket),
+                    "rung": int(r),
+                    "epochs": int(epochs.max()),
+                    "n": len(pair),
+                    "rho": rho,
+                    "pvalue": p,
+                }
+            )
     return pd.DataFrame(rows, columns=["bracket", "rung", "epochs", "n", "rho", "pvalue"])
 
 
@@ -458,16 +559,33 @@ def time_to_first_feasible(frame: pd.DataFrame, constraints: Constraints) -> flo
     return float(hits.iloc[0]) if len(hits) else float("nan")
 
 
-_SHORT = {"aug_flip": "flip", "aug_shift": "shift", "weight_decay": "wd", "label_smoothing": "ls",
-          "lr_schedule": "", "activation": "", "train_criterion": ""}
+_SHORT = {
+    "aug_flip": "flip",
+    "aug_shift": "shift",
+    "weight_decay": "wd",
+    "label_smoothing": "ls",
+    "lr_schedule": "",
+    "activation": "",
+    "train_criterion": "",
+}
 _SKIP = {"use_weight_decay"}
-_DEFAULTS_HIDDEN = {"lr_schedule": "constant", "activation": "relu", "train_criterion": "cross_entropy",
-                    "aug_flip": False, "aug_shift": 0, "label_smoothing": 0.0}
+_DEFAULTS_HIDDEN = {
+    "lr_schedule": "constant",
+    "activation": "relu",
+    "train_criterion": "cross_entropy",
+    "aug_flip": False,
+    "aug_shift": 0,
+    "label_smoothing": 0.0,
+}
 
 
 def compact_config(config: Mapping[str, Any]) -> str:
     """A one-line description of a genotype, e.g. ``conv[457,511,38] k5 GAP fc[27,17] ...``."""
-    c = {k: v for k, v in config.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    c = {
+        k: v
+        for k, v in config.items()
+        if v is not None and not (isinstance(v, float) and math.isnan(v))
+    }
     parts: list[str] = []
     done: set[str] = set()
 
@@ -548,10 +666,20 @@ class TestResult:
         return self.predicted == self.labels
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "config": self.config, "epochs": self.epochs, "seed": self.seed,
-                "top3": self.top3, "top1": self.top1, "precision": self.precision,
-                "num_params": self.num_params, "status": self.status, "classes": list(self.classes),
-                "predicted": self.predicted.tolist(), "labels": self.labels.tolist()}
+        return {
+            "run": self.run,
+            "config": self.config,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "top3": self.top3,
+            "top1": self.top1,
+            "precision": self.precision,
+            "num_params": self.num_params,
+            "status": self.status,
+            "classes": list(self.classes),
+            "predicted": self.predicted.tolist(),
+            "labels": self.labels.tolist(),
+        }
 
 
 def test_data_dir(run: RunData) -> str | None:
@@ -569,7 +697,9 @@ def test_image_size(run: RunData) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if size else None
 
 
-def retrain_on_test(run: RunData, task: Task, epochs: int, seed: int | None = None) -> TestResult | None:
+def retrain_on_test(
+    run: RunData, task: Task, epochs: int, seed: int | None = None
+) -> TestResult | None:
     """Retrain the run's optimum from scratch on the training split; score it on the test split.
 
     The same code path as ``main.py -t``: :class:`Task` with ``use_test`` and :func:`evaluate`.
@@ -591,8 +721,15 @@ def retrain_on_test(run: RunData, task: Task, epochs: int, seed: int | None = No
     result = evaluate(config, epochs, task=task, seed=seed, keep_predictions=True)
     fold = result.folds[0] if result.folds else None
     return TestResult(
-        run=run.name, config=config, epochs=epochs, seed=seed, top3=result.top3, top1=result.top1,
-        precision=result.precision, num_params=result.num_params, status=result.status,
+        run=run.name,
+        config=config,
+        epochs=epochs,
+        seed=seed,
+        top3=result.top3,
+        top1=result.top1,
+        precision=result.precision,
+        num_params=result.num_params,
+        status=result.status,
         predicted=np.asarray(fold.predicted if fold else [], dtype=int),
         labels=np.asarray(fold.labels if fold else [], dtype=int),
         classes=tuple(task.data.classes),
@@ -600,7 +737,11 @@ def retrain_on_test(run: RunData, task: Task, epochs: int, seed: int | None = No
 
 
 def test_optima(
-    runs: Iterable[RunData], epochs: int, *, data_dir: str | None = None, device: str = "auto",
+    runs: Iterable[RunData],
+    epochs: int,
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
     seed: int | None = None,
 ) -> dict[str, TestResult]:
     """:func:`retrain_on_test` for every run, loading each distinct data set once.
@@ -619,11 +760,20 @@ def test_optima(
         key = (data_dir if data_dir is not None else test_data_dir(run), test_image_size(run))
         if key not in tasks:
             tasks[key] = Task(load_data(*key), use_test=True, device=target)
-        logger.info("Retraining the optimum of %s for %d epochs on the full training split.", run.name, epochs)
+        logger.info(
+            "Retraining the optimum of %s for %d epochs on the full training split.",
+            run.name,
+            epochs,
+        )
         result = retrain_on_test(run, tasks[key], epochs, seed)
         if result is not None:
-            logger.info("%s: test top-3 %.4f, top-1 %.4f, precision %.4f", run.name, result.top3, result.top1,
-                        result.precision)
+            logger.info(
+                "%s: test top-3 %.4f, top-1 %.4f, precision %.4f",
+                run.name,
+                result.top3,
+                result.top1,
+                result.precision,
+            )
             out[run.name] = result
     return out
 
@@ -641,35 +791,65 @@ def run_summary(run: RunData, test: TestResult | None = None) -> dict[str, Any]:
     best = optimum(frame, run.constraints)
     feasible = feasible_mask(frame, run.constraints)
     row: dict[str, Any] = {
-        "level": "run", "group": "", "run": run.name, "n_runs": 1, "algorithm": run.algorithm,
-        "seed": run.seed, "max_params": run.constraints.max_params.limit,
+        "level": "run",
+        "group": "",
+        "run": run.name,
+        "n_runs": 1,
+        "algorithm": run.algorithm,
+        "seed": run.seed,
+        "max_params": run.constraints.max_params.limit,
         "min_precision": run.constraints.min_precision.limit,
     }
     if best is not None:
-        row.update({
-            "member_id": int(best["member_id"]), "config": compact_config(member_config(run, int(best["member_id"]))),
-            "epochs": int(best["epochs"]), "cv_top3": float(best["top3"]),
-            "cv_precision": float(best["precision"]), "num_params": int(best["num_params"]),
-            "feasible": bool(run.constraints.feasible(result_of(best))),
-        })
-    row.update({
-        "evaluations": len(frame), "feasible_rate": float(feasible.mean()) if len(frame) else float("nan"),
-        "time_to_first_feasible": time_to_first_feasible(frame, run.constraints),
-        "elapsed": run.elapsed,
-    })
+        row.update(
+            {
+                "member_id": int(best["member_id"]),
+                "config": compact_config(member_config(run, int(best["member_id"]))),
+                "epochs": int(best["epochs"]),
+                "cv_top3": float(best["top3"]),
+                "cv_precision": float(best["precision"]),
+                "num_params": int(best["num_params"]),
+                "feasible": bool(run.constraints.feasible(result_of(best))),
+            }
+        )
+    row.update(
+        {
+            "evaluations": len(frame),
+            "feasible_rate": float(feasible.mean()) if len(frame) else float("nan"),
+            "time_to_first_feasible": time_to_first_feasible(frame, run.constraints),
+            "elapsed": run.elapsed,
+        }
+    )
     if test is not None:
-        row.update({"test_epochs": test.epochs, "test_top3": test.top3, "test_top1": test.top1,
-                    "test_precision": test.precision})
+        row.update(
+            {
+                "test_epochs": test.epochs,
+                "test_top3": test.top3,
+                "test_top1": test.top1,
+                "test_precision": test.precision,
+            }
+        )
     return row
 
 
-MEAN_COLUMNS = ("cv_top3", "cv_precision", "num_params", "evaluations", "feasible_rate",
-                "time_to_first_feasible", "elapsed", "test_top3", "test_top1", "test_precision")
+MEAN_COLUMNS = (
+    "cv_top3",
+    "cv_precision",
+    "num_params",
+    "evaluations",
+    "feasible_rate",
+    "time_to_first_feasible",
+    "elapsed",
+    "test_top3",
+    "test_top1",
+    "test_precision",
+)
 """Columns a group row gives as mean over its runs (with ``<column>_std``)."""
 
 
 def best_run(runs: Sequence[RunData]) -> RunData:
     """The run whose optimum ranks best (CV only: the test split never picks)."""
+
     def key(run: RunData) -> tuple[int, float]:
         best = optimum(run.evaluations, run.constraints)
         return run.constraints.rank_key(None if best is None else result_of(best))
@@ -677,15 +857,22 @@ def best_run(runs: Sequence[RunData]) -> RunData:
     return min(runs, key=key)
 
 
-def group_summary(name: str, run_rows: Sequence[dict[str, Any]], runs: Sequence[RunData]) -> dict[str, Any]:
+def group_summary(
+    name: str, run_rows: Sequence[dict[str, Any]], runs: Sequence[RunData]
+) -> dict[str, Any]:
     """A group row: the best run's optimum configuration, means and std over runs of the scores."""
     top = best_run(runs)
     top_row = next(r for r in run_rows if r["run"] == top.name)
     row: dict[str, Any] = {
-        "level": "group", "group": name, "run": top.name, "n_runs": len(runs),
+        "level": "group",
+        "group": name,
+        "run": top.name,
+        "n_runs": len(runs),
         "algorithm": ",".join(sorted({r.algorithm for r in runs})),
-        "member_id": top_row.get("member_id"), "config": top_row.get("config", ""),
-        "epochs": top_row.get("epochs"), "feasible": top_row.get("feasible"),
+        "member_id": top_row.get("member_id"),
+        "config": top_row.get("config", ""),
+        "epochs": top_row.get("epochs"),
+        "feasible": top_row.get("feasible"),
         "n_feasible_runs": sum(bool(r.get("feasible")) for r in run_rows),
     }
     for col in MEAN_COLUMNS:
@@ -696,7 +883,9 @@ def group_summary(name: str, run_rows: Sequence[dict[str, Any]], runs: Sequence[
     return row
 
 
-def summary_table(groups: Mapping[str, Sequence[RunData]], tests: Mapping[str, TestResult] | None = None) -> pd.DataFrame:
+def summary_table(
+    groups: Mapping[str, Sequence[RunData]], tests: Mapping[str, TestResult] | None = None
+) -> pd.DataFrame:
     """Run rows then a row per group (see :func:`run_summary` and :func:`group_summary`)."""
     tests = tests or {}
     rows: list[dict[str, Any]] = []
@@ -719,11 +908,15 @@ class McNemar:
     pvalue: float
 
 
-def mcnemar(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray) -> McNemar:
+def mcnemar(
+    correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray
+) -> McNemar:
     """Exact McNemar test (binomial on the discordant pairs) of two classifiers on the same samples."""
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     if a.shape != b.shape:
-        raise ValueError(f"Both classifiers must be scored on the same samples ({a.shape} vs {b.shape}).")
+        raise ValueError(
+            f"Both classifiers must be scored on the same samples ({a.shape} vs {b.shape})."
+        )
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     n = only_a + only_b
     p = 1.0 if n == 0 else float(stats.binomtest(only_a, n, 0.5).pvalue)
@@ -744,7 +937,9 @@ def wilcoxon_paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> tuple[int
     return len(keys), float(res.statistic), float(res.pvalue)
 
 
-def significance_tests(groups: Mapping[str, Sequence[RunData]], tests: Mapping[str, TestResult]) -> pd.DataFrame:
+def significance_tests(
+    groups: Mapping[str, Sequence[RunData]], tests: Mapping[str, TestResult]
+) -> pd.DataFrame:
     """Pairwise tests between groups on the test split.
 
     McNemar: top-1 correctness of each group's best run (by CV ranking) on the test images.
@@ -753,19 +948,59 @@ def significance_tests(groups: Mapping[str, Sequence[RunData]], tests: Mapping[s
     rows: list[dict[str, Any]] = []
     for (name_a, runs_a), (name_b, runs_b) in combinations(groups.items(), 2):
         best_a, best_b = tests.get(best_run(runs_a).name), tests.get(best_run(runs_b).name)
-        if best_a is not None and best_b is not None and len(best_a.labels) == len(best_b.labels):
+        if (
+            best_a is not None
+            and best_b is not None
+            and np.array_equal(best_a.labels, best_b.labels)
+        ):
             m = mcnemar(best_a.correct, best_b.correct)
-            rows.append({"group_a": name_a, "group_b": name_b, "test": "McNemar exact (top-1 correct, best run)",
-                         "n": len(best_a.labels), "statistic": float(min(m.b, m.c)), "pvalue": m.pvalue,
-                         "note": f"only {name_a} right: {m.b}, only {name_b} right: {m.c}"})
+            rows.append(
+                {
+                    "group_a": name_a,
+                    "group_b": name_b,
+                    "test": "McNemar exact (top-1 correct, best run)",
+                    "n": len(best_a.labels),
+                    "statistic": float(min(m.b, m.c)),
+                    "pvalue": m.pvalue,
+                    "note": f"only {name_a} right: {m.b}, only {name_b} right: {m.c}",
+                }
+            )
+        wilcoxon = "Wilcoxon signed-rank (test top-3, paired by seed)"
         if len(runs_a) >= 3 and len(runs_b) >= 3:
             score_a = {r.seed: tests[r.name].top3 for r in runs_a if r.name in tests}
             score_b = {r.seed: tests[r.name].top3 for r in runs_b if r.name in tests}
             n, stat, p = wilcoxon_paired(score_a, score_b)
-            rows.append({"group_a": name_a, "group_b": name_b, "test": "Wilcoxon signed-rank (test top-3, paired by seed)",
-                         "n": n, "statistic": stat, "pvalue": p,
-                         "note": "" if n >= 3 else "fewer than 3 seeds in common"})
-    return pd.DataFrame(rows, columns=["group_a", "group_b", "test", "n", "statistic", "pvalue", "note"])
+            note = (
+                ""
+                if not math.isnan(p)
+                else ("fewer than 3 seeds in common" if n < 3 else "all differences are zero")
+            )
+            rows.append(
+                {
+                    "group_a": name_a,
+                    "group_b": name_b,
+                    "test": wilcoxon,
+                    "n": n,
+                    "statistic": stat,
+                    "pvalue": p,
+                    "note": note,
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "group_a": name_a,
+                    "group_b": name_b,
+                    "test": wilcoxon,
+                    "n": 0,
+                    "statistic": math.nan,
+                    "pvalue": math.nan,
+                    "note": "needs >= 3 runs (seeds) in each group",
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["group_a", "group_b", "test", "n", "statistic", "pvalue", "note"]
+    )
 
 
 # -- Markdown --------------------------------------------------------------------------------
@@ -787,8 +1022,19 @@ def _runs(n: int) -> str:
 def markdown_summary(summary: pd.DataFrame) -> str:
     """The summary as a Markdown table (group rows: mean ± std over runs, best run's config)."""
     has_test = "test_top3" in summary.columns and bool(summary["test_top3"].notna().any())
-    head = ["", "group", "run", "optimum", "CV top-3", "CV precision", "params", "feasible",
-            "evaluations", "feasible rate", "first feasible (s)"]
+    head = [
+        "",
+        "group",
+        "run",
+        "optimum",
+        "CV top-3",
+        "CV precision",
+        "params",
+        "feasible",
+        "evaluations",
+        "feasible rate",
+        "first feasible (s)",
+    ]
     if has_test:
         head += ["test top-3", "test top-1", "test precision"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -799,19 +1045,30 @@ def markdown_summary(summary: pd.DataFrame) -> str:
             return _fmt(r.get(col), spec, r.get(f"{col}_std") if group else None)
 
         feasible = r.get("feasible")
-        verdict = "n/a" if feasible is None or feasible != feasible else ("yes" if feasible else "NO")
+        verdict = (
+            "n/a" if feasible is None or feasible != feasible else ("yes" if feasible else "NO")
+        )
         if group:
             verdict = f"{int(r.get('n_feasible_runs') or 0)}/{int(r['n_runs'])} runs"
         cells = [
-            f"**group** ({_runs(int(r['n_runs']))})" if group else "run", str(r["group"]),
+            f"**group** ({_runs(int(r['n_runs']))})" if group else "run",
+            str(r["group"]),
             (f"best: {r['run']}" if group else str(r["run"])),
             f"`{r.get('config') or 'n/a'}` ({_fmt(r.get('epochs'), '.0f')} ep)",
-            cell("cv_top3", ".3f"), cell("cv_precision", ".3f"), cell("num_params", ",.0f"), verdict,
-            cell("evaluations", ".0f" if not group else ".1f"), cell("feasible_rate", ".0%"),
+            cell("cv_top3", ".3f"),
+            cell("cv_precision", ".3f"),
+            cell("num_params", ",.0f"),
+            verdict,
+            cell("evaluations", ".0f" if float(r.get("evaluations") or 0).is_integer() else ".1f"),
+            cell("feasible_rate", ".0%"),
             cell("time_to_first_feasible", ".0f"),
         ]
         if has_test:
-            cells += [cell("test_top3", ".3f"), cell("test_top1", ".3f"), cell("test_precision", ".3f")]
+            cells += [
+                cell("test_top3", ".3f"),
+                cell("test_top1", ".3f"),
+                cell("test_precision", ".3f"),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -821,8 +1078,19 @@ def markdown_tests(table: pd.DataFrame) -> str:
     head = ["group A", "group B", "test", "n", "statistic", "p-value", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in table.to_dict("records"):
-        lines.append("| " + " | ".join([
-            str(r["group_a"]), str(r["group_b"]), str(r["test"]), str(r["n"]),
-            _fmt(r["statistic"], ".3g"), _fmt(r["pvalue"], ".3g"), str(r["note"]),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(r["group_a"]),
+                    str(r["group_b"]),
+                    str(r["test"]),
+                    str(r["n"]),
+                    _fmt(r["statistic"], ".3g"),
+                    _fmt(r["pvalue"], ".3g"),
+                    str(r["note"]),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)

@@ -44,9 +44,9 @@ def fit(
         progress: show a progress bar.
     """
     if isinstance(constraints, Constraints):
-        max_params, min_precision = constraints.max_params.limit, constraints.min_precision.limit
+        max_params, min_precision = float(constraints.max_params.limit), constraints.min_precision.limit
     else:
-        max_params, min_precision = constraints
+        max_params, min_precision = float(constraints[0]), float(constraints[1])
     data_dir = None if data in (None, "micro17flower") else str(data)
     resume = (Path(run_dir) / "history.sqlite").exists()
     keep = _KeepPopulation()

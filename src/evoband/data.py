@@ -180,8 +180,9 @@ _GRAY_MODES = {"L", "1", "I", "F", "LA"} | {m for m in ("I;16", "I;16B", "I;16L"
 def read_image(path: Path, image_size: Sequence[int] | None = None) -> np.ndarray:
     """One image as ``H x W x C`` uint8 (C = 1 for grayscale, else 3 RGB)."""
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as opened:
+            opened.load()
+            img: Image.Image = opened
             if img.mode.startswith("I") or img.mode == "F":
                 # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255
                 wide = np.asarray(img, dtype=np.float64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -84,12 +84,14 @@ class SearchSettings:
             (self.eval_time_limit is None or self.eval_time_limit > 0,
              f"The value of `eval_time_limit` is {self.eval_time_limit}, but must be `eval_time_limit > 0`."),
             (0.0 <= self.crossover_prob <= 1.0, f"The value of `crossover_prob` is {self.crossover_prob}, but must be in [0, 1]."),
+            (self.tournament_size >= 1, f"The value of `tournament_size` is {self.tournament_size}, but must be `tournament_size >= 1`."),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if self.hyperband:
-            HyperbandSchedule(self.min_epochs, self.max_epochs, self.eta)  # validates
+        # eta and min_epochs are checked with or without Hyperband, so that a bad value never
+        # reaches run.json; min_epochs <= epochs only matters with Hyperband
+        HyperbandSchedule(self.min_epochs, max(self.max_epochs, self.min_epochs) if not self.hyperband else self.max_epochs, self.eta)
 
     @property
     def time_limit_per_evaluation(self) -> float:
@@ -103,6 +105,16 @@ class SearchSettings:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def check_max_params(space: ConfigurationSpace, constraints: Constraints, count: Callable[[Config], int]) -> None:
+    """Refuse a parameter limit below the smallest network the space can make."""
+    smallest = count(smallest_config(space, count))
+    if smallest > constraints.max_params.limit:
+        raise ConfigError(
+            f"The max model size {constraints.max_params.limit:,} is smaller than the smallest "
+            f"network of the {space.name} space ({smallest:,} parameters); raise it."
+        )
 
 
 class StopSearch(Exception):
@@ -148,12 +160,7 @@ class EvolutionaryOptimizer:
         self.crossover = crossover or UniformCrossover(space)
         self.sampler = RandomSampling(space)
         self.param_budget = ParamBudget(space, self.count_params, constraints.max_params.limit)
-        smallest = self.count_params(smallest_config(space, self.count_params))
-        if smallest > constraints.max_params.limit:
-            raise ConfigError(
-                f"The max model size {constraints.max_params.limit:,} is smaller than the smallest "
-                f"network of the {space.name} space ({smallest:,} parameters); raise it."
-            )
+        check_max_params(space, constraints, self.count_params)
         self.schedule = HyperbandSchedule(settings.min_epochs, settings.max_epochs, settings.eta) if settings.hyperband else None
         self.rng = np.random.default_rng(settings.seed)
         self.members: list[Member] = []

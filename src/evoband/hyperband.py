@@ -39,6 +39,10 @@ class HyperbandSchedule:
     eta: int
 
     def __post_init__(self) -> None:
+        for name in ("min_epochs", "max_epochs", "eta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"The '{name}' parameter of Hyperband must be an int. Got {value!r} instead.")
         if self.eta < 2:
             raise ConfigError(f"The 'eta' parameter of Hyperband must be an int >= 2. Got {self.eta} instead.")
         if self.min_epochs < 1:

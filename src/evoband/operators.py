@@ -98,6 +98,9 @@ def neighbour(space: ConfigurationSpace, name: str, value: Any, rng: np.random.G
         new = _py(hp.to_value(np.clip(vector + rng.normal(0.0, sigma), 0.0, 1.0)))
         if new != value:
             return new
+    if isinstance(value, int):  # a narrow integer range: the adjacent value
+        steps = [v for v in (value - 1, value + 1) if hp.legal_value(v)]
+        return steps[int(rng.integers(len(steps)))] if steps else value
     return value
 
 
@@ -199,21 +202,27 @@ def smallest_config(space: ConfigurationSpace, count: Callable[[Config], int]) -
     """A configuration with (close to) the fewest parameters the space allows.
 
     Numeric and ordinal keys at their lower bound; each categorical key set, one at a time, to
-    the choice that gives the fewest parameters.
+    the choice that gives the fewest parameters (keys it activates at their lower bound too).
     """
-    config: Config = {}
-    for name in space:
-        if not is_active(space, name, config):
-            continue
-        hp = space[name]
-        if isinstance(hp, OrdinalHyperparameter):
-            config[name] = _py(hp.sequence[0])
-        elif isinstance(hp, CategoricalHyperparameter):
-            config[name] = _py(hp.default_value)
-        else:
-            config[name] = _py(hp.to_value(0.0))
+
+    def lowest(values: Config) -> Config:
+        out: Config = {}
+        for name in space:
+            if is_active(space, name, out):
+                out[name] = values[name] if name in values else _lowest_value(space[name])
+        return out
+
+    config = lowest({})
     for name in list(config):
         hp = space[name]
-        if isinstance(hp, CategoricalHyperparameter):
-            config[name] = min((_py(c) for c in hp.choices), key=lambda c: count({**config, name: c}))
+        if isinstance(hp, CategoricalHyperparameter) and name in config:
+            config = min((lowest({**config, name: _py(c)}) for c in hp.choices), key=count)
     return config
+
+
+def _lowest_value(hp: Any) -> Any:
+    if isinstance(hp, OrdinalHyperparameter):
+        return _py(hp.sequence[0])
+    if isinstance(hp, CategoricalHyperparameter):
+        return _py(hp.default_value)
+    return _py(hp.to_value(0.0))

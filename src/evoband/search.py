@@ -19,9 +19,10 @@ import torch
 
 from . import __version__
 from .callbacks import Callback, ProgressBar
+from .cnn import count_params
 from .constraints import Constraints
 from .data import DataSource, load_data
-from .ea import EvolutionaryOptimizer, SearchSettings
+from .ea import EvolutionaryOptimizer, SearchSettings, check_max_params
 from .errors import StoreError
 from .member import Member
 from .paths import resolve_default
@@ -165,6 +166,7 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
     constraints = Constraints.of(config.max_params, config.min_precision)
     space = get_space(config.space, seed=settings.seed)
     data = load_data(config.data_dir, config.image_size)
+    check_max_params(space, constraints, lambda c: count_params(c, data.input_shape, data.n_classes))
     run_dir = prepare_run_dir(config)
     device = resolve_device(config.device)
     task = Task(data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device)

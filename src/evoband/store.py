@@ -100,17 +100,25 @@ class RunStore:
             self._check_schema()
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_root.mkdir(exist_ok=True)
-        fresh = not path.exists() or path.stat().st_size == 0
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = FULL")
+        try:
+            fresh = self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{path} is not an evoband ledger ({exc}).") from exc
         if fresh:  # one transaction: a kill leaves either no schema or all of it
             self.conn.executescript(
                 f"BEGIN; PRAGMA application_id = {APPLICATION_ID}; {_SCHEMA} "
                 f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             )
-        self._check_schema()
+        try:
+            self._check_schema()  # before anything changes a file that is not ours
+        except StoreError:
+            self.conn.close()
+            raise
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self.checkpoint_root.mkdir(exist_ok=True)
 
     # -- plumbing ------------------------------------------------------------------------------
 

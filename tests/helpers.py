@@ -1,0 +1,165 @@
+"""Shared helpers of the optimiser, store, search and CLI tests (not fixtures: plain functions)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+TINY_SHAPE = (3, 8, 8)
+TINY_CLASSES = 3
+
+SMALL_CONFIG: dict[str, Any] = {
+    "learning_rate_init": 0.01,
+    "batch_size": 16,
+    "kernel_size": 3,
+    "use_BN": False,
+    "global_avg_pooling": True,
+    "dropout_rate": 0.1,
+    "n_conv_layers": 1,
+    "n_channels_conv_0": 16,
+    "n_fc_layers": 1,
+    "n_channels_fc_0": 16,
+    "optimizer": "adam",
+    "train_criterion": "cross_entropy",
+}
+"""A valid course-space genotype with about 800 parameters on the tiny images: fast to train."""
+
+
+def analytic_param_count(config: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> int:
+    """The trainable parameters of the course/extended network family, by the formula.
+
+    Conv k x k (same padding) + bias, optional BatchNorm (2 per channel), MaxPool(2) per layer;
+    global average pooling or flatten; Linear + bias per FC layer and for the head.
+    """
+    c_in, h, w = input_shape
+    k = int(config["kernel_size"])
+    total = 0
+    layers = int(config["n_conv_layers"])
+    for i in range(layers):
+        c_out = int(config[f"n_channels_conv_{i}"])
+        total += c_in * c_out * k * k + c_out
+        if config["use_BN"]:
+            total += 2 * c_out
+        c_in = c_out
+    n_in = c_in if config["global_avg_pooling"] else c_in * (h >> layers) * (w >> layers)
+    for i in range(int(config["n_fc_layers"])):
+        n_out = int(config[f"n_channels_fc_{i}"])
+        total += n_in * n_out + n_out
+        n_in = n_out
+    return total + n_in * n_classes + n_classes
+
+
+def tiny_count(config: Mapping[str, Any]) -> int:
+    """Parameters of ``config`` on the tiny 8x8 RGB, 3-class images."""
+    return analytic_param_count(config, TINY_SHAPE, TINY_CLASSES)
+
+
+_COLOURS = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220]], dtype=np.float64)
+
+
+def make_image_folder(root: Path, *, informative: bool = True, n_classes: int = 3, n_train: int = 12,
+                      n_test: int = 4, size: int = 8, seed: int = 0) -> Path:
+    """``root/{train,test}/class<k>/<i>.png``, 8x8 RGB, like the ``tiny_image_root`` fixture.
+
+    Informative: one colour per class plus noise, learnt in an epoch or two (usable where a
+    module-scoped folder is needed). Not informative: every class is the same uniform noise, so
+    no network reaches a high precision and a precision constraint cannot be met.
+    """
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n_train), ("test", n_test)):
+        for c in range(n_classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                if informative:
+                    noise = rng.normal(0.0, 25.0, size=(size, size, 3))
+                    pixels = np.clip(_COLOURS[c % 3][None, None, :] + noise, 0, 255).astype(np.uint8)
+                else:
+                    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return root
+
+
+def call_cli(main: Callable[[list[str] | None], int], argv: list[str]) -> tuple[int, str, str]:
+    """Run a CLI ``main`` in this process as ``run_cli`` does; return (exit code, stdout, stderr).
+
+    The CLI plumbing installs a SIGTERM handler and replaces the root logger's handlers; both are
+    restored so that tests stay independent.
+    """
+    from evoband.cli import run_cli
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    evoband_level = logging.getLogger("evoband").level
+    saved_sigterm = signal.getsignal(signal.SIGTERM)
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                run_cli(main, argv)
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        logging.getLogger("evoband").setLevel(evoband_level)
+        signal.signal(signal.SIGTERM, saved_sigterm)
+    return (0 if code is None else int(code)), out.getvalue(), err.getvalue()
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that report an error (``error:`` anywhere in the line)."""
+    return [line for line in stderr.splitlines() if "error:" in line]
+
+
+def script(name: str, *args: str) -> list[str]:
+    """The command line of ``src/<name>`` with ``args``."""
+    return [sys.executable, str(REPO_ROOT / "src" / name), *args]
+
+
+def run_script(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``src/<name>`` in a fresh Python process from the repository root."""
+    return subprocess.run(script(name, *args), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def run_scripts_concurrently(commands: Sequence[list[str]], timeout: float = 300) -> list[tuple[int, str, str]]:
+    """Start every command at once (start-up time dominates) and wait for all of them."""
+    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cmd in commands]
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        results.append((proc.returncode, out, err))
+    return results
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, str]]:
+    """Every file under ``directory``: relative path -> (mtime in ns, SHA-256 of the bytes)."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
