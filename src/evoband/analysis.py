@@ -597,10 +597,8 @@ def compact_config(config: Mapping[str, Any]) -> str:
 
     if "n_conv_layers" in c:
         parts.append(f"conv[{','.join(widths('n_channels_conv', 'n_conv_layers'))}]")
-    for key, fmt in (("kernel_size", "k{}"),):
-        if key in c:
-            parts.append(fmt.format(int(c[key])))
-            done.add(key)
+    if "kernel_size" in c:
+        parts.append(f"k{int(c['kernel_size'])}")
     if c.get("use_BN"):
         parts.append("BN")
     if c.get("global_avg_pooling"):
@@ -616,7 +614,9 @@ def compact_config(config: Mapping[str, Any]) -> str:
         parts.append(f"lr{float(c['learning_rate_init']):.1e}")
     if "optimizer" in c:
         parts.append(str(c["optimizer"]))
-    done.update(["dropout_rate", "batch_size", "learning_rate_init", "optimizer", *_SKIP])
+    done.update(
+        ["kernel_size", "dropout_rate", "batch_size", "learning_rate_init", "optimizer", *_SKIP]
+    )
     for key in sorted(set(c) - done):
         value = c[key]
         if _DEFAULTS_HIDDEN.get(key, object()) == value:

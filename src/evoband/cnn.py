@@ -118,3 +118,18 @@ def count_params(config: Mapping[str, Any], input_shape: tuple[int, int, int], n
     with torch.device("meta"):
         model = build_model(config, input_shape, n_classes)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def macs_per_sample(config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and linear layers)."""
+    c_in, h, w = input_shape
+    kernel = int(config.get("kernel_size", 5))
+    macs = 0
+    for c_out in conv_widths(config):
+        macs += h * w * kernel * kernel * c_in * c_out
+        c_in, h, w = c_out, max(h // 2, 1), max(w // 2, 1)
+    n_in = c_in if config.get("global_avg_pooling", True) else c_in * h * w
+    for n_out in [*fc_widths(config), n_classes]:
+        macs += n_in * n_out
+        n_in = n_out
+    return macs

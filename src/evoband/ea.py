@@ -232,7 +232,8 @@ class EvolutionaryOptimizer:
             return self._new_member(self._sample_config(), SAMPLED, (), bracket)
         for _ in range(10):
             if len(usable) >= 2 and self.rng.random() < self.settings.crossover_prob:
-                parents = self.selection.select(usable, 2, self.rng)
+                first = self.selection.select(usable, 1, self.rng)[0]
+                parents = [first, self.selection.select([m for m in usable if m is not first], 1, self.rng)[0]]
                 config = self.crossover([p.config for p in parents], self.rng)
                 origin = RECOMBINED
             else:
@@ -331,8 +332,8 @@ class EvolutionaryOptimizer:
             initial.append(self._new_member(self._sample_config(), SAMPLED, (), None))
         # the default network is the costliest member: train the cheap ones first
         for member in sorted(initial, key=lambda m: (m.origin == DEFAULT, m.member_id)):
-            self.population.append(member)
             self.evaluate(member, budget)
+            self.population.append(member)
             self._release([member])
         self.population = self.rank(self.population)
 

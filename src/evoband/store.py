@@ -283,11 +283,13 @@ class RunStore:
         """One row per member and budget, with the configuration keys as columns."""
         query = (
             "SELECT e.member_id, e.epochs, e.status, e.top3, e.top1, e.precision, e.num_params, "
-            "e.seconds, e.elapsed, e.finished, m.generation, e.bracket, e.rung, m.origin, m.parents, "
+            "e.seconds, e.elapsed, e.finished, e.generation, e.bracket, e.rung, m.origin, m.parents, "
+            "(SELECT COUNT(*) FROM folds f WHERE f.member_id = e.member_id AND f.epochs = e.epochs) AS n_folds, "
             "m.config FROM evaluations e JOIN members m USING (member_id) ORDER BY e.finished, e.member_id"
         )
         frame = pd.read_sql_query(query, self.conn)
-        configs = pd.DataFrame([json.loads(c) for c in frame.pop("config")], index=frame.index)
+        frame["config"] = [json.loads(c) for c in frame["config"]]
+        configs = pd.DataFrame(list(frame["config"]), index=frame.index)
         frame["parents"] = [tuple(json.loads(p)) for p in frame["parents"]]
         return pd.concat([frame, configs], axis=1)
 
@@ -350,7 +352,8 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
     """All evaluations of a run, one row per member and budget (usable while the run is live).
 
     Columns: member_id, epochs, status, top3, top1, precision, num_params, seconds, elapsed,
-    generation, bracket, rung, origin, parents, and the configuration keys.
+    finished, generation (of the evaluation), bracket, rung, origin, parents, n_folds, config
+    (the genotype dict, exact types) and one column per configuration key (NaN where inactive).
     """
     store = RunStore(run_dir, readonly=True)
     try:

@@ -7,9 +7,10 @@ so training 2 + 3 epochs from a checkpoint gives the same network as 5 epochs in
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cnn import build_model
+from .cnn import build_model, macs_per_sample
 from .data import augment, batch_indices
 from .metrics import Metrics, compute_metrics
 
@@ -43,6 +44,29 @@ def derive_seed(*parts: int) -> int:
     # the part count goes first: SeedSequence ignores trailing zeros, so (1, 2) would equal (1, 2, 0)
     entropy = [len(parts), *(int(p) for p in parts)]
     return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+PARALLEL_MACS_PER_BATCH = 2e9
+"""Below this many multiply-accumulates per training batch a model trains on one CPU thread:
+intra-op threads cost more in synchronisation than they save, and far more (tens of times) when
+another process keeps the other cores busy (see benchmarks/epoch_speed.py)."""
+
+
+def cpu_threads_for(config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> int:
+    """CPU threads worth giving to training this model: 1 for small work, all for large."""
+    per_batch = macs_per_sample(config, input_shape, n_classes) * int(config.get("batch_size", 64))
+    return 1 if per_batch < PARALLEL_MACS_PER_BATCH else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` intra-op CPU threads, restoring the previous count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass
@@ -159,6 +183,24 @@ def train(
     """
     n_classes = _n_outputs(state.model)
     loss_fn = _loss_fn(config, n_classes)
+    threads = torch.get_num_threads()
+    if x.device.type == "cpu":
+        threads = cpu_threads_for(config, (x.shape[1], x.shape[2], x.shape[3]), n_classes)
+    with cpu_threads(threads):
+        return _train_epochs(state, x, y, config, epochs, seed, deadline, on_epoch, loss_fn)
+
+
+def _train_epochs(
+    state: TrainState,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: Mapping[str, Any],
+    epochs: int,
+    seed: int,
+    deadline: float | None,
+    on_epoch: EpochCallback | None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> TrainOutcome:
     batch_size = int(config.get("batch_size", 64))
     flip = 0.5 if config.get("aug_flip") else 0.0
     shift = int(config.get("aug_shift", 0))
