@@ -38,7 +38,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
     flag(p, "--resume", help="continue the run in --run_dir where it stopped")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--max_evaluations", type=int, default=None, help="stop after this many evaluations (member x budget)")
-    p.add_argument("--eval_time_limit", type=float, default=None, help="seconds one evaluation may train (default: max(60, max_time / 10))")
+    p.add_argument("--eval_time_limit", type=float, default=None, help="seconds one evaluation may train (default: max_time / 10)")
     p.add_argument("--no_progress", action="store_true", help="log lines only, no progress bar")
     p.add_argument("--dry_run", action="store_true", help="print the Hyperband schedule and its cost, then exit")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")

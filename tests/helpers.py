@@ -68,29 +68,44 @@ def tiny_count(config: Mapping[str, Any]) -> int:
     return analytic_param_count(config, TINY_SHAPE, TINY_CLASSES)
 
 
-_COLOURS = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220]], dtype=np.float64)
+# One base colour per class, far apart, so that even a tiny net separates them in a few epochs.
+_CLASS_COLOURS = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220]], dtype=np.float64)
 
 
-def make_image_folder(root: Path, *, informative: bool = True, n_classes: int = 3, n_train: int = 12,
-                      n_test: int = 4, size: int = 8, seed: int = 0) -> Path:
-    """``root/{train,test}/class<k>/<i>.png``, 8x8 RGB, like the ``tiny_image_root`` fixture.
+def write_image(path: Path, pixels: np.ndarray) -> None:
+    """Save an ``H x W x 3`` (RGB) or ``H x W`` (grayscale) uint8 array as an image file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(path)
 
-    Informative: one colour per class plus noise, learnt in an epoch or two (usable where a
-    module-scoped folder is needed). Not informative: every class is the same uniform noise, so
-    no network reaches a high precision and a precision constraint cannot be met.
+
+def make_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("a", "b", "c"),
+    n_train: int = 12,
+    n_test: int = 4,
+    size: int = 8,
+    grayscale: bool = False,
+    seed: int = 0,
+    informative: bool = True,
+) -> Path:
+    """Write ``root/{train,test}/<class>/<i>.png``: the tiny generated image set of the tests.
+
+    Informative: one colour per class plus noise, learnt in an epoch or two. Not informative:
+    every class is the same uniform noise, so no network reaches a high precision.
     """
     rng = np.random.default_rng(seed)
     for split, count in (("train", n_train), ("test", n_test)):
-        for c in range(n_classes):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True, exist_ok=True)
+        for index, name in enumerate(classes):
+            colour = _CLASS_COLOURS[index % len(_CLASS_COLOURS)] * (1.0 - 0.25 * (index // 3))
             for i in range(count):
                 if informative:
                     noise = rng.normal(0.0, 25.0, size=(size, size, 3))
-                    pixels = np.clip(_COLOURS[c % 3][None, None, :] + noise, 0, 255).astype(np.uint8)
+                    pixels = np.clip(colour[None, None, :] + noise, 0, 255).astype(np.uint8)
                 else:
                     pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+                if grayscale:
+                    pixels = pixels.mean(axis=2).astype(np.uint8)
+                write_image(root / split / name / f"{i:03d}.png", pixels)
     return root
 
 

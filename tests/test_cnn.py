@@ -12,21 +12,9 @@ import torch
 from evoband.cnn import ACTIVATIONS, build_model, conv_widths, count_params, fc_widths
 from evoband.errors import ConfigError
 from evoband.space import DEFAULT_NETWORK, course_space, extended_space, sample
+from helpers import SMALL_CONFIG
 
-TINY: dict[str, Any] = {
-    "learning_rate_init": 1e-2,
-    "batch_size": 32,
-    "kernel_size": 3,
-    "use_BN": False,
-    "global_avg_pooling": True,
-    "dropout_rate": 0.1,
-    "n_conv_layers": 1,
-    "n_channels_conv_0": 16,
-    "n_fc_layers": 1,
-    "n_channels_fc_0": 16,
-    "optimizer": "adam",
-    "train_criterion": "cross_entropy",
-}
+TINY: dict[str, Any] = dict(SMALL_CONFIG, batch_size=32)
 
 
 def analytic_params(

@@ -106,7 +106,7 @@ def test_settings_algorithm_names() -> None:
     assert SearchSettings(hyperband=True).algorithm == "EA+HB"
     assert SearchSettings(hyperband=False).algorithm == "EA"
     assert SearchSettings(hyperband=False, random_search=True).algorithm == "RS"
-    assert SearchSettings(max_time=100).time_limit_per_evaluation == 60.0
+    assert SearchSettings(max_time=100).time_limit_per_evaluation == 10.0
     assert SearchSettings(max_time=3600).time_limit_per_evaluation == 360.0
     assert SearchSettings(eval_time_limit=5).time_limit_per_evaluation == 5
 

@@ -26,23 +26,11 @@ from evoband.train import (
     resolve_device,
     train,
 )
+from helpers import SMALL_CONFIG
 
 CPU = torch.device("cpu")
 
-TINY: dict[str, Any] = {
-    "learning_rate_init": 1e-2,
-    "batch_size": 32,
-    "kernel_size": 3,
-    "use_BN": False,
-    "global_avg_pooling": True,
-    "dropout_rate": 0.1,
-    "n_conv_layers": 1,
-    "n_channels_conv_0": 16,
-    "n_fc_layers": 1,
-    "n_channels_fc_0": 16,
-    "optimizer": "adam",
-    "train_criterion": "cross_entropy",
-}
+TINY: dict[str, Any] = dict(SMALL_CONFIG, batch_size=32)
 
 # Extended-space keys with everything random switched on: augmentation, dropout, BN, schedule.
 CONTINUATION_CONFIGS = {

@@ -95,8 +95,8 @@ class SearchSettings:
 
     @property
     def time_limit_per_evaluation(self) -> float:
-        """The explicit limit, or a tenth of the budget (at least a minute)."""
-        return self.eval_time_limit if self.eval_time_limit is not None else max(60.0, self.max_time / 10)
+        """The explicit limit, or a tenth of the time budget."""
+        return self.eval_time_limit if self.eval_time_limit is not None else self.max_time / 10
 
     @property
     def algorithm(self) -> str:
