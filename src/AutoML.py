@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from evoband.cli import EXIT_OK, EXIT_VIOLATED, flag, model_size, run_cli, setup_logging
+from evoband.cli import EXIT_OK, EXIT_VIOLATED, HelpFormatter, flag, model_size, run_cli, setup_logging
 from evoband.ea import SearchSettings
 from evoband.errors import ConfigError
 from evoband.hyperband import HyperbandSchedule
@@ -19,7 +19,7 @@ logger = logging.getLogger("evoband")
 
 
 def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("-s", "--constraint_max_model_size", type=model_size, default=int(2e7), help="at most this many trainable parameters (2e7 or 20000000)")
     p.add_argument("-p", "--constraint_min_precision", type=float, default=0.39, help="at least this CV macro precision, in (0, 1]")
     p.add_argument("-t", "--max_time", type=float, default=86400.0, help="time budget in seconds, checked before every training job")

@@ -13,7 +13,7 @@ import torch
 from torchinfo import summary
 from tqdm.auto import tqdm
 
-from evoband.cli import EXIT_OK, EXIT_VIOLATED, flag, model_size, run_cli, setup_logging
+from evoband.cli import EXIT_OK, EXIT_VIOLATED, HelpFormatter, flag, model_size, run_cli, setup_logging
 from evoband.cnn import build_model
 from evoband.constraints import Constraints
 from evoband.data import load_data
@@ -29,7 +29,7 @@ logger = logging.getLogger("evoband")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     p.add_argument("-c", "--configuration", required=True, help="JSON file with the configuration (e.g. opt_cfg.json)")
     flag(p, "-t", "--use_test_data", help="train on the whole training split and evaluate on the test split")
     p.add_argument("-e", "--epochs", type=int, default=50, help="epochs to train")

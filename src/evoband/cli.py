@@ -17,6 +17,16 @@ EXIT_OK, EXIT_VIOLATED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where there is none or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default:" in text or (action.default is False and action.nargs == 0):
+            return text
+        return super()._get_help_string(action)
+
+
 def str2bool(value: str | bool) -> bool:
     """Booleans as the reference scripts' users type them: True/False/1/0/yes/no."""
     if isinstance(value, bool):

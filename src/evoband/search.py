@@ -7,6 +7,7 @@ The command lines (AutoML.py, AutoML_random_search.py) and :func:`evoband.fit` c
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import platform
 from collections.abc import Sequence
@@ -88,6 +89,7 @@ class SearchReport:
                     + ". Returning the most precise one instead:"
                 )
             lines.append(f"  CV top-3 {r.top3:.4f}   CV precision {r.precision:.4f}   params {r.num_params:,}")
+            lines.append(f"  {json.dumps(self.best.config)}")
         rate = self.n_feasible / self.n_evaluations if self.n_evaluations else 0.0
         lines.append(
             f"Evaluations: {self.n_evaluations} ({rate:.0%} feasible) in {self.elapsed:.0f} s; stopped: {self.stopped_by or 'finished'}"
