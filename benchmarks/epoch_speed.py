@@ -51,6 +51,7 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+import evoband.train as evoband_train  # noqa: E402
 from evoband.cnn import build_model, count_params  # noqa: E402
 from evoband.data import (  # noqa: E402
     IMAGE_SUFFIXES,
@@ -333,6 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if load_start and float(load_start) > 0.5:
         print(f"note: load average {load_start} on {os.cpu_count()} CPUs: other processes compete, expect noisy timings")
+
+    threads_for = getattr(evoband_train, "cpu_threads_for", None)  # present in newer evoband versions
+    if threads_for is not None:
+        chosen = ", ".join(f"{c} {threads_for(CONFIGS[c], task.input_shape, task.n_classes)}" for c in args.configs)
+        print(f"ours trains with its own thread choice (evoband.train.cpu_threads_for): {chosen}; "
+              f"reference uses {torch.get_num_threads()}")
 
     pipelines: dict[str, Callable[[Mapping[str, Any]], float]] = {
         "ours": lambda cfg: ours_epoch_fold(cfg, task, args.epochs),

