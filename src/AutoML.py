@@ -8,7 +8,15 @@ from __future__ import annotations
 import argparse
 import logging
 
-from evoband.cli import EXIT_OK, EXIT_VIOLATED, HelpFormatter, flag, model_size, run_cli, setup_logging
+from evoband.cli import (
+    EXIT_OK,
+    EXIT_VIOLATED,
+    HelpFormatter,
+    flag,
+    model_size,
+    run_cli,
+    setup_logging,
+)
 from evoband.ea import SearchSettings
 from evoband.errors import ConfigError
 from evoband.hyperband import HyperbandSchedule

@@ -13,7 +13,15 @@ import torch
 from torchinfo import summary
 from tqdm.auto import tqdm
 
-from evoband.cli import EXIT_OK, EXIT_VIOLATED, HelpFormatter, flag, model_size, run_cli, setup_logging
+from evoband.cli import (
+    EXIT_OK,
+    EXIT_VIOLATED,
+    HelpFormatter,
+    flag,
+    model_size,
+    run_cli,
+    setup_logging,
+)
 from evoband.cnn import build_model
 from evoband.constraints import Constraints
 from evoband.data import load_data
