@@ -207,6 +207,7 @@ class EvolutionaryOptimizer:
             parents=parents,
             generation=self.generation,
             bracket=bracket,
+            checkpoint_dir=self.store.checkpoint_dir(len(self.members)),
         )
         recorded = self.store.member_config(member.member_id)
         if recorded is None:
@@ -276,7 +277,7 @@ class EvolutionaryOptimizer:
             result = evaluate(
                 member.config, budget, task=self.task, seed=member.seed,
                 max_epochs=self.settings.max_epochs,
-                checkpoint_dir=self.store.checkpoint_dir(member.member_id),
+                checkpoint_dir=member.checkpoint_dir,
                 checkpoint_sha256=self.store.latest_checkpoint_hashes(member.member_id),
                 deadline=start + self.settings.time_limit_per_evaluation,
                 done_folds=self.store.fold_results(member.member_id, budget),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .space import Config
 from .target import Result
@@ -24,7 +25,7 @@ class Member:
         generation: the generation that made it (0 = initial population).
         bracket: the Hyperband bracket it was made for, if any.
         results: evaluation results keyed by budget (epochs).
-        checkpoint_sha256: hash of each fold's latest checkpoint.
+        checkpoint_dir: where its fold checkpoints live while it may still be trained.
     """
 
     member_id: int
@@ -36,12 +37,17 @@ class Member:
     generation: int = 0
     bracket: int | None = None
     results: dict[int, Result] = field(default_factory=dict)
-    checkpoint_sha256: dict[int, str] = field(default_factory=dict)
+    checkpoint_dir: Path | None = None
 
     @property
     def epochs(self) -> int:
         """Epochs trained so far (the highest evaluated budget)."""
         return max(self.results, default=0)
+
+    @property
+    def status(self) -> str:
+        """The status of its latest evaluation, or ``pending``."""
+        return self.result.status if self.result is not None else "pending"
 
     @property
     def result(self) -> Result | None:

@@ -187,6 +187,8 @@ class ParamBudget:
         if self.count(config) <= self.limit:
             return config
         self.discarded += 1
+        logger.warning("Discarded a child that stays above %s parameters after %d shrink steps (%d discarded so far).",
+                       f"{self.limit:,}", self.max_tries, self.discarded)
         return None
 
     def _shrink(self, name: str, value: Any, rng: np.random.Generator) -> Any:
