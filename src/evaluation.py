@@ -16,12 +16,15 @@ import logging
 import sys
 from pathlib import Path
 
-from evoband import analysis
+from evoband.analysis import load_groups
 from evoband.cli import EXIT_BAD_INPUT, EXIT_OK, flag, model_size, run_cli, setup_logging
 from evoband.errors import ConfigError
 from evoband.paths import resolve_default, resolve_user
 from evoband.plots import save_figures
+from evoband.retrain import test_optima
+from evoband.significance import significance_tests
 from evoband.store import write_json
+from evoband.summary import markdown_summary, markdown_tests, summary_table
 
 logger = logging.getLogger("evoband")
 
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     validate(args)
     entries = parse_entries(args)
-    groups, problems = analysis.load_groups(
+    groups, problems = load_groups(
         entries,
         max_params=args.constraint_max_model_size,
         min_precision=args.constraint_min_precision,
@@ -142,22 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     tests = (
-        analysis.test_optima(
-            runs, args.epochs, data_dir=args.data_dir, device=args.device, seed=args.seed
-        )
+        test_optima(runs, args.epochs, data_dir=args.data_dir, device=args.device, seed=args.seed)
         if args.test
         else {}
     )
-    summary = analysis.summary_table(groups, tests)
+    summary = summary_table(groups, tests)
     summary.to_csv(out / "summary.csv", index=False)
-    print(analysis.markdown_summary(summary))
+    print(markdown_summary(summary))
     if tests:
         write_json(out / "test_results.json", {name: t.to_dict() for name, t in tests.items()})
         if len(groups) >= 2:
-            table = analysis.significance_tests(groups, tests)
+            table = significance_tests(groups, tests)
             table.to_csv(out / "tests.csv", index=False)
             print("\nTests between groups on the test split:\n")
-            print(analysis.markdown_tests(table))
+            print(markdown_tests(table))
     written = save_figures(groups, out, args.format, tests)
     print(f"\nWrote {len(written)} figures and summary.csv to {out}:")
     for path in written:

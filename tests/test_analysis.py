@@ -1,4 +1,4 @@
-"""Tests of evoband.analysis on hand-made frames and on small synthetic run directories."""
+"""Tests of evoband.analysis, .summary and .significance on hand-made frames and synthetic runs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from evoband import analysis as an
+from evoband import retrain, significance, summary
 from evoband.constraints import Constraints
 from evoband.errors import StoreError
 from evoband.hyperband import HyperbandSchedule
@@ -438,20 +439,20 @@ def test_mcnemar_known_case() -> None:
     # 8 images only A gets right, 2 only B, 5 both, 3 neither: p = P(Bin(10, .5) far from 5) = 0.109375
     a = [True] * 8 + [False] * 2 + [True] * 5 + [False] * 3
     b = [False] * 8 + [True] * 2 + [True] * 5 + [False] * 3
-    result = an.mcnemar(a, b)
+    result = significance.mcnemar(a, b)
     assert (result.b, result.c) == (8, 2)
     assert result.pvalue == pytest.approx(0.109375)
-    assert an.mcnemar([True, False], [True, False]).pvalue == 1.0
+    assert significance.mcnemar([True, False], [True, False]).pvalue == 1.0
     with pytest.raises(ValueError):
-        an.mcnemar([True], [True, False])
+        significance.mcnemar([True], [True, False])
 
 
 def test_wilcoxon_paired_by_seed() -> None:
     a = {1: 0.6, 2: 0.7, 3: 0.8, 4: 0.65, 5: 0.9, 6: 0.75}
     b = {1: 0.5, 2: 0.55, 3: 0.7, 4: 0.6, 5: 0.7, 6: 0.7, 99: 0.1}
-    n, stat, p = an.wilcoxon_paired(a, b)
+    n, stat, p = significance.wilcoxon_paired(a, b)
     assert n == 6 and p == pytest.approx(stats.wilcoxon(list(a.values()), [b[k] for k in a]).pvalue)
-    assert math.isnan(an.wilcoxon_paired({1: 0.5, 2: 0.6}, {1: 0.4, 2: 0.3})[2])
+    assert math.isnan(significance.wilcoxon_paired({1: 0.5, 2: 0.6}, {1: 0.4, 2: 0.3})[2])
 
 
 # -- reading runs and summaries --------------------------------------------------------------
@@ -495,23 +496,23 @@ def test_load_groups_by_algorithm_and_explicit_names(tmp_path: Path) -> None:
 
 def test_summary_table_rows(tmp_path: Path) -> None:
     runs = [an.read_run(write_run(tmp_path / f"r{i}", seed=i)) for i in range(3)]
-    summary = an.summary_table({"EA+HB": runs})
-    assert summary["level"].tolist() == ["run", "run", "run", "group"]
-    group = summary.iloc[-1]
-    assert group["cv_top3"] == pytest.approx(summary["cv_top3"].iloc[:3].mean())
+    table = summary.summary_table({"EA+HB": runs})
+    assert table["level"].tolist() == ["run", "run", "run", "group"]
+    group = table.iloc[-1]
+    assert group["cv_top3"] == pytest.approx(table["cv_top3"].iloc[:3].mean())
     assert group["evaluations"] == pytest.approx(np.mean([len(r.evaluations) for r in runs]))
     best = an.best_run(runs)
     assert group["run"] == best.name
-    first = summary.iloc[0]
+    first = table.iloc[0]
     assert first["feasible_rate"] == pytest.approx(
         an.feasible_mask(runs[0].evaluations, runs[0].constraints).mean()
     )
-    text = an.markdown_summary(summary)
-    assert text.count("\n") == 1 + len(summary) and "test top-3" not in text
+    text = summary.markdown_summary(table)
+    assert text.count("\n") == 1 + len(table) and "test top-3" not in text
 
 
 def test_compact_config_of_the_default_network() -> None:
-    text = an.compact_config(DEFAULT_NETWORK)
+    text = summary.compact_config(DEFAULT_NETWORK)
     assert text == "conv[457,511,38] k5 GAP fc[27,17] drop0.20 bs290 lr1.7e-03 adamw"
     extended = {
         **DEFAULT_NETWORK,
@@ -524,14 +525,14 @@ def test_compact_config_of_the_default_network() -> None:
         "activation": "relu",
         "train_criterion": "mse",
     }
-    assert an.compact_config(extended).endswith("adamw flip shift2 cosine mse wd0.0001")
-    assert " BN GAP " in an.compact_config(extended)
+    assert summary.compact_config(extended).endswith("adamw flip shift2 cosine mse wd0.0001")
+    assert " BN GAP " in summary.compact_config(extended)
 
 
-def _fake_test(run: an.RunData, top3: float, correct: list[bool]) -> an.TestResult:
+def _fake_test(run: an.RunData, top3: float, correct: list[bool]) -> retrain.TestResult:
     labels = np.arange(len(correct)) % 3
     predicted = np.where(correct, labels, (labels + 1) % 3)
-    return an.TestResult(
+    return retrain.TestResult(
         run.name, {}, 1, run.seed or 0, top3, 0.5, 0.5, 1, "ok", predicted, labels, ("a", "b", "c")
     )
 
@@ -546,9 +547,9 @@ def test_significance_tests_between_groups(tmp_path: Path) -> None:
     b = [False] * 8 + [True] * 2 + [True] * 5 + [False] * 3
     tests = {r.name: _fake_test(r, 0.7 + 0.05 * i, a) for i, r in enumerate(ea)}
     tests |= {r.name: _fake_test(r, 0.6 + 0.01 * i, b) for i, r in enumerate(rs)}
-    table = an.significance_tests({"EA": ea, "RS": rs}, tests)
+    table = significance.significance_tests({"EA": ea, "RS": rs}, tests)
     assert table["test"].str.split().str[0].tolist() == ["McNemar", "Wilcoxon"]
     assert table["pvalue"].iloc[0] == pytest.approx(0.109375)
     expected = stats.wilcoxon([0.7, 0.75, 0.8], [0.6, 0.61, 0.62]).pvalue
     assert table["n"].iloc[1] == 3 and table["pvalue"].iloc[1] == pytest.approx(expected)
-    assert "McNemar" in an.markdown_tests(table)
+    assert "McNemar" in summary.markdown_tests(table)

@@ -1,13 +1,16 @@
-"""Analysis of recorded runs: the computations behind ``src/evaluation.py``'s figures and tables.
+"""Analysis of recorded runs: reading them, ranking their results, the series behind the figures.
 
 Small pure functions on the ledger's DataFrames (:func:`evoband.store.load_run`, one row per
-member and budget) and on arrays; the drawing is in :mod:`evoband.plots`.
+member and budget) and on arrays. The drawing is in :mod:`evoband.plots`, the summary tables in
+:mod:`evoband.summary`, retraining an optimum on the test split in :mod:`evoband.retrain` and the
+tests between groups in :mod:`evoband.significance`.
 
 Definitions used throughout:
 
 - an *evaluation* is one (member, budget) row of the ledger;
 - a member's *result* is its highest-budget evaluation (what the optimizer ranks and returns);
 - *feasible*: status ok and every constraint met (:meth:`Constraints.feasible`);
+- *not ok*: diverged, timed out or failed (the status of the evaluation is not ``ok``);
 - the *optimum* of a run: the best member result by the feasibility-first ranking
   (:meth:`Constraints.rank_key`, ties to the older member), exactly as the optimizer returns it;
 - *epochs spent*: epochs trained summed over folds (as the ledger's folds record them), where a
@@ -23,22 +26,18 @@ import sqlite3
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 
 from .constraints import Constraints
-from .data import DIGITS, load_data
 from .errors import EvobandError, StoreError
-from .metrics import confusion_matrix
 from .store import RunStore, read_run_json
-from .target import Result, Task, evaluate
-from .train import OK, resolve_device
+from .target import Result
+from .train import OK
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +48,7 @@ BOTH, PARAMS_ONLY, PRECISION_ONLY, NEITHER, NOT_OK = (
     "neither",
     "not ok",
 )
-CONSTRAINT_CLASSES = (BOTH, PARAMS_ONLY, PRECISION_ONLY, NEITHER, NOT_OK)
-"""Which constraints an evaluation meets; ``not ok`` = diverged, timed out or failed."""
+"""The labels of :func:`constraint_classes`, one per combination of constraints met."""
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -222,6 +220,18 @@ def load_groups(
     return groups, problems
 
 
+def member_config(run: RunData, member_id: int) -> dict[str, Any]:
+    """A member's genotype exactly as recorded (the frame's columns have lost int / NaN types)."""
+    store = RunStore(run.path, readonly=True)
+    try:
+        config = store.member_config(int(member_id))
+    finally:
+        store.close()
+    if config is None:
+        raise StoreError(f"{run.path} records no member {member_id}.")
+    return config
+
+
 # -- results and ranking ---------------------------------------------------------------------
 
 
@@ -280,6 +290,16 @@ def optimum(frame: pd.DataFrame, constraints: Constraints) -> pd.Series | None:
     if len(frame) == 0:
         return None
     return rank(member_results(frame), constraints).iloc[0]
+
+
+def best_run(runs: Sequence[RunData]) -> RunData:
+    """The run whose optimum ranks best (CV only: the test split never picks)."""
+
+    def key(run: RunData) -> tuple[int, float]:
+        best = optimum(run.evaluations, run.constraints)
+        return run.constraints.rank_key(None if best is None else result_of(best))
+
+    return min(runs, key=key)
 
 
 def constraint_classes(frame: pd.DataFrame, constraints: Constraints) -> pd.Series:
@@ -443,7 +463,7 @@ def group_band(
     return Band(grid, np.where(complete, b.mean, np.nan), np.where(complete, b.std, np.nan), b.n)
 
 
-# -- populations, Pareto front, Hyperband rungs ----------------------------------------------
+# -- feasibility, Pareto front, Hyperband rungs ----------------------------------------------
 
 
 def feasible_fraction(frame: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
@@ -457,6 +477,13 @@ def feasible_fraction(frame: pd.DataFrame, constraints: Constraints) -> pd.DataF
     )
     out["fraction"] = out["n_feasible"] / out["n_evaluations"]
     return out
+
+
+def time_to_first_feasible(frame: pd.DataFrame, constraints: Constraints) -> float:
+    """Run seconds at which the first feasible evaluation finished; NaN if none did."""
+    frame = chronological(frame)
+    hits = frame.loc[feasible_mask(frame, constraints).to_numpy(), "elapsed"]
+    return float(hits.iloc[0]) if len(hits) else float("nan")
 
 
 def pareto_mask(
@@ -547,550 +574,3 @@ def spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     res = stats.spearmanr(a, b)
     return float(res.statistic), float(res.pvalue)
-
-
-# -- run and group summaries -----------------------------------------------------------------
-
-
-def time_to_first_feasible(frame: pd.DataFrame, constraints: Constraints) -> float:
-    """Run seconds at which the first feasible evaluation finished; NaN if none did."""
-    frame = chronological(frame)
-    hits = frame.loc[feasible_mask(frame, constraints).to_numpy(), "elapsed"]
-    return float(hits.iloc[0]) if len(hits) else float("nan")
-
-
-_SHORT = {
-    "aug_flip": "flip",
-    "aug_shift": "shift",
-    "weight_decay": "wd",
-    "label_smoothing": "ls",
-    "lr_schedule": "",
-    "activation": "",
-    "train_criterion": "",
-}
-_SKIP = {"use_weight_decay"}
-_DEFAULTS_HIDDEN = {
-    "lr_schedule": "constant",
-    "activation": "relu",
-    "train_criterion": "cross_entropy",
-    "aug_flip": False,
-    "aug_shift": 0,
-    "label_smoothing": 0.0,
-}
-
-
-def compact_config(config: Mapping[str, Any]) -> str:
-    """A one-line description of a genotype, e.g. ``conv[457,511,38] k5 GAP fc[27,17] ...``."""
-    c = {
-        k: v
-        for k, v in config.items()
-        if v is not None and not (isinstance(v, float) and math.isnan(v))
-    }
-    parts: list[str] = []
-    done: set[str] = set()
-
-    def widths(prefix: str, count: str) -> list[str]:
-        n = int(c.get(count, 0))
-        keys = [f"{prefix}_{i}" for i in range(n)]
-        done.update([count, *(k for k in c if k.startswith(prefix))])
-        return [str(int(c[k])) for k in keys if k in c]
-
-    if "n_conv_layers" in c:
-        parts.append(f"conv[{','.join(widths('n_channels_conv', 'n_conv_layers'))}]")
-    if "kernel_size" in c:
-        parts.append(f"k{int(c['kernel_size'])}")
-    if c.get("use_BN"):
-        parts.append("BN")
-    if c.get("global_avg_pooling"):
-        parts.append("GAP")
-    done.update(["use_BN", "global_avg_pooling"])
-    if "n_fc_layers" in c:
-        parts.append(f"fc[{','.join(widths('n_channels_fc', 'n_fc_layers'))}]")
-    if "dropout_rate" in c:
-        parts.append(f"drop{float(c['dropout_rate']):.2f}")
-    if "batch_size" in c:
-        parts.append(f"bs{int(c['batch_size'])}")
-    if "learning_rate_init" in c:
-        parts.append(f"lr{float(c['learning_rate_init']):.1e}")
-    if "optimizer" in c:
-        parts.append(str(c["optimizer"]))
-    done.update(
-        ["kernel_size", "dropout_rate", "batch_size", "learning_rate_init", "optimizer", *_SKIP]
-    )
-    for key in sorted(set(c) - done):
-        value = c[key]
-        if _DEFAULTS_HIDDEN.get(key, object()) == value:
-            continue
-        label = _SHORT.get(key, key + "=")
-        if isinstance(value, bool):
-            parts.append(label.rstrip("=") if value else f"no-{label.rstrip('=')}")
-        elif isinstance(value, float):
-            parts.append(f"{label}{value:.2g}")
-        else:
-            parts.append(f"{label}{value}")
-    return " ".join(parts)
-
-
-def member_config(run: RunData, member_id: int) -> dict[str, Any]:
-    """A member's genotype exactly as recorded (the frame's columns have lost int / NaN types)."""
-    store = RunStore(run.path, readonly=True)
-    try:
-        config = store.member_config(int(member_id))
-    finally:
-        store.close()
-    if config is None:
-        raise StoreError(f"{run.path} records no member {member_id}.")
-    return config
-
-
-@dataclass
-class TestResult:
-    """A run's optimum retrained from scratch on the training split and scored on the test split."""
-
-    run: str
-    config: dict[str, Any]
-    epochs: int
-    seed: int
-    top3: float
-    top1: float
-    precision: float
-    num_params: int
-    status: str
-    predicted: np.ndarray
-    labels: np.ndarray
-    classes: tuple[str, ...]
-
-    @property
-    def correct(self) -> np.ndarray:
-        """Whether each test image's top-1 prediction is right."""
-        return self.predicted == self.labels
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "config": self.config,
-            "epochs": self.epochs,
-            "seed": self.seed,
-            "top3": self.top3,
-            "top1": self.top1,
-            "precision": self.precision,
-            "num_params": self.num_params,
-            "status": self.status,
-            "classes": list(self.classes),
-            "predicted": self.predicted.tolist(),
-            "labels": self.labels.tolist(),
-        }
-
-
-def test_data_dir(run: RunData) -> str | None:
-    """Where the run's data came from, as ``load_data`` takes it (None: the default search)."""
-    data = run.info.get("data") or {}
-    if data.get("name") == DIGITS:
-        return DIGITS
-    location = run.search.get("data") or data.get("location")
-    return str(location) if location and Path(str(location)).is_dir() else None
-
-
-def test_image_size(run: RunData) -> tuple[int, int] | None:
-    """The ``--image_size`` the run resized its images to, if any."""
-    size = (run.info.get("arguments") or {}).get("image_size")
-    return (int(size[0]), int(size[1])) if size else None
-
-
-def retrain_on_test(
-    run: RunData, task: Task, epochs: int, seed: int | None = None
-) -> TestResult | None:
-    """Retrain the run's optimum from scratch on the training split; score it on the test split.
-
-    The same code path as ``main.py -t``: :class:`Task` with ``use_test`` and :func:`evaluate`.
-
-    Args:
-        run: the run.
-        task: a ``Task(data, use_test=True)`` of the run's data set.
-        epochs: epochs to train.
-        seed: fixes initialisation and training; default the run's seed.
-
-    Returns:
-        The scores and predictions, or None when the run has no optimum.
-    """
-    best = optimum(run.evaluations, run.constraints)
-    if best is None:
-        return None
-    config = member_config(run, int(best["member_id"]))
-    seed = seed if seed is not None else (run.seed if run.seed is not None else 0)
-    result = evaluate(config, epochs, task=task, seed=seed, keep_predictions=True)
-    fold = result.folds[0] if result.folds else None
-    return TestResult(
-        run=run.name,
-        config=config,
-        epochs=epochs,
-        seed=seed,
-        top3=result.top3,
-        top1=result.top1,
-        precision=result.precision,
-        num_params=result.num_params,
-        status=result.status,
-        predicted=np.asarray(fold.predicted if fold else [], dtype=int),
-        labels=np.asarray(fold.labels if fold else [], dtype=int),
-        classes=tuple(task.data.classes),
-    )
-
-
-def test_optima(
-    runs: Iterable[RunData],
-    epochs: int,
-    *,
-    data_dir: str | None = None,
-    device: str = "auto",
-    seed: int | None = None,
-) -> dict[str, TestResult]:
-    """:func:`retrain_on_test` for every run, loading each distinct data set once.
-
-    Args:
-        runs: the runs.
-        epochs: epochs to train each optimum.
-        data_dir: the data set for every run; default the one each run recorded.
-        device: where to train (``auto``: CUDA, MPS, else CPU).
-        seed: fixes training of every run; default each run's seed.
-    """
-    target = resolve_device(device)
-    tasks: dict[tuple[str | None, tuple[int, int] | None], Task] = {}
-    out: dict[str, TestResult] = {}
-    for run in runs:
-        key = (data_dir if data_dir is not None else test_data_dir(run), test_image_size(run))
-        if key not in tasks:
-            tasks[key] = Task(load_data(*key), use_test=True, device=target)
-        logger.info(
-            "Retraining the optimum of %s for %d epochs on the full training split.",
-            run.name,
-            epochs,
-        )
-        result = retrain_on_test(run, tasks[key], epochs, seed)
-        if result is not None:
-            logger.info(
-                "%s: test top-3 %.4f, top-1 %.4f, precision %.4f",
-                run.name,
-                result.top3,
-                result.top1,
-                result.precision,
-            )
-            out[run.name] = result
-    return out
-
-
-def confusion(test: TestResult) -> np.ndarray:
-    """The test confusion matrix (rows: true class, columns: predicted), by :mod:`evoband.metrics`."""
-    return confusion_matrix(
-        torch.as_tensor(test.predicted), torch.as_tensor(test.labels), len(test.classes)
-    ).numpy()
-
-
-def run_summary(run: RunData, test: TestResult | None = None) -> dict[str, Any]:
-    """One summary row of a run: its optimum, its evaluations, its test scores."""
-    frame = run.evaluations
-    best = optimum(frame, run.constraints)
-    feasible = feasible_mask(frame, run.constraints)
-    row: dict[str, Any] = {
-        "level": "run",
-        "group": "",
-        "run": run.name,
-        "n_runs": 1,
-        "algorithm": run.algorithm,
-        "seed": run.seed,
-        "max_params": run.constraints.max_params.limit,
-        "min_precision": run.constraints.min_precision.limit,
-    }
-    if best is not None:
-        row.update(
-            {
-                "member_id": int(best["member_id"]),
-                "config": compact_config(member_config(run, int(best["member_id"]))),
-                "epochs": int(best["epochs"]),
-                "cv_top3": float(best["top3"]),
-                "cv_precision": float(best["precision"]),
-                "num_params": int(best["num_params"]),
-                "feasible": bool(run.constraints.feasible(result_of(best))),
-            }
-        )
-    row.update(
-        {
-            "evaluations": len(frame),
-            "feasible_rate": float(feasible.mean()) if len(frame) else float("nan"),
-            "time_to_first_feasible": time_to_first_feasible(frame, run.constraints),
-            "elapsed": run.elapsed,
-        }
-    )
-    if test is not None:
-        row.update(
-            {
-                "test_epochs": test.epochs,
-                "test_top3": test.top3,
-                "test_top1": test.top1,
-                "test_precision": test.precision,
-            }
-        )
-    return row
-
-
-MEAN_COLUMNS = (
-    "cv_top3",
-    "cv_precision",
-    "num_params",
-    "evaluations",
-    "feasible_rate",
-    "time_to_first_feasible",
-    "elapsed",
-    "test_top3",
-    "test_top1",
-    "test_precision",
-)
-"""Columns a group row gives as mean over its runs (with ``<column>_std``)."""
-
-
-def best_run(runs: Sequence[RunData]) -> RunData:
-    """The run whose optimum ranks best (CV only: the test split never picks)."""
-
-    def key(run: RunData) -> tuple[int, float]:
-        best = optimum(run.evaluations, run.constraints)
-        return run.constraints.rank_key(None if best is None else result_of(best))
-
-    return min(runs, key=key)
-
-
-def group_summary(
-    name: str, run_rows: Sequence[dict[str, Any]], runs: Sequence[RunData]
-) -> dict[str, Any]:
-    """A group row: the best run's optimum configuration, means and std over runs of the scores."""
-    top = best_run(runs)
-    top_row = next(r for r in run_rows if r["run"] == top.name)
-    row: dict[str, Any] = {
-        "level": "group",
-        "group": name,
-        "run": top.name,
-        "n_runs": len(runs),
-        "algorithm": ",".join(sorted({r.algorithm for r in runs})),
-        "member_id": top_row.get("member_id"),
-        "config": top_row.get("config", ""),
-        "epochs": top_row.get("epochs"),
-        "feasible": top_row.get("feasible"),
-        "n_feasible_runs": sum(bool(r.get("feasible")) for r in run_rows),
-    }
-    for col in MEAN_COLUMNS:
-        values = np.array([_num(r.get(col), float("nan")) for r in run_rows], dtype=float)
-        values = values[~np.isnan(values)]
-        row[col] = float(values.mean()) if len(values) else float("nan")
-        row[f"{col}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return row
-
-
-def summary_table(
-    groups: Mapping[str, Sequence[RunData]], tests: Mapping[str, TestResult] | None = None
-) -> pd.DataFrame:
-    """Run rows then a row per group (see :func:`run_summary` and :func:`group_summary`)."""
-    tests = tests or {}
-    rows: list[dict[str, Any]] = []
-    for name, runs in groups.items():
-        run_rows = [{**run_summary(run, tests.get(run.name)), "group": name} for run in runs]
-        rows.extend(run_rows)
-        rows.append(group_summary(name, run_rows, runs))
-    return pd.DataFrame(rows)
-
-
-# -- statistical tests -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """McNemar's exact test: ``b`` = only A right, ``c`` = only B right; two-sided p-value."""
-
-    b: int
-    c: int
-    pvalue: float
-
-
-def mcnemar(
-    correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray
-) -> McNemar:
-    """Exact McNemar test (binomial on the discordant pairs) of two classifiers on the same samples."""
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError(
-            f"Both classifiers must be scored on the same samples ({a.shape} vs {b.shape})."
-        )
-    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    n = only_a + only_b
-    p = 1.0 if n == 0 else float(stats.binomtest(only_a, n, 0.5).pvalue)
-    return McNemar(only_a, only_b, p)
-
-
-def wilcoxon_paired(a: Mapping[Any, float], b: Mapping[Any, float]) -> tuple[int, float, float]:
-    """Wilcoxon signed-rank test over the keys (seeds) both hold: (n pairs, statistic, p-value).
-
-    NaN statistic and p-value with fewer than 3 pairs or when every difference is zero.
-    """
-    keys = sorted(set(a) & set(b), key=str)
-    x = np.array([a[k] for k in keys], dtype=float)
-    y = np.array([b[k] for k in keys], dtype=float)
-    if len(keys) < 3 or np.all(x == y):
-        return len(keys), float("nan"), float("nan")
-    res = stats.wilcoxon(x, y)
-    return len(keys), float(res.statistic), float(res.pvalue)
-
-
-def significance_tests(
-    groups: Mapping[str, Sequence[RunData]], tests: Mapping[str, TestResult]
-) -> pd.DataFrame:
-    """Pairwise tests between groups on the test split.
-
-    McNemar: top-1 correctness of each group's best run (by CV ranking) on the test images.
-    Wilcoxon: test top-3 of the runs paired by seed, when both groups have >= 3 runs.
-    """
-    rows: list[dict[str, Any]] = []
-    for (name_a, runs_a), (name_b, runs_b) in combinations(groups.items(), 2):
-        best_a, best_b = tests.get(best_run(runs_a).name), tests.get(best_run(runs_b).name)
-        if (
-            best_a is not None
-            and best_b is not None
-            and np.array_equal(best_a.labels, best_b.labels)
-        ):
-            m = mcnemar(best_a.correct, best_b.correct)
-            rows.append(
-                {
-                    "group_a": name_a,
-                    "group_b": name_b,
-                    "test": "McNemar exact (top-1 correct, best run)",
-                    "n": len(best_a.labels),
-                    "statistic": float(min(m.b, m.c)),
-                    "pvalue": m.pvalue,
-                    "note": f"only {name_a} right: {m.b}, only {name_b} right: {m.c}",
-                }
-            )
-        wilcoxon = "Wilcoxon signed-rank (test top-3, paired by seed)"
-        if len(runs_a) >= 3 and len(runs_b) >= 3:
-            score_a = {r.seed: tests[r.name].top3 for r in runs_a if r.name in tests}
-            score_b = {r.seed: tests[r.name].top3 for r in runs_b if r.name in tests}
-            n, stat, p = wilcoxon_paired(score_a, score_b)
-            note = (
-                ""
-                if not math.isnan(p)
-                else ("fewer than 3 seeds in common" if n < 3 else "all differences are zero")
-            )
-            rows.append(
-                {
-                    "group_a": name_a,
-                    "group_b": name_b,
-                    "test": wilcoxon,
-                    "n": n,
-                    "statistic": stat,
-                    "pvalue": p,
-                    "note": note,
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "group_a": name_a,
-                    "group_b": name_b,
-                    "test": wilcoxon,
-                    "n": 0,
-                    "statistic": math.nan,
-                    "pvalue": math.nan,
-                    "note": "needs >= 3 runs (seeds) in each group",
-                }
-            )
-    return pd.DataFrame(
-        rows, columns=["group_a", "group_b", "test", "n", "statistic", "pvalue", "note"]
-    )
-
-
-# -- Markdown --------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, spec: str, std: Any = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    text = format(value, spec)
-    if std is not None and not (isinstance(std, float) and math.isnan(std)):
-        text += " ± " + format(std, spec)
-    return text
-
-
-def _runs(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
-
-
-def markdown_summary(summary: pd.DataFrame) -> str:
-    """The summary as a Markdown table (group rows: mean ± std over runs, best run's config)."""
-    has_test = "test_top3" in summary.columns and bool(summary["test_top3"].notna().any())
-    head = [
-        "",
-        "group",
-        "run",
-        "optimum",
-        "CV top-3",
-        "CV precision",
-        "params",
-        "feasible",
-        "evaluations",
-        "feasible rate",
-        "first feasible (s)",
-    ]
-    if has_test:
-        head += ["test top-3", "test top-1", "test precision"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for r in summary.to_dict("records"):
-        group = r["level"] == "group"
-
-        def cell(col: str, spec: str, r: dict[str, Any] = r, group: bool = group) -> str:
-            return _fmt(r.get(col), spec, r.get(f"{col}_std") if group else None)
-
-        feasible = r.get("feasible")
-        verdict = (
-            "n/a" if feasible is None or feasible != feasible else ("yes" if feasible else "NO")
-        )
-        if group:
-            verdict = f"{int(r.get('n_feasible_runs') or 0)}/{int(r['n_runs'])} runs"
-        cells = [
-            f"**group** ({_runs(int(r['n_runs']))})" if group else "run",
-            str(r["group"]),
-            (f"best: {r['run']}" if group else str(r["run"])),
-            f"`{r.get('config') or 'n/a'}` ({_fmt(r.get('epochs'), '.0f')} ep)",
-            cell("cv_top3", ".3f"),
-            cell("cv_precision", ".3f"),
-            cell("num_params", ",.0f"),
-            verdict,
-            cell("evaluations", ".0f" if float(r.get("evaluations") or 0).is_integer() else ".1f"),
-            cell("feasible_rate", ".0%"),
-            cell("time_to_first_feasible", ".0f"),
-        ]
-        if has_test:
-            cells += [
-                cell("test_top3", ".3f"),
-                cell("test_top1", ".3f"),
-                cell("test_precision", ".3f"),
-            ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def markdown_tests(table: pd.DataFrame) -> str:
-    """The significance tests as a Markdown table."""
-    head = ["group A", "group B", "test", "n", "statistic", "p-value", "note"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for r in table.to_dict("records"):
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    str(r["group_a"]),
-                    str(r["group_b"]),
-                    str(r["test"]),
-                    str(r["n"]),
-                    _fmt(r["statistic"], ".3g"),
-                    _fmt(r["pvalue"], ".3g"),
-                    str(r["note"]),
-                ]
-            )
-            + " |"
-        )
-    return "\n".join(lines)

@@ -1,16 +1,36 @@
-"""Callbacks: hooks the optimizer calls as a search goes; every hook is a no-op by default."""
+"""Callbacks: hooks the optimizer calls as a search goes; every hook is a no-op by default.
+
+Besides :class:`CbAll` and :class:`ProgressBar`, the plot callbacks of AutoFlux: :class:`PlotFitness`,
+:class:`ScatterPop` and :class:`ScatterOpt` redraw a figure of the search into
+``<run_dir>/figures/`` after each generation, and :class:`MultiPlot` draws several of them as
+panels of one figure::
+
+    plots = [PlotFitness(), ScatterPop(), ScatterOpt()]
+    run_search(config, callbacks=[*plots, MultiPlot(*plots)])
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from .ea import EvolutionaryOptimizer
     from .member import Member
     from .target import Result
+
+logger = logging.getLogger(__name__)
 
 
 class Callback:
@@ -19,10 +39,14 @@ class Callback:
     def on_run_start(self, optimizer: EvolutionaryOptimizer) -> None:
         """Before the first evaluation (also on resume)."""
 
-    def on_evaluation(self, optimizer: EvolutionaryOptimizer, member: Member, result: Result) -> None:
+    def on_evaluation(
+        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
+    ) -> None:
         """After each evaluation (replayed ones included)."""
 
-    def on_generation_end(self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]) -> None:
+    def on_generation_end(
+        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
+    ) -> None:
         """After each generation, with the surviving population (best first)."""
 
     def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
@@ -39,11 +63,15 @@ class CbAll(Callback):
         for cb in self.callbacks:
             cb.on_run_start(optimizer)
 
-    def on_evaluation(self, optimizer: EvolutionaryOptimizer, member: Member, result: Result) -> None:
+    def on_evaluation(
+        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
+    ) -> None:
         for cb in self.callbacks:
             cb.on_evaluation(optimizer, member, result)
 
-    def on_generation_end(self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]) -> None:
+    def on_generation_end(
+        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
+    ) -> None:
         for cb in self.callbacks:
             cb.on_generation_end(optimizer, generation, population)
 
@@ -61,7 +89,13 @@ class ProgressBar(Callback):
 
     def on_run_start(self, optimizer: EvolutionaryOptimizer) -> None:
         total = float(optimizer.settings.max_time)
-        self.bar = tqdm(total=total, unit="s", desc="search", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}", **self.kwargs)
+        self.bar = tqdm(
+            total=total,
+            unit="s",
+            desc="search",
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
+            **self.kwargs,
+        )
         self._update(optimizer)
 
     def _update(self, optimizer: EvolutionaryOptimizer) -> None:
@@ -76,10 +110,14 @@ class ProgressBar(Callback):
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.refresh()
 
-    def on_evaluation(self, optimizer: EvolutionaryOptimizer, member: Member, result: Result) -> None:
+    def on_evaluation(
+        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
+    ) -> None:
         self._update(optimizer)
 
-    def on_generation_end(self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]) -> None:
+    def on_generation_end(
+        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
+    ) -> None:
         self._update(optimizer)
 
     def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
@@ -87,3 +125,169 @@ class ProgressBar(Callback):
             self._update(optimizer)
             self.bar.close()
             self.bar = None
+
+
+# -- figures -----------------------------------------------------------------------------------
+#
+# The drawing lives in evoband.plots, imported when a figure is first drawn: it imports
+# matplotlib (about a second), which a search that draws nothing should not pay for.
+
+
+class FigureCallback(Callback, ABC):
+    """A figure of the search, redrawn after each generation into ``<run_dir>/figures/``.
+
+    Subclasses build the figure in :meth:`figure`. Writing it is atomic (a reader sees the
+    previous figure or the new one, never half of one), and a figure never stops the search: an
+    exception while drawing or writing is logged as a warning and the search goes on. While a
+    resumed run replays its recorded evaluations nothing is drawn; the figure catches up when
+    new evaluations start, or at the end of the run.
+    """
+
+    filename: str = "figure.png"
+    """The file name in ``<run_dir>/figures/``; its suffix sets the format."""
+
+    _stale = False
+
+    @abstractmethod
+    def figure(self, optimizer: EvolutionaryOptimizer) -> Figure:
+        """The figure of the search as it stands."""
+
+    def path(self, optimizer: EvolutionaryOptimizer) -> Path:
+        """Where the figure of this run is written."""
+        return Path(optimizer.store.run_dir) / "figures" / self.filename
+
+    def redraw(self, optimizer: EvolutionaryOptimizer) -> Path | None:
+        """Draw and write the figure now; its path, or None when that failed (and was logged)."""
+        self._stale = False
+        try:
+            from .plots import save
+
+            return save(self.figure(optimizer), self.path(optimizer))
+        except Exception:  # a figure is never worth a search
+            logger.warning(
+                "Could not draw figures/%s; the search goes on.", self.filename, exc_info=True
+            )
+            return None
+
+    def on_evaluation(
+        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
+    ) -> None:
+        self._stale = True
+
+    def on_generation_end(
+        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
+    ) -> None:
+        self._stale = True
+        # a resumed run replays hundreds of generations in seconds; drawing each would take minutes
+        replaying = 0 < optimizer.n_evaluations == optimizer.n_replayed
+        if not replaying:
+            self.redraw(optimizer)
+
+    def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
+        if self._stale:
+            self.redraw(optimizer)
+
+
+class PlotCallback(FigureCallback):
+    """A figure of one panel, drawn by :meth:`draw`; :class:`MultiPlot` combines several."""
+
+    @abstractmethod
+    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
+        """Draw the panel onto ``ax``."""
+
+    def figure(self, optimizer: EvolutionaryOptimizer) -> Figure:
+        from .plots import panels
+
+        fig, (ax,) = panels(1)
+        self.draw(ax, optimizer)
+        return fig
+
+
+class PlotFitness(PlotCallback):
+    """Best and average CV top-3 of the population per generation, and the best feasible one.
+
+    Writes ``figures/fitness.png``.
+    """
+
+    filename = "fitness.png"
+
+    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
+        from .plots import fitness_panel
+
+        fitness_panel(ax, optimizer.store.generations_frame())
+
+
+class ScatterPop(PlotCallback):
+    """The population's precision vs CV top-3, with the precision constraint.
+
+    Writes ``figures/population.png``.
+    """
+
+    filename = "population.png"
+
+    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
+        from .plots import population_panel
+
+        population = _results_frame(optimizer.population)
+        population_panel(ax, population, optimizer.constraints, optimizer.generation)
+
+
+class ScatterOpt(PlotCallback):
+    """Every evaluated member's size (log scale) vs CV top-3 by the constraints it meets.
+
+    The member the search would return now is marked. Writes ``figures/optimisation.png``.
+    """
+
+    filename = "optimisation.png"
+
+    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
+        from .plots import optimisation_panel
+
+        optimisation_panel(ax, _results_frame(optimizer.members), optimizer.constraints)
+
+
+class MultiPlot(FigureCallback):
+    """Several plot callbacks as the panels of one figure: ``figures/overview.png``.
+
+    Args:
+        plots: the panels, left to right. They draw only here; to also keep their own files,
+            pass them to the search as well.
+        filename: the file name in ``<run_dir>/figures/``.
+    """
+
+    def __init__(self, *plots: PlotCallback, filename: str = "overview.png") -> None:
+        if not plots:
+            raise ConfigError("MultiPlot needs at least one plot callback, but got none.")
+        wrong = [type(p).__name__ for p in plots if not isinstance(p, PlotCallback)]
+        if wrong:
+            raise ConfigError(
+                f"MultiPlot takes plot callbacks (PlotFitness, ScatterPop, ScatterOpt, ...). "
+                f"Got {', '.join(wrong)} instead."
+            )
+        self.plots = plots
+        self.filename = filename
+
+    def figure(self, optimizer: EvolutionaryOptimizer) -> Figure:
+        from .plots import panels
+
+        fig, axes = panels(len(self.plots))
+        for plot, ax in zip(self.plots, axes, strict=True):
+            plot.draw(ax, optimizer)
+        return fig
+
+
+_RESULT_COLUMNS = ("top3", "top1", "precision", "num_params", "epochs", "seconds", "status")
+
+
+def _results_frame(members: Iterable[Member]) -> pd.DataFrame:
+    """Each evaluated member's result (its highest budget), one row per member.
+
+    The columns of :func:`evoband.analysis.member_results` that its ranking and constraint
+    functions read: member_id, top3, top1, precision, num_params, epochs, seconds, status.
+    """
+    rows = [
+        {"member_id": m.member_id, **{c: getattr(m.result, c) for c in _RESULT_COLUMNS}}
+        for m in members
+        if m.result is not None
+    ]
+    return pd.DataFrame(rows, columns=["member_id", *_RESULT_COLUMNS])

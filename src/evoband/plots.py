@@ -2,15 +2,20 @@
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot, no global state), so
 they render without a display and from any thread; :func:`save_figures` writes all of them.
-The numbers come from :mod:`evoband.analysis`; nothing here computes a statistic of its own.
+The panels that the plot callbacks of :mod:`evoband.callbacks` redraw as a search goes
+(:func:`fitness_panel`, :func:`population_panel`, :func:`optimisation_panel`) are here too, so
+that each kind of figure is drawn in one place. The numbers come from :mod:`evoband.analysis`;
+nothing here computes a statistic of its own.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +26,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from . import analysis as an
-from .analysis import RunData, TestResult
+from .analysis import RunData
+from .constraints import Constraints
+from .retrain import TestResult, confusion
 
 logger = logging.getLogger(__name__)
 
@@ -206,10 +213,42 @@ def best_over(groups: Groups, x: str) -> Figure:
     return fig
 
 
-def _panels(groups: Groups, width: float = 5.2, height: float = 4.6) -> tuple[Figure, list[Axes]]:
-    n = max(len(groups), 1)
+def fitness_panel(ax: Axes, generations: pd.DataFrame) -> None:
+    """Best and average CV top-3 of the population after each generation, and the best feasible.
+
+    Args:
+        ax: the panel.
+        generations: :meth:`evoband.store.RunStore.generations_frame` of one run.
+    """
+    lines = (
+        ("best_acc", "population: best", "tab:blue", "-"),
+        ("avg_acc", "population: average", "tab:blue", "--"),
+        ("best_feasible_acc", "best feasible member so far", "tab:green", "-"),
+    )
+    generation = generations["generation"].to_numpy(dtype=float)
+    for column, label, colour, style in lines:
+        top3 = pd.to_numeric(generations[column], errors="coerce").to_numpy(dtype=float)
+        if np.any(~np.isnan(top3)):
+            ax.plot(generation, top3, color=colour, ls=style, lw=1.5, marker="o", ms=3, label=label)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        _note(ax, "no generation finished yet")
+        ax.set_ylim(0, 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("generation (0 = initial population)")
+    ax.set_ylabel(TOP3)
+    ax.set_title("CV top-3 per generation", fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def panels(
+    n: int, *, sharey: bool = False, width: float = 5.2, height: float = 4.6
+) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n`` panels (at least one) side by side."""
+    n = max(n, 1)
     fig = Figure(figsize=(width * n, height), layout="constrained")
-    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, n, sharey=sharey, squeeze=False)[0]
     return fig, list(axes)
 
 
@@ -247,11 +286,12 @@ def _legend_below(ax: Axes, handles: list) -> None:
         )
 
 
-def _mark_optimum(ax: Axes, run: RunData, x: str, label: bool) -> None:
-    best = an.optimum(run.evaluations, run.constraints)
+def _mark_optimum(
+    ax: Axes, best: pd.Series | None, constraints: Constraints, x: str, label: bool
+) -> None:
     if best is None:
         return
-    feasible = run.constraints.feasible(an.result_of(best))
+    feasible = constraints.feasible(an.result_of(best))
     ax.scatter(
         [best[x]],
         [best["top3"]],
@@ -265,6 +305,98 @@ def _mark_optimum(ax: Axes, run: RunData, x: str, label: bool) -> None:
     )
 
 
+def _limit_lines(ax: Axes, constraints: Iterable[Constraints], x: str) -> None:
+    """A dashed line at each distinct min precision (``x='precision'``) or max params limit."""
+    limits = sorted(
+        {c.min_precision.limit if x == "precision" else c.max_params.limit for c in constraints}
+    )
+    for limit in limits:
+        text = f"min precision {limit:g}" if x == "precision" else f"max params {limit:,.0f}"
+        ax.axvline(limit, color="k", ls="--", lw=1, label=text)
+
+
+def scatter_panel(
+    ax: Axes, results: Sequence[tuple[pd.DataFrame, Constraints]], x: str, *, optimum: bool = True
+) -> None:
+    """Member results at (``x``, top-3), coloured and marked by the constraints they meet.
+
+    The constraint on ``x`` is a dashed line; each run's optimum is a star.
+
+    Args:
+        ax: the panel.
+        results: per run, its member results (:func:`evoband.analysis.member_results`) and its
+            constraints.
+        x: ``precision`` or ``num_params`` (log axis).
+        optimum: mark each run's optimum (:func:`evoband.analysis.optimum`).
+    """
+    counts: dict[str, int] = {}
+    for frame, constraints in results:
+        classes = an.constraint_classes(frame, constraints)
+        for cls, (colour, marker, _) in CLASS_STYLE.items():
+            part = frame[classes == cls]
+            counts[cls] = counts.get(cls, 0) + len(part)
+            if len(part):
+                ax.scatter(
+                    part[x],
+                    part["top3"],
+                    c=colour,
+                    marker=marker,
+                    s=28,
+                    alpha=0.8,
+                    edgecolors="none" if marker != "x" else None,
+                )
+    if optimum:
+        for i, (frame, constraints) in enumerate(results):
+            _mark_optimum(ax, an.optimum(frame, constraints), constraints, x, label=i == 0)
+    _limit_lines(ax, [constraints for _, constraints in results], x)
+    if not any(counts.values()):
+        _note(ax, "no member evaluated yet")
+    handles = [
+        Line2D([], [], ls="", marker=m, color=c, label=f"{t} ({counts.get(k, 0)})")
+        for k, (c, m, t) in CLASS_STYLE.items()
+        if counts.get(k)
+    ]
+    extra_h, _ = ax.get_legend_handles_labels()
+    _legend_below(ax, handles + extra_h)
+    if x == "num_params":
+        _params_axis(ax)
+    else:
+        ax.set_xlabel("CV macro precision (fraction)")
+    ax.grid(alpha=0.3)
+
+
+def population_panel(
+    ax: Axes, population: pd.DataFrame, constraints: Constraints, generation: int
+) -> None:
+    """The population's precision vs CV top-3, by the constraints each member meets.
+
+    Args:
+        ax: the panel.
+        population: the results of the population's members (as
+            :func:`evoband.analysis.member_results` gives them).
+        constraints: the search's constraints.
+        generation: the generation the population survived.
+    """
+    scatter_panel(ax, [(population, constraints)], "precision", optimum=False)
+    ax.set_ylabel(TOP3)
+    ax.set_title(
+        f"population after generation {generation} ({len(population)} members)", fontsize=10
+    )
+
+
+def optimisation_panel(ax: Axes, results: pd.DataFrame, constraints: Constraints) -> None:
+    """Every evaluated member's size vs CV top-3, by the constraints it meets; the optimum marked.
+
+    Args:
+        ax: the panel.
+        results: each member's result (:func:`evoband.analysis.member_results`).
+        constraints: the search's constraints.
+    """
+    scatter_panel(ax, [(results, constraints)], "num_params")
+    ax.set_ylabel(TOP3)
+    ax.set_title(f"every evaluated member ({len(results)}) at its highest budget", fontsize=10)
+
+
 def scatter_top3(groups: Groups, x: str) -> Figure:
     """Every member's result (highest budget) coloured by the constraints it meets.
 
@@ -272,51 +404,10 @@ def scatter_top3(groups: Groups, x: str) -> Figure:
         groups: the runs.
         x: ``precision`` or ``num_params`` (log axis).
     """
-    fig, axes = _panels(groups)
+    fig, axes = panels(len(groups), sharey=True)
     for ax, (name, runs) in zip(axes, groups.items(), strict=False):
-        counts: dict[str, int] = {}
-        for run in runs:
-            results = an.member_results(run.evaluations)
-            classes = an.constraint_classes(results, run.constraints)
-            for cls, (colour, marker, _) in CLASS_STYLE.items():
-                part = results[classes == cls]
-                counts[cls] = counts.get(cls, 0) + len(part)
-                if len(part):
-                    ax.scatter(
-                        part[x],
-                        part["top3"],
-                        c=colour,
-                        marker=marker,
-                        s=28,
-                        alpha=0.8,
-                        edgecolors="none" if marker != "x" else None,
-                    )
-        for i, run in enumerate(runs):
-            _mark_optimum(ax, run, x, label=i == 0)
-        limits = sorted(
-            {
-                r.constraints.min_precision.limit
-                if x == "precision"
-                else r.constraints.max_params.limit
-                for r in runs
-            }
-        )
-        for limit in limits:
-            text = f"min precision {limit:g}" if x == "precision" else f"max params {limit:,.0f}"
-            ax.axvline(limit, color="k", ls="--", lw=1, label=text)
-        handles = [
-            Line2D([], [], ls="", marker=m, color=c, label=f"{t} ({counts.get(k, 0)})")
-            for k, (c, m, t) in CLASS_STYLE.items()
-            if counts.get(k)
-        ]
-        extra_h, _ = ax.get_legend_handles_labels()
-        _legend_below(ax, handles + extra_h)
-        if x == "num_params":
-            _params_axis(ax)
-        else:
-            ax.set_xlabel("CV macro precision (fraction)")
+        scatter_panel(ax, [(an.member_results(r.evaluations), r.constraints) for r in runs], x)
         ax.set_title(_group_label(name, runs), fontsize=10)
-        ax.grid(alpha=0.3)
     axes[0].set_ylabel(TOP3)
     vs = "precision" if x == "precision" else "model size"
     fig.suptitle(
@@ -327,7 +418,7 @@ def scatter_top3(groups: Groups, x: str) -> Figure:
 
 def pareto_params_top3(groups: Groups) -> Figure:
     """Pareto front (fewer params, higher top-3) of the members meeting the precision constraint."""
-    fig, axes = _panels(groups)
+    fig, axes = panels(len(groups), sharey=True)
     for ax, (name, runs) in zip(axes, groups.items(), strict=False):
         frames = []
         for run in runs:
@@ -357,10 +448,10 @@ def pareto_params_top3(groups: Groups) -> Figure:
                 ms=5,
                 label=f"Pareto front ({len(front)})",
             )
-        for limit in sorted({r.constraints.max_params.limit for r in runs}):
-            ax.axvline(limit, color="k", ls="--", lw=1, label=f"max params {limit:,.0f}")
+        _limit_lines(ax, [r.constraints for r in runs], "num_params")
         for i, run in enumerate(runs):
-            _mark_optimum(ax, run, "num_params", label=i == 0)
+            best = an.optimum(run.evaluations, run.constraints)
+            _mark_optimum(ax, best, run.constraints, "num_params", label=i == 0)
         _params_axis(ax)
         ax.set_title(_group_label(name, runs), fontsize=10)
         ax.grid(alpha=0.3)
@@ -487,7 +578,7 @@ def feasible_fraction(groups: Groups) -> Figure:
 
 def confusion_matrix(test: TestResult) -> Figure:
     """The test-split confusion matrix of a run's retrained optimum."""
-    cm = an.confusion(test)
+    cm = confusion(test)
     n = len(test.classes)
     size = max(5.0, 0.36 * n + 2.5)
     fig = Figure(figsize=(size + 1.2, size), layout="constrained")
@@ -526,9 +617,22 @@ def slug(name: str) -> str:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` (format from the suffix) and return the path."""
+    """Write ``fig`` (format from the suffix) and return the path.
+
+    Atomic: the figure goes to a temporary file in the same folder that then replaces ``path``,
+    so that a reader (a viewer refreshing a live run's figures) never sees half a file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            fig.savefig(fh, format=path.suffix.lstrip(".") or None, dpi=130)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -1,0 +1,166 @@
+"""Retraining a run's optimum from scratch on the whole training split and scoring it on test.
+
+The same code path as ``main.py -t`` (:class:`evoband.target.Task` with ``use_test`` and
+:func:`evoband.target.evaluate`), for ``src/evaluation.py --test``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .analysis import RunData, member_config, optimum
+from .data import DIGITS, load_data
+from .metrics import confusion_matrix
+from .target import Task, evaluate
+from .train import resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TestResult:
+    """A run's optimum retrained from scratch on the training split and scored on the test split."""
+
+    run: str
+    config: dict[str, Any]
+    epochs: int
+    seed: int
+    top3: float
+    top1: float
+    precision: float
+    num_params: int
+    status: str
+    predicted: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Whether each test image's top-1 prediction is right."""
+        return self.predicted == self.labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "config": self.config,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "top3": self.top3,
+            "top1": self.top1,
+            "precision": self.precision,
+            "num_params": self.num_params,
+            "status": self.status,
+            "classes": list(self.classes),
+            "predicted": self.predicted.tolist(),
+            "labels": self.labels.tolist(),
+        }
+
+
+def test_data_dir(run: RunData) -> str | None:
+    """Where the run's data came from, as ``load_data`` takes it (None: the default search)."""
+    data = run.info.get("data") or {}
+    if data.get("name") == DIGITS:
+        return DIGITS
+    location = run.search.get("data") or data.get("location")
+    return str(location) if location and Path(str(location)).is_dir() else None
+
+
+def test_image_size(run: RunData) -> tuple[int, int] | None:
+    """The ``--image_size`` the run resized its images to, if any."""
+    size = (run.info.get("arguments") or {}).get("image_size")
+    return (int(size[0]), int(size[1])) if size else None
+
+
+def retrain_on_test(
+    run: RunData, task: Task, epochs: int, seed: int | None = None
+) -> TestResult | None:
+    """Retrain the run's optimum from scratch on the training split; score it on the test split.
+
+    The same code path as ``main.py -t``: :class:`Task` with ``use_test`` and :func:`evaluate`.
+
+    Args:
+        run: the run.
+        task: a ``Task(data, use_test=True)`` of the run's data set.
+        epochs: epochs to train.
+        seed: fixes initialisation and training; default the run's seed.
+
+    Returns:
+        The scores and predictions, or None when the run has no optimum.
+    """
+    best = optimum(run.evaluations, run.constraints)
+    if best is None:
+        return None
+    config = member_config(run, int(best["member_id"]))
+    seed = seed if seed is not None else (run.seed if run.seed is not None else 0)
+    result = evaluate(config, epochs, task=task, seed=seed, keep_predictions=True)
+    fold = result.folds[0] if result.folds else None
+    return TestResult(
+        run=run.name,
+        config=config,
+        epochs=epochs,
+        seed=seed,
+        top3=result.top3,
+        top1=result.top1,
+        precision=result.precision,
+        num_params=result.num_params,
+        status=result.status,
+        predicted=np.asarray(fold.predicted if fold else [], dtype=int),
+        labels=np.asarray(fold.labels if fold else [], dtype=int),
+        classes=tuple(task.data.classes),
+    )
+
+
+def test_optima(
+    runs: Iterable[RunData],
+    epochs: int,
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+) -> dict[str, TestResult]:
+    """:func:`retrain_on_test` for every run, loading each distinct data set once.
+
+    Args:
+        runs: the runs.
+        epochs: epochs to train each optimum.
+        data_dir: the data set for every run; default the one each run recorded.
+        device: where to train (``auto``: CUDA, MPS, else CPU).
+        seed: fixes training of every run; default each run's seed.
+    """
+    target = resolve_device(device)
+    tasks: dict[tuple[str | None, tuple[int, int] | None], Task] = {}
+    out: dict[str, TestResult] = {}
+    for run in runs:
+        key = (data_dir if data_dir is not None else test_data_dir(run), test_image_size(run))
+        if key not in tasks:
+            tasks[key] = Task(load_data(*key), use_test=True, device=target)
+        logger.info(
+            "Retraining the optimum of %s for %d epochs on the full training split.",
+            run.name,
+            epochs,
+        )
+        result = retrain_on_test(run, tasks[key], epochs, seed)
+        if result is not None:
+            logger.info(
+                "%s: test top-3 %.4f, top-1 %.4f, precision %.4f",
+                run.name,
+                result.top3,
+                result.top1,
+                result.precision,
+            )
+            out[run.name] = result
+    return out
+
+
+def confusion(test: TestResult) -> np.ndarray:
+    """The test confusion matrix (rows: true class, columns: predicted), by :mod:`evoband.metrics`."""
+    return confusion_matrix(
+        torch.as_tensor(test.predicted), torch.as_tensor(test.labels), len(test.classes)
+    ).numpy()
