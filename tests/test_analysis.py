@@ -20,22 +20,9 @@ from evoband.member import MUTATED, SAMPLED, Member
 from evoband.space import DEFAULT_NETWORK
 from evoband.store import RunStore
 from evoband.target import FoldResult, Result
+from helpers import SMALL_CONFIG as HELPER_CONFIG
 
-SMALL_CONFIG: dict[str, Any] = {
-    "learning_rate_init": 0.01,
-    "batch_size": 8,
-    "kernel_size": 3,
-    "use_BN": False,
-    "global_avg_pooling": True,
-    "dropout_rate": 0.1,
-    "n_conv_layers": 1,
-    "n_channels_conv_0": 16,
-    "n_fc_layers": 1,
-    "n_channels_fc_0": 8,
-    "optimizer": "adam",
-    "train_criterion": "cross_entropy",
-}
-"""A valid course-space genotype small enough to train in a blink on the tiny image folder."""
+SMALL_CONFIG: dict[str, Any] = dict(HELPER_CONFIG, batch_size=8, n_channels_fc_0=8)
 
 
 def write_run(

@@ -362,17 +362,6 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         store.close()
 
 
-def read_config(run_dir: str | Path) -> dict[str, Any]:
-    """The ``opt_cfg.json`` of a run."""
-    path = Path(run_dir) / "opt_cfg.json"
-    return json.loads(path.read_text())
-
-
 def read_run_json(run_dir: str | Path) -> dict[str, Any]:
     """The ``run.json`` of a run."""
     return json.loads((Path(run_dir) / "run.json").read_text())
-
-
-def write_result_json(path: Path, data: Mapping[str, Any]) -> None:
-    """``result_cv.json`` / ``result_test.json`` of main.py."""
-    write_json(path, dict(data))
