@@ -45,6 +45,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
     p.add_argument("--run_dir", default=None, help="run directory (default: runs/<algorithm, constraints, seed, date>)")
     flag(p, "--resume", help="continue the run in --run_dir where it stopped")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, default=1, help="worker processes training the CV folds in parallel (CPU; one thread each)")
     p.add_argument("--max_evaluations", type=int, default=None, help="stop after this many evaluations (member x budget)")
     p.add_argument("--eval_time_limit", type=float, default=None, help="seconds one evaluation may train (default: max_time / 10)")
     p.add_argument("--no_progress", action="store_true", help="log lines only, no progress bar")
@@ -57,6 +58,8 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
     """Validate the arguments (one line per problem, before any work) into a SearchConfig."""
     if not 0 < args.constraint_min_precision <= 1:
         raise ConfigError(f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1].")
+    if args.workers < 1:
+        raise ConfigError(f"--workers is {args.workers}, but must be >= 1.")
     if args.cv_folds < 2:
         raise ConfigError(f"--cv_folds is {args.cv_folds}, but must be >= 2.")
     settings = SearchSettings(
@@ -69,7 +72,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         settings=settings, max_params=args.constraint_max_model_size, min_precision=args.constraint_min_precision,
         space=args.space, data_dir=args.data_dir, image_size=tuple(args.image_size) if args.image_size else None,
         cv_folds=args.cv_folds, run_dir=args.run_dir, resume=args.resume, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.no_progress, workers=args.workers,
     )
 
 

@@ -35,7 +35,7 @@ from .operators import (
 )
 from .space import Config, default_config
 from .store import RunStore
-from .target import Result, Task, evaluate
+from .target import FoldExecutor, Result, Task, evaluate
 from .train import OK, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ class EvolutionaryOptimizer:
         selection: parent selection (tournament by default).
         mutations: variation operators applied to one parent, chosen uniformly.
         crossover: recombination of two parents.
+        executor: runs the folds of each evaluation (default: serially, in this process).
     """
 
     def __init__(
@@ -148,6 +149,7 @@ class EvolutionaryOptimizer:
         selection: Selection | None = None,
         mutations: Sequence[Variation] | None = None,
         crossover: Variation | None = None,
+        executor: FoldExecutor | None = None,
     ) -> None:
         self.space = space
         self.task = task
@@ -158,6 +160,7 @@ class EvolutionaryOptimizer:
         self.selection = selection or TournamentSelection(settings.tournament_size)
         self.mutations = list(mutations) if mutations is not None else [UniformMutation(space), LocalMutation(space)]
         self.crossover = crossover or UniformCrossover(space)
+        self.executor = executor
         self.sampler = RandomSampling(space)
         self.param_budget = ParamBudget(space, self.count_params, constraints.max_params.limit)
         check_max_params(space, constraints, self.count_params)
@@ -282,6 +285,7 @@ class EvolutionaryOptimizer:
                 deadline=start + self.settings.time_limit_per_evaluation,
                 done_folds=self.store.fold_results(member.member_id, budget),
                 on_fold=lambda fold: self.store.record_fold(member.member_id, budget, fold),
+                executor=self.executor,
             )
         member.results[budget] = result
         self.n_evaluations += 1

@@ -25,6 +25,7 @@ from .constraints import Constraints
 from .data import DataSource, load_data
 from .ea import EvolutionaryOptimizer, SearchSettings, check_max_params
 from .errors import StoreError
+from .executor import ProcessExecutor
 from .member import Member
 from .paths import resolve_default
 from .space import get_space
@@ -57,6 +58,7 @@ class SearchConfig:
     resume: bool = False
     device: str = "auto"
     progress: bool = True
+    workers: int = 1
 
 
 @dataclass
@@ -186,7 +188,8 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
         cbs: list[Callback] = list(callbacks)
         if config.progress:
             cbs.insert(0, ProgressBar())
-        optimizer = EvolutionaryOptimizer(space, task, constraints, settings, store, callbacks=cbs)
+        executor = ProcessExecutor(config.workers) if config.workers > 1 else None
+        optimizer = EvolutionaryOptimizer(space, task, constraints, settings, store, callbacks=cbs, executor=executor)
         run_json: dict[str, Any] = {
             "algorithm": settings.algorithm, "arguments": _arguments(config), "search": definition,
             "versions": versions(), "data": data.describe(), "device": str(device),
@@ -200,6 +203,8 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
             optimizer.run()
             interrupted = False
         finally:
+            if executor is not None:
+                executor.close()
             best = optimizer.best_member()
             report = SearchReport(
                 run_dir=run_dir, best=best,

@@ -10,7 +10,8 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,7 @@ def evaluate(
     on_fold: Callable[[FoldResult], None] | None = None,
     on_epoch: Callable[[int], EpochCallback | None] | None = None,
     keep_predictions: bool = False,
+    executor: FoldExecutor | None = None,
 ) -> Result:
     """Train ``config`` to ``epochs`` epochs on every fold of ``task`` and score it.
 
@@ -243,40 +245,73 @@ def evaluate(
         on_fold: called with each newly finished fold (to record it at once).
         on_epoch: given a fold index, returns a per-epoch progress callback (or None).
         keep_predictions: fill each fold's ``predicted`` and ``labels`` lists.
+        executor: runs the folds (default: one after the other in this process).
     """
     num_params = count_params(config, task.input_shape, task.n_classes)
-    folds: list[FoldResult] = []
-    for k, split in enumerate(task.splits):
-        if done_folds and k in done_folds:
-            result = done_folds[k]
-        else:
-            result = _evaluate_fold(
-                config, epochs, k, split, task, seed, max_epochs or epochs, checkpoint_dir,
-                (checkpoint_sha256 or {}).get(k), deadline, on_epoch(k) if on_epoch else None,
-                keep_predictions,
-            )
-            if on_fold is not None:
-                on_fold(result)
-        folds.append(result)
-        if result.status in (TIMED_OUT, FAILED):
-            break
-    return Result.from_folds(folds, num_params, epochs)
+    done = dict(done_folds or {})
+    if any(f.status in (TIMED_OUT, FAILED) for f in done.values()):
+        return Result.from_folds([done[k] for k in sorted(done)], num_params, epochs)
+    jobs = [
+        FoldJob(dict(config), epochs, k, seed, max_epochs or epochs, checkpoint_dir,
+                (checkpoint_sha256 or {}).get(k), deadline, keep_predictions)
+        for k in range(len(task.splits)) if k not in done
+    ]
+    for result in (executor or SerialExecutor()).run(jobs, task, on_epoch):
+        done[result.fold] = result
+        if on_fold is not None:
+            on_fold(result)
+    return Result.from_folds([done[k] for k in sorted(done)], num_params, epochs)
 
 
-def _evaluate_fold(
-    config: Mapping[str, Any],
-    epochs: int,
-    k: int,
-    split: Split,
-    task: Task,
-    seed: int,
-    max_epochs: int,
-    checkpoint_dir: Path | None,
-    expected_sha256: str | None,
-    deadline: float | None,
-    on_epoch: EpochCallback | None,
-    keep_predictions: bool,
-) -> FoldResult:
+@dataclass(frozen=True)
+class FoldJob:
+    """Everything needed to train and score one fold (picklable, for worker processes)."""
+
+    config: dict[str, Any]
+    epochs: int
+    fold: int
+    seed: int
+    max_epochs: int
+    checkpoint_dir: Path | None
+    expected_sha256: str | None
+    deadline: float | None
+    keep_predictions: bool = False
+
+
+class FoldExecutor(ABC):
+    """Runs the fold jobs of one evaluation and yields each result as it finishes."""
+
+    @abstractmethod
+    def run(
+        self, jobs: Sequence[FoldJob], task: Task, on_epoch: Callable[[int], EpochCallback | None] | None = None
+    ) -> Iterator[FoldResult]:
+        """Results of ``jobs`` on ``task``, in the order they finish."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most executors hold nothing
+        """Release workers, if any."""
+
+
+class SerialExecutor(FoldExecutor):
+    """Folds one after the other in this process; stops after a timed-out or failed fold."""
+
+    def run(
+        self, jobs: Sequence[FoldJob], task: Task, on_epoch: Callable[[int], EpochCallback | None] | None = None
+    ) -> Iterator[FoldResult]:
+        for job in jobs:
+            result = run_fold(job, task, on_epoch(job.fold) if on_epoch else None)
+            yield result
+            if result.status in (TIMED_OUT, FAILED):
+                return
+
+
+def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) -> FoldResult:
+    """Train one fold to ``job.epochs`` (continuing from its checkpoint) and score it.
+
+    Errors such as running out of memory are recorded as a ``failed`` fold, not raised.
+    """
+    config, epochs, k, seed = job.config, job.epochs, job.fold, job.seed
+    split, max_epochs, checkpoint_dir = task.splits[k], job.max_epochs, job.checkpoint_dir
+    expected_sha256, deadline, keep_predictions = job.expected_sha256, job.deadline, job.keep_predictions
     start = time.perf_counter()
     try:
         def fresh_state() -> TrainState:

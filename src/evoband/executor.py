@@ -1,0 +1,75 @@
+"""Parallel execution of the folds of an evaluation in worker processes on this machine.
+
+Each worker holds the prepared data once (sent when the pool starts) and trains on one CPU
+thread, so that N workers use N cores without the intra-op thread contention that makes
+multi-threaded training of small networks many times slower on a busy CPU. Folds are
+independent, so the results are those of serial execution with one thread per model.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.pool import Pool
+
+import torch
+
+from .errors import ConfigError
+from .target import FoldExecutor, FoldJob, FoldResult, Task, run_fold
+from .train import EpochCallback
+
+_WORKER_TASK: Task | None = None
+
+
+def _init_worker(task: Task) -> None:
+    global _WORKER_TASK
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
+    torch.set_num_threads(1)
+    _WORKER_TASK = task
+
+
+def _run_in_worker(job: FoldJob) -> FoldResult:
+    assert _WORKER_TASK is not None, "worker started without its task"
+    result = run_fold(job, _WORKER_TASK)
+    result.model = None  # models stay in the worker
+    return result
+
+
+class ProcessExecutor(FoldExecutor):
+    """Folds in ``workers`` processes (CPU only); the pool starts with the first evaluation.
+
+    Args:
+        workers: number of worker processes (>= 2 to be useful).
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ConfigError(f"The value of `workers` is {workers}, but must be `workers >= 1`.")
+        self.workers = workers
+        self._pool: Pool | None = None
+        self._task: Task | None = None
+
+    def _pool_for(self, task: Task) -> Pool:
+        if task.device.type != "cpu":
+            raise ConfigError("Worker processes train on the CPU only; use one worker with a GPU.")
+        if self._pool is None or self._task is not task:
+            self.close()
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+            self._pool = context.Pool(self.workers, initializer=_init_worker, initargs=(task,))
+            self._task = task
+        return self._pool
+
+    def run(
+        self, jobs: Sequence[FoldJob], task: Task, on_epoch: Callable[[int], EpochCallback | None] | None = None
+    ) -> Iterator[FoldResult]:
+        if not jobs:
+            return
+        yield from self._pool_for(task).imap_unordered(_run_in_worker, jobs)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+            self._task = None
