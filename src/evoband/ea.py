@@ -172,9 +172,9 @@ class EvolutionaryOptimizer:
         self.n_evaluations = 0
         self.n_replayed = 0
         self.epochs_spent = 0
-        self.peak_checkpoint_bytes = 0
         saved = store.state()
         self._spent_before = float(saved.get("elapsed", 0.0))
+        self.peak_checkpoint_bytes = int(saved.get("peak_checkpoint_bytes", 0))
         self._session_start = time.monotonic()
         self.stopped_by = ""
         self._replaying = False

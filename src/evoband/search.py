@@ -212,8 +212,7 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
                 n_evaluations=optimizer.n_evaluations,
                 n_feasible=sum(1 for m in optimizer.members for r in m.results.values() if constraints.feasible(r)),
                 elapsed=optimizer.elapsed(), stopped_by=optimizer.stopped_by or ("interrupted" if interrupted else ""),
-                constraints=constraints, peak_checkpoint_bytes=max(optimizer.peak_checkpoint_bytes,
-                                                                   int(store.state().get("peak_checkpoint_bytes", 0))),
+                constraints=constraints, peak_checkpoint_bytes=optimizer.peak_checkpoint_bytes,
                 ledger_seconds=store.write_seconds,
             )
             run_json.update({
