@@ -264,11 +264,13 @@ def _params_axis(ax: Axes) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(_compact_count))
     low, high = ax.dataLim.intervalx
-    narrow = low > 0 and np.isfinite(high) and math.log10(max(high, low) / low) < 2
+    decades = math.log10(max(high, low) / low) if low > 0 and np.isfinite(high) else math.inf
+    # label minor ticks where few decades show: all below half a decade, 2/3/5 below two
+    labelled = (2, 3, 4, 5, 6, 7, 8, 9) if decades < 0.5 else (2, 3, 5) if decades < 2 else ()
 
     def minor(value: float, pos: object = None) -> str:
         mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
-        return _compact_count(value) if narrow and mantissa in (2, 3, 5) else ""
+        return _compact_count(value) if mantissa in labelled else ""
 
     ax.xaxis.set_minor_formatter(FuncFormatter(minor))
     ax.set_xlabel("trainable parameters (count, log scale)")
