@@ -262,9 +262,13 @@ def chronological(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def member_results(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each member's highest-budget evaluation (its result), by member id."""
-    idx = frame.groupby("member_id")["epochs"].idxmax()
-    return frame.loc[idx.to_numpy()].sort_values("member_id").reset_index(drop=True)
+    """Each member's result, by member id: its highest-budget ``ok`` evaluation, else its latest.
+
+    The same rule as :attr:`evoband.member.Member.result`.
+    """
+    ok_first = frame.assign(_ok=frame["status"] == "ok").sort_values(["member_id", "_ok", "epochs"])
+    picked = ok_first.groupby("member_id").tail(1).drop(columns="_ok")
+    return picked.sort_values("member_id").reset_index(drop=True)
 
 
 def feasible_mask(frame: pd.DataFrame, constraints: Constraints) -> pd.Series:

@@ -189,9 +189,16 @@ class EvolutionaryOptimizer:
         """Seconds spent on this run, over all sessions."""
         return self._spent_before + time.monotonic() - self._session_start
 
-    def rank(self, members: Sequence[Member]) -> list[Member]:
-        """Feasibility-first order, best first (ties: older member first)."""
-        return sorted(members, key=lambda m: (self.constraints.rank_key(m.result), m.member_id))
+    def rank(self, members: Sequence[Member], budget: int | None = None) -> list[Member]:
+        """Feasibility-first order, best first (ties: older member first).
+
+        Members are compared by their :attr:`Member.result`, or by their result at ``budget``.
+        """
+        def key(m: Member) -> tuple[tuple[int, float], int]:
+            result = m.results.get(budget) if budget is not None else m.result
+            return self.constraints.rank_key(result), m.member_id
+
+        return sorted(members, key=key)
 
     def best_member(self) -> Member | None:
         """The best member evaluated so far (the most precise one if none is feasible)."""
@@ -350,8 +357,8 @@ class EvolutionaryOptimizer:
             alive = alive[:n]
             for member in alive:
                 self.evaluate(member, budget, bracket.s, rung)
-            ranked = self.rank(alive)
-            promotable = [m for m in ranked if m.result is not None and m.result.status == OK]
+            ranked = self.rank(alive, budget)
+            promotable = [m for m in ranked if budget in m.results and m.results[budget].status == OK]
             next_n = bracket.n_members[rung + 1] if rung + 1 < len(bracket.n_members) else 0
             self._release([m for m in ranked if m not in promotable[:next_n]])
             alive = promotable[:next_n] if next_n else ranked

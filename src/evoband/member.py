@@ -51,8 +51,15 @@ class Member:
 
     @property
     def result(self) -> Result | None:
-        """The result at the highest budget reached."""
-        return self.results[self.epochs] if self.results else None
+        """The result that stands for the member: at the highest budget that finished ``ok``.
+
+        A continuation that timed out or diverged does not erase what the member showed at a
+        lower budget; a member with no ``ok`` result is represented by its latest one.
+        """
+        if not self.results:
+            return None
+        finished = [budget for budget, r in self.results.items() if r.ok]
+        return self.results[max(finished) if finished else self.epochs]
 
     def describe(self) -> str:
         made = self.origin if not self.parents else f"{self.origin} from {', '.join(map(str, self.parents))}"
