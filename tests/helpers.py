@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -16,6 +17,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from evoband.hyperband import HyperbandSchedule
+from evoband.member import MUTATED, SAMPLED, Member
+from evoband.store import RunStore
+from evoband.target import Result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +43,10 @@ SMALL_CONFIG: dict[str, Any] = {
     "train_criterion": "cross_entropy",
 }
 """A valid course-space genotype with about 800 parameters on the tiny images: fast to train."""
+
+
+RUN_CONFIG: dict[str, Any] = dict(SMALL_CONFIG, batch_size=8, n_channels_fc_0=8)
+"""The configuration of the members of synthetic runs (write_run)."""
 
 
 def analytic_param_count(config: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> int:
@@ -178,3 +188,129 @@ def snapshot(directory: Path) -> dict[str, tuple[int, str]]:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def write_run(
+    run_dir: Path,
+    *,
+    seed: int = 0,
+    random_search: bool = False,
+    generations: int = 2,
+    max_params: int = 10_000,
+    min_precision: float = 0.5,
+    data: str | None = None,
+) -> Path:
+    """A real run directory with a synthetic EA+HB (or RS+HB) history on a 2..8 epoch schedule."""
+    rng = np.random.default_rng(seed)
+    schedule = HyperbandSchedule(2, 8, 2)
+    store = RunStore(run_dir)
+    search = {
+        "space": "course",
+        "max_params": max_params,
+        "min_precision": min_precision,
+        "cv_folds": 3,
+        "data": data or "nowhere",
+        "pop_size": 4,
+        "hyperband": True,
+        "min_epochs": 2,
+        "max_epochs": 8,
+        "eta": 2,
+        "seed": seed,
+        "random_search": random_search,
+    }
+    store.set_run_info({"search": search})
+    members: list[Member] = []
+    clock = [0.0]
+    quality: dict[int, float] = {}
+
+    def new(generation: int, bracket: int | None) -> Member:
+        member_id = len(members)
+        config = dict(RUN_CONFIG, n_channels_conv_0=16 + member_id)
+        member = Member(
+            member_id,
+            config,
+            seed=member_id,
+            num_params=int(rng.choice([3_000, 8_000, 30_000])),
+            origin=SAMPLED if generation == 0 or random_search else MUTATED,
+            parents=() if generation == 0 else (0,),
+            generation=generation,
+            bracket=bracket,
+        )
+        store.add_member(member)
+        members.append(member)
+        quality[member_id] = float(rng.uniform(0.2, 0.7))
+        return member
+
+    def run_eval(
+        member: Member, epochs: int, generation: int, bracket: int | None, rung: int | None
+    ) -> float:
+        clock[0] += float(rng.uniform(5, 15))
+        top3 = min(
+            1.0, quality[member.member_id] + 0.04 * math.log2(epochs) + float(rng.normal(0, 0.02))
+        )
+        precision = min(1.0, top3 * float(rng.uniform(0.6, 1.0)))
+        status = "diverged" if rng.random() < 0.05 else "ok"
+        if status != "ok":
+            top3 = precision = 0.0
+        result = Result(top3, top3 * 0.6, precision, member.num_params, epochs, 1.0, status)
+        member.results[epochs] = result
+        store.record_evaluation(
+            member.member_id,
+            result,
+            generation=generation,
+            bracket=bracket,
+            rung=rung,
+            elapsed=clock[0],
+            state={},
+        )
+        return top3
+
+    def end_generation(generation: int, population: list[Member]) -> None:
+        accs = [m.result.top3 for m in population if m.result]
+        precs = [m.result.precision for m in population if m.result]
+        store.record_generation(
+            generation,
+            {
+                "elapsed": clock[0],
+                "population": [m.member_id for m in population],
+                "avg_acc": float(np.mean(accs)),
+                "best_acc": max(accs),
+                "avg_prec": float(np.mean(precs)),
+                "best_prec": max(precs),
+                "best_feasible_acc": None,
+                "n_evaluated": 0,
+                "n_feasible": 0,
+                "epochs_spent": 0,
+            },
+        )
+
+    population = [new(0, None) for _ in range(4)]
+    for m in population:
+        run_eval(m, 2, 0, None, None)
+    end_generation(0, population)
+    for generation in range(1, generations + 1):
+        for bracket in schedule.brackets:
+            alive = [new(generation, bracket.s) for _ in range(bracket.n_members[0])]
+            for rung, (n, budget) in enumerate(
+                zip(bracket.n_members, bracket.budgets, strict=True)
+            ):
+                alive = alive[:n]
+                for m in alive:
+                    run_eval(m, budget, generation, bracket.s, rung)
+                alive.sort(key=lambda m: -(m.result.top3 if m.result else 0.0))
+            population = sorted(
+                population + alive, key=lambda m: -(m.result.top3 if m.result else 0.0)
+            )[:4]
+        end_generation(generation, population)
+    store.write_run_json(
+        {
+            "algorithm": "RS+HB" if random_search else "EA+HB",
+            "search": search,
+            "hyperband": schedule.to_dict(),
+            "elapsed_seconds": clock[0] + 1.0,
+            "data": {"name": "tiny", "location": data or "nowhere"},
+            "arguments": {"image_size": None},
+        }
+    )
+    store.close()
+    return run_dir

@@ -11,7 +11,7 @@ import pytest
 import evaluation
 from evoband import analysis as an
 from evoband import plots
-from test_analysis import write_run
+from helpers import write_run
 
 FIGURES = (
     "best_over_time",
