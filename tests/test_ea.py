@@ -6,6 +6,7 @@ Every search here really trains (2-fold CV, 1-2 epochs, networks of at most 20,0
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
@@ -302,3 +303,16 @@ def test_same_seed_same_search_in_fresh_processes(reference, data_dir: Path, tmp
     assert read_json(tmp_path / "a" / "opt_cfg.json") == read_json(tmp_path / "b" / "opt_cfg.json")
     # ... while another seed (the reference run: seed 1, same settings) searches differently
     assert [r["configuration"] for r in a] != [r["configuration"] for r in records(reference[0])]
+
+
+def test_search_on_images_too_small_for_three_poolings(tmp_path: Path) -> None:
+    # 4x4 images allow at most 2 conv layers: the default network and 3-layer children are
+    # repaired like oversized ones instead of crashing the search
+    root = make_image_folder(tmp_path / "small_images", size=4)
+    settings = SearchSettings(pop_size=3, hyperband=True, min_epochs=1, max_epochs=2, max_evaluations=4, seed=1)
+    config = SearchConfig(settings=settings, max_params=50_000, min_precision=0.3, data_dir=str(root),
+                          run_dir=str(tmp_path / "run"), progress=False)
+    report = run_search(config)
+    assert report.n_evaluations == 4
+    records = json.loads((tmp_path / "run" / "automl_run.json").read_text())
+    assert all(r["configuration"]["n_conv_layers"] <= 2 for r in records)

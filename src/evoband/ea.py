@@ -8,6 +8,7 @@ the search continues exactly where it stopped with the same population and RNG s
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -182,8 +183,15 @@ class EvolutionaryOptimizer:
     # -- helpers -------------------------------------------------------------------------------
 
     def count_params(self, config: Config) -> int:
-        """Parameters of ``config`` on this task, without allocating it."""
-        return count_params(config, self.task.input_shape, self.task.n_classes)
+        """Parameters of ``config`` on this task, without allocating it.
+
+        A network the input is too small for (more poolings than pixels) counts as infinitely
+        large, so that the parameter repair shrinks it like any other oversized child.
+        """
+        try:
+            return count_params(config, self.task.input_shape, self.task.n_classes)
+        except ConfigError:
+            return sys.maxsize
 
     def elapsed(self) -> float:
         """Seconds spent on this run, over all sessions."""
