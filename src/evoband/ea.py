@@ -92,7 +92,8 @@ class SearchSettings:
                 raise ConfigError(message)
         # eta and min_epochs are checked with or without Hyperband, so that a bad value never
         # reaches run.json; min_epochs <= epochs only matters with Hyperband
-        HyperbandSchedule(self.min_epochs, max(self.max_epochs, self.min_epochs) if not self.hyperband else self.max_epochs, self.eta)
+        top = self.max_epochs if self.hyperband else max(self.max_epochs, self.min_epochs)
+        HyperbandSchedule(self.min_epochs, top, self.eta)
 
     @property
     def time_limit_per_evaluation(self) -> float:

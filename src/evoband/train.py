@@ -192,59 +192,60 @@ def train(
     """
     n_classes = _n_outputs(state.model)
     loss_fn = _loss_fn(config, n_classes)
+    mean_loss = float("nan")
     with cpu_threads(_threads_for(config, x, n_classes)):
-        return _train_epochs(state, x, y, config, epochs, seed, deadline, on_epoch, loss_fn)
+        while state.epochs_done < epochs:
+            status, mean_loss, accuracy = _train_epoch(state, x, y, config, seed, deadline, loss_fn)
+            if status != OK:
+                return TrainOutcome(status, state.epochs_done, mean_loss)
+            if state.scheduler is not None:
+                state.scheduler.step()
+            state.epochs_done += 1
+            if on_epoch is not None:
+                on_epoch(state.epochs_done, mean_loss, accuracy)
+    return TrainOutcome(OK, state.epochs_done, mean_loss)
 
 
-def _train_epochs(
+def _train_epoch(
     state: TrainState,
     x: torch.Tensor,
     y: torch.Tensor,
     config: Mapping[str, Any],
-    epochs: int,
     seed: int,
     deadline: float | None,
-    on_epoch: EpochCallback | None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-) -> TrainOutcome:
+) -> tuple[str, float, float]:
+    """One epoch (number ``state.epochs_done``): status, mean loss (or the bad loss), accuracy."""
+    epoch = state.epochs_done
     batch_size = int(config.get("batch_size", 64))
     flip = 0.5 if config.get("aug_flip") else 0.0
     shift = int(config.get("aug_shift", 0))
     device = x.device
-    mean_loss = float("nan")
-    while state.epochs_done < epochs:
-        epoch = state.epochs_done
-        generator = torch.Generator().manual_seed(derive_seed(seed, epoch, 0))
-        state.model.train()
-        total_loss, seen = 0.0, 0
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(derive_seed(seed, epoch, 1))
-            for idx in batch_indices(len(y), batch_size, generator):
-                idx = idx.to(device)
-                xb, yb = x[idx], y[idx]
-                if flip or shift:
-                    xb = augment(xb, flip, shift, generator)
-                logits = state.model(xb)
-                loss = loss_fn(logits, yb)
-                loss_value = loss.item()  # the one host sync per batch
-                if not math.isfinite(loss_value):
-                    return TrainOutcome(DIVERGED, state.epochs_done, loss_value)
-                state.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                state.optimizer.step()
-                total_loss += loss_value * len(yb)
-                correct += (logits.detach().argmax(1) == yb).sum()
-                seen += len(yb)
-                if deadline is not None and time.monotonic() > deadline:
-                    return TrainOutcome(TIMED_OUT, state.epochs_done, total_loss / seen)
-        if state.scheduler is not None:
-            state.scheduler.step()
-        state.epochs_done += 1
-        mean_loss = total_loss / max(seen, 1)
-        if on_epoch is not None:
-            on_epoch(state.epochs_done, mean_loss, int(correct) / max(seen, 1))
-    return TrainOutcome(OK, state.epochs_done, mean_loss)
+    generator = torch.Generator().manual_seed(derive_seed(seed, epoch, 0))
+    state.model.train()
+    total_loss, seen = 0.0, 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(derive_seed(seed, epoch, 1))
+        for idx in batch_indices(len(y), batch_size, generator):
+            idx = idx.to(device)
+            xb, yb = x[idx], y[idx]
+            if flip or shift:
+                xb = augment(xb, flip, shift, generator)
+            logits = state.model(xb)
+            loss = loss_fn(logits, yb)
+            loss_value = loss.item()  # the one host sync per batch
+            if not math.isfinite(loss_value):
+                return DIVERGED, loss_value, 0.0
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            total_loss += loss_value * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(yb)
+            if deadline is not None and time.monotonic() > deadline:
+                return TIMED_OUT, total_loss / seen, 0.0
+    return OK, total_loss / max(seen, 1), int(correct) / max(seen, 1)
 
 
 @torch.no_grad()
