@@ -31,23 +31,24 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
     p.add_argument("-s", "--constraint_max_model_size", type=model_size, default=int(2e7), help="at most this many trainable parameters (2e7 or 20000000)")
     p.add_argument("-p", "--constraint_min_precision", type=float, default=0.39, help="at least this CV macro precision, in (0, 1]")
     p.add_argument("-t", "--max_time", type=float, default=86400.0, help="time budget in seconds, checked before every training job")
-    p.add_argument("-e", "--epochs", type=int, default=50, help="max epochs per member (the last Hyperband rung)")
-    p.add_argument("--min_epochs", type=int, default=2, help="epochs of the first Hyperband rung")
-    p.add_argument("--eta", type=int, default=2, help="Hyperband halving rate")
+    p.add_argument("-e", "--epochs", type=int, default=SearchSettings.max_epochs, help="max epochs per member (the last Hyperband rung)")
+    p.add_argument("--min_epochs", type=int, default=SearchSettings.min_epochs, help="epochs of the first Hyperband rung")
+    p.add_argument("--eta", type=int, default=SearchSettings.eta, help="Hyperband halving rate")
     p.add_argument("--pop_size", type=int, default=10, help="population size (mu)")
     p.add_argument("-c", "--num_children", type=int, default=5, help="children per generation without Hyperband (lambda)")
     flag(p, "--hyperband", help="train children through Hyperband rungs (accepts --hyperband, --hyperband True/False)")
     p.add_argument("--seed", type=int, default=123, help="fixes sampling, splits, initialisation and augmentation")
     p.add_argument("--data_dir", default=None, help="image folder with train/ and test/, or 'digits' (default: $EVOBAND_DATA, micro17flower/, ../shared/micro17flower)")
     p.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), default=None, help="resize images on load")
-    p.add_argument("--space", choices=sorted(SPACES), default="course", help="search space")
+    p.add_argument("--space", choices=sorted(SPACES), default=SearchConfig.space, help="search space (course: the reference task's space exactly)")
     p.add_argument("--cv_folds", type=int, default=3, help="K of stratified K-fold cross-validation")
     p.add_argument("--run_dir", default=None, help="run directory (default: runs/<algorithm, constraints, seed, date>)")
     flag(p, "--resume", help="continue the run in --run_dir where it stopped")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--workers", type=int, default=1, help="worker processes training the CV folds in parallel (CPU; one thread each)")
+    p.add_argument("--eval_cost_share", type=float, default=SearchSettings.eval_cost_share, help="largest predicted cost of one full evaluation (max epochs, all folds) as a share of --max_time; larger children are shrunk")
     p.add_argument("--max_evaluations", type=int, default=None, help="stop after this many evaluations (member x budget)")
-    p.add_argument("--eval_time_limit", type=float, default=None, help="seconds one evaluation may train (default: max_time / 10)")
+    p.add_argument("--eval_time_limit", type=float, default=None, help="seconds one evaluation may train (default: 4x its predicted cost, at least 10 s)")
     p.add_argument("--no_progress", action="store_true", help="log lines only, no progress bar")
     p.add_argument("--dry_run", action="store_true", help="print the Hyperband schedule and its cost, then exit")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -65,7 +66,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
     settings = SearchSettings(
         pop_size=args.pop_size, num_children=args.num_children, hyperband=args.hyperband,
         min_epochs=args.min_epochs, max_epochs=args.epochs, eta=args.eta, max_time=args.max_time,
-        max_evaluations=args.max_evaluations, eval_time_limit=args.eval_time_limit, seed=args.seed,
+        max_evaluations=args.max_evaluations, eval_time_limit=args.eval_time_limit, eval_cost_share=args.eval_cost_share, seed=args.seed,
         random_search=random_search,
     )
     return SearchConfig(

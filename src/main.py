@@ -25,22 +25,25 @@ from evoband.cli import (
 from evoband.cnn import build_model
 from evoband.constraints import Constraints
 from evoband.data import load_data
+from evoband.ea import SearchSettings
 from evoband.errors import ConfigError
 from evoband.metrics import confusion_matrix
 from evoband.paths import resolve_user
 from evoband.space import SPACES, get_space, load_config
-from evoband.store import write_json
+from evoband.store import read_training_record, write_json
 from evoband.target import Task, evaluate
 from evoband.train import resolve_device
 
 logger = logging.getLogger("evoband")
+
+DEFAULT_EPOCHS = SearchSettings().max_epochs
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     p.add_argument("-c", "--configuration", required=True, help="JSON file with the configuration (e.g. opt_cfg.json)")
     flag(p, "-t", "--use_test_data", help="train on the whole training split and evaluate on the test split")
-    p.add_argument("-e", "--epochs", type=int, default=50, help="epochs to train")
+    p.add_argument("-e", "--epochs", type=int, default=None, help=f"epochs to train (default: the epochs the configuration was selected at, from <configuration>.training.json beside it, else {DEFAULT_EPOCHS})")
     p.add_argument("--seed", type=int, default=123, help="fixes splits, initialisation and training randomness")
     p.add_argument("-m", "--model_path", default=None, help="save the trained model's state_dict here (test mode)")
     p.add_argument("-s", "--constraint_max_model_size", type=model_size, default=int(2e7), help="max trainable parameters")
@@ -74,11 +77,20 @@ def read_configuration(path: Path, space_name: str) -> tuple[dict, str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
     constraints = Constraints.of(args.constraint_max_model_size, args.constraint_min_precision)
     cfg_path = resolve_user(args.configuration)
     config, space_name = read_configuration(cfg_path, args.space)
+    selected = read_training_record(cfg_path)
+    segments: list[int] = []
+    if args.epochs is None and selected is not None:
+        args.epochs, segments = selected["epochs"], selected["segments"]
+        logger.info("Training %d epochs with LR cycles ending at %s, as the configuration was selected "
+                    "(%s); pass -e to override.", args.epochs, segments, cfg_path.stem + ".training.json")
+    elif args.epochs is None:
+        args.epochs = DEFAULT_EPOCHS
+    segments = [b for b in segments if b <= args.epochs]
     data = load_data(args.data_dir, args.image_size)
     device = resolve_device(args.device)
     model = build_model(config, data.input_shape, data.n_classes)  # raises ConfigError before training
@@ -99,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress.close()
         return update
 
-    result = evaluate(config, args.epochs, task=task, seed=args.seed, on_epoch=bar, keep_predictions=True)
+    result = evaluate(config, args.epochs, task=task, seed=args.seed, segments=segments, on_epoch=bar, keep_predictions=True)
     violated = constraints.violated(result)
     rows = [("top-3 accuracy", f"{result.top3:.4f}"), ("top-1 accuracy", f"{result.top1:.4f}"),
             ("precision", f"{result.precision:.4f}"), ("num_params", f"{result.num_params:,}"),
@@ -109,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in rows:
         print(f"{name:<28}{value}")
     out = Path(args.out) if args.out else cfg_path.with_name(f"result_{mode}.json")
-    record = {"mode": mode, "configuration": config, "space": space_name, "epochs": args.epochs, "seed": args.seed,
+    record = {"mode": mode, "configuration": config, "space": space_name, "epochs": args.epochs,
+              "segments": segments, "seed": args.seed,
               "data": data.describe(), "constraints": {c.name: c.describe() for c in constraints.all},
               "violated": [c.name for c in violated], **result.to_dict()}
     if args.use_test_data:

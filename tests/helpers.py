@@ -52,8 +52,9 @@ RUN_CONFIG: dict[str, Any] = dict(SMALL_CONFIG, batch_size=8, n_channels_fc_0=8)
 def analytic_param_count(config: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> int:
     """The trainable parameters of the course/extended network family, by the formula.
 
-    Conv k x k (same padding) + bias, optional BatchNorm (2 per channel), MaxPool(2) per layer;
-    global average pooling or flatten; Linear + bias per FC layer and for the head.
+    Per stage ``convs_per_stage`` (default 1) convs k x k (same padding) + bias, each with an
+    optional BatchNorm (2 per channel), then MaxPool(2); global average pooling or flatten;
+    Linear + bias per FC layer and for the head.
     """
     c_in, h, w = input_shape
     k = int(config["kernel_size"])
@@ -61,10 +62,11 @@ def analytic_param_count(config: Mapping[str, Any], input_shape: Sequence[int], 
     layers = int(config["n_conv_layers"])
     for i in range(layers):
         c_out = int(config[f"n_channels_conv_{i}"])
-        total += c_in * c_out * k * k + c_out
-        if config["use_BN"]:
-            total += 2 * c_out
-        c_in = c_out
+        for _ in range(int(config.get("convs_per_stage", 1))):
+            total += c_in * c_out * k * k + c_out
+            if config["use_BN"]:
+                total += 2 * c_out
+            c_in = c_out
     n_in = c_in if config["global_avg_pooling"] else c_in * (h >> layers) * (w >> layers)
     for i in range(int(config["n_fc_layers"])):
         n_out = int(config[f"n_channels_fc_{i}"])

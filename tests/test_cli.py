@@ -73,7 +73,7 @@ def test_min_epochs_above_epochs_is_fine_without_hyperband() -> None:
 
 def test_max_model_size_below_smallest_network_refused(tiny_image_root: Path, tmp_path: Path) -> None:
     code, _, stderr = call_cli(AutoML.main, [
-        "--data_dir", str(tiny_image_root), "-s", "100", "--run_dir", str(tmp_path / "run"),
+        "--data_dir", str(tiny_image_root), "--space", "course", "-s", "100", "--run_dir", str(tmp_path / "run"),
         "--pop_size", "3", "--epochs", "2", "--no_progress",
     ])
     assert code == 2
@@ -84,7 +84,7 @@ def test_max_model_size_below_smallest_network_refused(tiny_image_root: Path, tm
 
 def test_refused_max_model_size_leaves_no_run_dir(tiny_image_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    call_cli(AutoML.main, ["--data_dir", str(tiny_image_root), "-s", "100", "--run_dir", str(run_dir),
+    call_cli(AutoML.main, ["--data_dir", str(tiny_image_root), "--space", "course", "-s", "100", "--run_dir", str(run_dir),
                            "--pop_size", "3", "--epochs", "2", "--no_progress"])
     assert not run_dir.exists() or not any(run_dir.iterdir())
 
@@ -121,9 +121,9 @@ def test_model_size_parses_numbers_and_exponents(text: str) -> None:
 def test_dry_run_prints_the_schedule() -> None:
     code, stdout, _ = call_cli(AutoML.main, ["--hyperband", "--dry_run"])
     assert code == 0
-    assert str(HyperbandSchedule(2, 50, 2)) in stdout
-    assert "bracket s=4: 16x2  8x4  4x8  2x16  1x50" in stdout
-    assert "x 3 folds = 2208 epoch-folds per generation" in stdout
+    assert str(HyperbandSchedule(4, 32, 2)) in stdout
+    assert "bracket s=3: 8x4  4x8  2x16  1x32" in stdout
+    assert "x 3 folds = 1176 epoch-folds per generation" in stdout
     code, stdout, _ = call_cli(AutoML.main, ["--hyperband", "-e", "27", "--min_epochs", "1",
                                              "--eta", "3", "--cv_folds", "2", "--dry_run"])
     assert code == 0

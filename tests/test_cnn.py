@@ -12,7 +12,7 @@ import torch
 from evoband.cnn import ACTIVATIONS, build_model, conv_widths, count_params, fc_widths
 from evoband.errors import ConfigError
 from evoband.space import DEFAULT_NETWORK, course_space, extended_space, sample
-from helpers import SMALL_CONFIG
+from helpers import SMALL_CONFIG, analytic_param_count
 
 TINY: dict[str, Any] = dict(SMALL_CONFIG, batch_size=32)
 
@@ -21,21 +21,7 @@ def analytic_params(
     config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
 ) -> int:
     """The parameter count worked out by hand from the module docstring's layout."""
-    c, h, w = input_shape
-    k = config["kernel_size"]
-    total = 0
-    for i in range(config["n_conv_layers"]):
-        out = config[f"n_channels_conv_{i}"]
-        total += c * out * k * k + out  # conv weight + bias
-        if config["use_BN"]:
-            total += 2 * out  # affine weight + bias
-        c, h, w = out, h // 2, w // 2
-    n = c if config["global_avg_pooling"] else c * h * w
-    for i in range(config["n_fc_layers"]):
-        out = config[f"n_channels_fc_{i}"]
-        total += n * out + out
-        n = out
-    return total + n * n_classes + n_classes
+    return analytic_param_count(config, input_shape, n_classes)
 
 
 def real_params(model: torch.nn.Module) -> int:

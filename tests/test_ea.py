@@ -88,6 +88,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple
         ({"max_time": -5}, "max_time"),
         ({"max_evaluations": 0}, "max_evaluations"),
         ({"eval_time_limit": 0}, "eval_time_limit"),
+        ({"eval_cost_share": 0}, "eval_cost_share"),
+        ({"eval_cost_share": 1.5}, "eval_cost_share"),
         ({"crossover_prob": 1.5}, "crossover_prob"),
         ({"hyperband": True, "eta": 1}, "eta"),
         ({"hyperband": True, "min_epochs": 60, "max_epochs": 50}, "min_epochs"),
@@ -107,9 +109,8 @@ def test_settings_algorithm_names() -> None:
     assert SearchSettings(hyperband=True).algorithm == "EA+HB"
     assert SearchSettings(hyperband=False).algorithm == "EA"
     assert SearchSettings(hyperband=False, random_search=True).algorithm == "RS"
-    assert SearchSettings(max_time=100).time_limit_per_evaluation == 10.0
-    assert SearchSettings(max_time=3600).time_limit_per_evaluation == 360.0
-    assert SearchSettings(eval_time_limit=5).time_limit_per_evaluation == 5
+    assert SearchSettings(max_time=120).max_eval_seconds == pytest.approx(40.0)
+    assert SearchSettings(max_time=900, eval_cost_share=0.5).max_eval_seconds == 450.0
 
 
 # -- real searches --------------------------------------------------------------------------------
@@ -125,15 +126,17 @@ def test_hyperband_search_respects_the_budget_and_max_params(reference) -> None:
         assert row["status"] == "ok"
         assert row["num_params"] <= MAX_PARAMS
         assert count_params(row["configuration"], TINY_SHAPE, TINY_CLASSES) == row["num_params"]
-    # initial population (default network is too big here: all sampled), then one bracket
-    # bracket s=1 of min 1 / max 2 epochs: two children at 1 epoch, the better one goes on to 2
-    assert [(r["member_id"], r["epochs"]) for r in rows[:5]] == [(i, 1) for i in range(5)]
-    assert rows[5]["member_id"] in (3, 4) and rows[5]["epochs"] == 2
+    # the initial population (recipes and the default network are too big here: all sampled)
+    # climbs bracket s=1 of min 1 / max 2 epochs: 3 members at 1 epoch, the best goes on to 2;
+    # then the first bracket of generation 1: two children at 1 epoch
+    assert [(r["member_id"], r["epochs"]) for r in rows[:3]] == [(i, 1) for i in range(3)]
+    assert rows[3]["member_id"] in (0, 1, 2) and rows[3]["epochs"] == 2
+    assert [(r["member_id"], r["epochs"]) for r in rows[4:]] == [(3, 1), (4, 1)]
     assert [r["origin"] for r in rows[:3]] == [SAMPLED] * 3
-    assert all(r["origin"] in (MUTATED, RECOMBINED) and r["parents"] for r in rows[3:5])
-    assert all(set(r["parents"]) <= {0, 1, 2} for r in rows[3:5])
+    assert all(r["origin"] in (MUTATED, RECOMBINED) and r["parents"] for r in rows[4:])
+    assert all(set(r["parents"]) <= {0, 1, 2} for r in rows[4:])
     frame = load_run(run_dir)
-    assert frame["bracket"].tolist()[3:] == [1, 1, 1] and frame["rung"].tolist()[3:] == [0, 0, 1]
+    assert frame["bracket"].tolist() == [1] * 6 and frame["rung"].tolist() == [0, 0, 0, 1, 0, 0]
     run_json = read_json(run_dir / "run.json")
     assert run_json["algorithm"] == "EA+HB"
     assert run_json["n_evaluations"] == 6 and run_json["n_replayed"] == 0
@@ -213,19 +216,19 @@ def test_corrupted_checkpoint_on_resume_is_retrained(reference, data_dir: Path, 
                                                      caplog: pytest.LogCaptureFixture) -> None:
     ref_dir, _ = reference
     run_dir = tmp_path / "run"
-    run_search(search_config(data_dir, run_dir, cap=5))
+    run_search(search_config(data_dir, run_dir, cap=3))
     checkpoints = list((run_dir / "checkpoints").rglob("*.pt"))
     assert checkpoints
     for path in checkpoints:
         path.write_bytes(b"not a checkpoint")
     with caplog.at_level(logging.WARNING, logger="evoband"):
-        report = run_search(search_config(data_dir, run_dir, cap=6, resume=True))
+        report = run_search(search_config(data_dir, run_dir, cap=4, resume=True))
     assert "retraining from scratch" in caplog.text
-    assert report.n_evaluations == 6
+    assert report.n_evaluations == 4
     rows = records(run_dir)
     assert rows[-1]["epochs"] == 2 and rows[-1]["status"] == "ok"
     # retraining 2 epochs from scratch gives the network that 1 + 1 epochs would have given
-    assert_same_evaluations(rows, records(ref_dir))
+    assert_same_evaluations(rows, records(ref_dir)[:4])
 
 
 def test_resume_with_different_seed_or_constraint_refused(reference, data_dir: Path,

@@ -279,7 +279,7 @@ def test_smallest_config_is_valid_and_smaller_than_anything_sampled(space_name: 
     smallest = smallest_config(space, tiny_count)
     validate(space, smallest)
     assert tiny_count(smallest) < tiny_count(default_config(space))
-    assert smallest["n_conv_layers"] == 1 and smallest["n_fc_layers"] == 1
+    assert smallest["n_conv_layers"] == 1 and smallest["n_fc_layers"] == space["n_fc_layers"].lower
     assert smallest["global_avg_pooling"] is True and smallest["use_BN"] is False
     assert all(tiny_count(smallest) <= tiny_count(c) for c in sampled_pool(space_name))
 

@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 def automl_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable, str(REPO / "src" / "AutoML.py"), "--data_dir", str(data_dir), "--run_dir", str(run_dir),
-        "--hyperband", "--pop_size", "3", "--epochs", "4", "--min_epochs", "1", "-s", "50000",
-        "--max_evaluations", "16", "--max_time", "3600", "--seed", "7", "--no_progress", *extra,
+        "--hyperband", "--space", "course", "--pop_size", "3", "--epochs", "8", "--min_epochs", "1", "-s", "50000",
+        "--max_evaluations", "300", "--max_time", "3600", "--seed", "7", "--no_progress", *extra,
     ]
 
 
@@ -78,7 +78,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(tiny_ima
     assert_same_rows(folds_a, folds_b)
     assert json.loads((killed / "opt_cfg.json").read_text()) == json.loads((straight / "opt_cfg.json").read_text())
     records = json.loads((killed / "automl_run.json").read_text())
-    assert len(records) == len(evals_a) == 16
+    assert len(records) == len(evals_a) == 300
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import pytest
 from evoband.errors import ConfigError
 from evoband.space import (
     DEFAULT_NETWORK,
+    RECIPES,
     SPACES,
     complete,
     course_space,
@@ -22,6 +23,7 @@ from evoband.space import (
     is_active,
     load_config,
     plain,
+    recipes,
     sample,
     validate,
 )
@@ -44,19 +46,20 @@ def test_course_default_is_the_default_network() -> None:
     assert_same_config(default_config(course_space()), DEFAULT_NETWORK)
 
 
-def test_extended_default_contains_the_default_network() -> None:
-    default = default_config(extended_space())
-    assert_same_config({k: default[k] for k in DEFAULT_NETWORK}, DEFAULT_NETWORK)
-    extras = {k: v for k, v in default.items() if k not in DEFAULT_NETWORK}
-    # Every addition is "off" by default.
-    assert extras == {
-        "aug_flip": False,
-        "aug_shift": 0,
-        "use_weight_decay": False,
-        "label_smoothing": 0.0,
-        "lr_schedule": "constant",
-        "activation": "relu",
-    }
+def test_extended_default_is_the_first_recipe_and_holds_the_default_network() -> None:
+    space = extended_space()
+    assert_same_config(default_config(space), RECIPES["bn-cnn"])
+    # the reference default network is a configuration of the extended space too
+    extras = {k: v for k, v in default_config(space).items() if k not in DEFAULT_NETWORK}
+    extras.update(aug_flip=False, aug_shift=0, label_smoothing=0.0, lr_schedule="constant", convs_per_stage=1)
+    validate(space, dict(DEFAULT_NETWORK, **extras))
+
+
+def test_recipes_are_valid_where_they_are_used() -> None:
+    assert [c["n_conv_layers"] for c in recipes(course_space())] == [3, 3]
+    assert len(recipes(extended_space())) == 3
+    for config in recipes(course_space()) + recipes(extended_space()):
+        assert config in RECIPES.values()
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -223,13 +226,14 @@ def test_load_config_empty_dict_is_the_default() -> None:
     ("space_fn", "given", "missing", "default"),
     [
         (course_space, {"n_fc_layers": 3}, "n_channels_fc_2", 273),
-        (extended_space, {"use_weight_decay": True}, "weight_decay", 1e-4),
+        (extended_space, {"n_fc_layers": 2, "n_channels_fc_1": 20}, "n_channels_fc_0", 128),
     ],
 )
 def test_load_config_fills_keys_inactive_under_the_defaults(
     space_fn, given, missing, default
 ) -> None:
-    config = load_config(dict(DEFAULT_NETWORK, **given), space_fn())
+    base = DEFAULT_NETWORK if space_fn is course_space else RECIPES["bn-cnn"]
+    config = load_config(dict(base, **given), space_fn())
     assert math.isclose(config[missing], default, rel_tol=REL)
 
 

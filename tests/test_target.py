@@ -148,9 +148,9 @@ def test_checkpoint_continuation_equals_training_from_scratch(
     task: Task, tmp_path: Path, seed: int
 ) -> None:
     ckpt = tmp_path / "member"
-    scratch = evaluate(TINY, 5, task=task, seed=seed, max_epochs=5)
+    scratch = evaluate(TINY, 5, task=task, seed=seed, segments=(2, 5))
 
-    first = evaluate(TINY, 2, task=task, seed=seed, max_epochs=5, checkpoint_dir=ckpt)
+    first = evaluate(TINY, 2, task=task, seed=seed, segments=(2, 5), checkpoint_dir=ckpt)
     hashes = {f.fold: f.checkpoint_sha256 for f in first.folds}
     epochs_trained: list[tuple[int, int]] = []
     resumed = evaluate(
@@ -158,7 +158,7 @@ def test_checkpoint_continuation_equals_training_from_scratch(
         5,
         task=task,
         seed=seed,
-        max_epochs=5,
+        segments=(2, 5),
         checkpoint_dir=ckpt,
         checkpoint_sha256=hashes,
         on_epoch=lambda k: lambda e, loss, acc: epochs_trained.append((k, e)),
@@ -174,7 +174,7 @@ def test_checkpoint_continuation_equals_training_from_scratch(
 
 def test_checkpoints_are_written_per_fold_and_loadable(task: Task, tmp_path: Path) -> None:
     ckpt = tmp_path / "member"
-    result = evaluate(TINY, 2, task=task, seed=0, max_epochs=4, checkpoint_dir=ckpt)
+    result = evaluate(TINY, 2, task=task, seed=0, segments=(2, 4), checkpoint_dir=ckpt)
 
     assert sorted(p.name for p in ckpt.iterdir()) == ["fold0.pt", "fold1.pt", "fold2.pt"]
     for fold in result.folds:
@@ -183,9 +183,8 @@ def test_checkpoints_are_written_per_fold_and_loadable(task: Task, tmp_path: Pat
         assert fold.checkpoint_sha256 == file_sha256(path)
         saved = torch.load(path, weights_only=True)
         assert saved["epochs_done"] == 2
-        assert set(saved) == {"model", "optimizer", "scheduler", "epochs_done"}
+        assert set(saved) == {"model", "optimizer", "epochs_done"}
         assert "conv.0.conv.weight" in saved["model"] and "head.weight" in saved["model"]
-        assert saved["scheduler"]["T_max"] == 4
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "hash_mismatch", "missing"])
@@ -193,8 +192,8 @@ def test_damaged_checkpoint_retrains_from_scratch(
     task: Task, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     ckpt = tmp_path / "member"
-    scratch = evaluate(TINY, 3, task=task, seed=0, max_epochs=3)
-    first = evaluate(TINY, 2, task=task, seed=0, max_epochs=3, checkpoint_dir=ckpt)
+    scratch = evaluate(TINY, 3, task=task, seed=0, segments=(2, 3))
+    first = evaluate(TINY, 2, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt)
     hashes = {f.fold: f.checkpoint_sha256 for f in first.folds}
     path = checkpoint_path(ckpt, 1)
     if damage == "truncated":
@@ -210,7 +209,7 @@ def test_damaged_checkpoint_retrains_from_scratch(
 
     with caplog.at_level(logging.WARNING, logger="evoband.target"):
         resumed = evaluate(
-            TINY, 3, task=task, seed=0, max_epochs=3, checkpoint_dir=ckpt, checkpoint_sha256=hashes
+            TINY, 3, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt, checkpoint_sha256=hashes
         )
 
     assert resumed.status == OK
@@ -226,13 +225,13 @@ def test_damaged_checkpoint_without_recorded_hash_retrains(
     task: Task, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ckpt = tmp_path / "member"
-    scratch = evaluate(TINY, 3, task=task, seed=0, max_epochs=3)
-    evaluate(TINY, 2, task=task, seed=0, max_epochs=3, checkpoint_dir=ckpt)
+    scratch = evaluate(TINY, 3, task=task, seed=0, segments=(2, 3))
+    evaluate(TINY, 2, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt)
     path = checkpoint_path(ckpt, 0)
     path.write_bytes(path.read_bytes()[:100])
 
     with caplog.at_level(logging.WARNING, logger="evoband.target"):
-        resumed = evaluate(TINY, 3, task=task, seed=0, max_epochs=3, checkpoint_dir=ckpt)
+        resumed = evaluate(TINY, 3, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt)
 
     assert_same_folds(resumed, scratch)
     assert "cannot be loaded" in caplog.text
@@ -243,14 +242,14 @@ def test_checkpoint_that_fails_halfway_leaves_no_trace(
     task: Task, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     ckpt = tmp_path / "member"
-    scratch = evaluate(TINY, 3, task=task, seed=0, max_epochs=3)
+    scratch = evaluate(TINY, 3, task=task, seed=0, segments=(2, 3))
     if damage == "other_architecture":
         # Same conv layer, narrower FC layer: conv tensors match, the rest does not.
         evaluate(
-            dict(TINY, n_channels_fc_0=8), 2, task=task, seed=7, max_epochs=3, checkpoint_dir=ckpt
+            dict(TINY, n_channels_fc_0=8), 2, task=task, seed=7, segments=(2, 3), checkpoint_dir=ckpt
         )
     else:
-        evaluate(TINY, 2, task=task, seed=7, max_epochs=3, checkpoint_dir=ckpt)
+        evaluate(TINY, 2, task=task, seed=7, segments=(2, 3), checkpoint_dir=ckpt)
         for k in range(3):
             path = checkpoint_path(ckpt, k)
             saved = torch.load(path, weights_only=True)
@@ -258,7 +257,7 @@ def test_checkpoint_that_fails_halfway_leaves_no_trace(
             torch.save(saved, path)
 
     with caplog.at_level(logging.WARNING, logger="evoband.target"):
-        resumed = evaluate(TINY, 3, task=task, seed=0, max_epochs=3, checkpoint_dir=ckpt)
+        resumed = evaluate(TINY, 3, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt)
 
     assert "retraining from scratch" in caplog.text
     assert_same_folds(resumed, scratch)
@@ -266,10 +265,10 @@ def test_checkpoint_that_fails_halfway_leaves_no_trace(
 
 def test_checkpoint_beyond_the_budget_is_not_used(task: Task, tmp_path: Path) -> None:
     ckpt = tmp_path / "member"
-    scratch = evaluate(TINY, 2, task=task, seed=0, max_epochs=4)
-    evaluate(TINY, 4, task=task, seed=0, max_epochs=4, checkpoint_dir=ckpt)
+    scratch = evaluate(TINY, 2, task=task, seed=0, segments=(2, 4))
+    evaluate(TINY, 4, task=task, seed=0, segments=(2, 4), checkpoint_dir=ckpt)
 
-    again = evaluate(TINY, 2, task=task, seed=0, max_epochs=4, checkpoint_dir=ckpt)
+    again = evaluate(TINY, 2, task=task, seed=0, segments=(2, 4), checkpoint_dir=ckpt)
 
     assert_same_folds(again, scratch)
 

@@ -15,11 +15,13 @@ import torch
 from evoband.data import channel_stats, load_data, normalize
 from evoband.train import (
     DIVERGED,
+    FINAL_LR_FACTOR,
     OK,
     TIMED_OUT,
     TrainState,
     derive_seed,
     evaluate_model,
+    learning_rate,
     make_optimizer,
     make_state,
     predict,
@@ -44,10 +46,20 @@ CONTINUATION_CONFIGS = {
         n_conv_layers=2,
         n_channels_conv_1=16,
         lr_schedule="cosine",
-        use_weight_decay=True,
         weight_decay=1e-3,
         label_smoothing=0.1,
         activation="gelu",
+    ),
+    "adamw_onecycle_two_convs": dict(
+        TINY,
+        optimizer="adamw",
+        aug_flip=True,
+        aug_shift=2,
+        use_BN=True,
+        convs_per_stage=2,
+        n_fc_layers=0,
+        lr_schedule="onecycle",
+        weight_decay=0.05,
     ),
     "sgd_mse_aug": dict(
         TINY,
@@ -91,12 +103,12 @@ def tiny(tiny_image_root: Path) -> Tensors:
     return Tensors(tiny_image_root)
 
 
-def fresh_state(
-    tiny: Tensors, config: dict[str, Any], seed: int, max_epochs: int = 5
-) -> TrainState:
-    return make_state(
-        config, tiny.input_shape, tiny.n_classes, max_epochs=max_epochs, seed=seed, device=CPU
-    )
+SEGMENTS = (2, 5)
+"""Rung budgets the continuation tests plan the LR schedule over."""
+
+
+def fresh_state(tiny: Tensors, config: dict[str, Any], seed: int) -> TrainState:
+    return make_state(config, tiny.input_shape, tiny.n_classes, seed=seed, device=CPU)
 
 
 def assert_same_state(a: TrainState, b: TrainState) -> None:
@@ -116,10 +128,10 @@ def assert_same_state(a: TrainState, b: TrainState) -> None:
 def test_two_then_five_epochs_equals_five_in_one_go(tiny: Tensors, name: str, seed: int) -> None:
     config = CONTINUATION_CONFIGS[name]
     one_go = fresh_state(tiny, config, seed)
-    out_one_go = train(one_go, tiny.x, tiny.y, config=config, epochs=5, seed=seed)
+    out_one_go = train(one_go, tiny.x, tiny.y, config=config, epochs=5, seed=seed, segments=SEGMENTS)
 
     resumed = fresh_state(tiny, config, seed)
-    first = train(resumed, tiny.x, tiny.y, config=config, epochs=2, seed=seed)
+    first = train(resumed, tiny.x, tiny.y, config=config, epochs=2, seed=seed, segments=SEGMENTS)
     epochs_seen: list[int] = []
     second = train(
         resumed,
@@ -128,6 +140,7 @@ def test_two_then_five_epochs_equals_five_in_one_go(tiny: Tensors, name: str, se
         config=config,
         epochs=5,
         seed=seed,
+        segments=SEGMENTS,
         on_epoch=lambda e, loss, acc: epochs_seen.append(e),
     )
 
@@ -142,10 +155,10 @@ def test_two_then_five_epochs_equals_five_in_one_go(tiny: Tensors, name: str, se
 def test_continuation_through_a_serialised_state(tiny: Tensors, name: str, seed: int) -> None:
     config = CONTINUATION_CONFIGS[name]
     one_go = fresh_state(tiny, config, seed)
-    train(one_go, tiny.x, tiny.y, config=config, epochs=5, seed=seed)
+    train(one_go, tiny.x, tiny.y, config=config, epochs=5, seed=seed, segments=SEGMENTS)
 
     before = fresh_state(tiny, config, seed)
-    train(before, tiny.x, tiny.y, config=config, epochs=2, seed=seed)
+    train(before, tiny.x, tiny.y, config=config, epochs=2, seed=seed, segments=SEGMENTS)
     buffer = io.BytesIO()
     torch.save(before.state_dict(), buffer)
     buffer.seek(0)
@@ -153,7 +166,7 @@ def test_continuation_through_a_serialised_state(tiny: Tensors, name: str, seed:
     after = fresh_state(tiny, config, seed + 12345)
     after.load_state_dict(torch.load(buffer, weights_only=True))
     assert after.epochs_done == 2
-    train(after, tiny.x, tiny.y, config=config, epochs=5, seed=seed)
+    train(after, tiny.x, tiny.y, config=config, epochs=5, seed=seed, segments=SEGMENTS)
 
     assert_same_state(after, one_go)
 
@@ -176,12 +189,33 @@ def test_make_state_weights_are_fixed_by_the_seed(tiny: Tensors, seed: int) -> N
     assert a.epochs_done == 0
 
 
-def test_cosine_schedule_reaches_zero_at_max_epochs(tiny: Tensors) -> None:
+@pytest.mark.parametrize("kind", ["cosine", "onecycle"])
+def test_schedules_decay_within_each_segment_and_restart(kind: str) -> None:
+    config = dict(TINY, lr_schedule=kind, learning_rate_init=0.1)
+    segments = (4, 8, 16)
+    for start, end in [(0, 4), (4, 8), (8, 16)]:
+        rates = [learning_rate(config, start + (end - start) * i / 100, segments) for i in range(100)]
+        peak = max(rates)
+        assert peak == pytest.approx(0.1, rel=0.02)
+        # after the peak the rate only falls, to the floor at the segment's end
+        top = rates.index(peak)
+        assert all(a >= b for a, b in zip(rates[top:], rates[top + 1 :], strict=False))
+        assert learning_rate(config, end - 1e-6, segments) == pytest.approx(0.1 * FINAL_LR_FACTOR, rel=1e-3)
+        if kind == "onecycle":
+            assert rates[0] == pytest.approx(0.01) and top > 0  # warm-up from a tenth
+        else:
+            assert top == 0
+    assert learning_rate(dict(TINY, lr_schedule="constant"), 3.5, segments) == TINY["learning_rate_init"]
+
+
+def test_the_step_learning_rate_follows_the_schedule(tiny: Tensors) -> None:
     config = dict(TINY, lr_schedule="cosine")
-    state = fresh_state(tiny, config, 0, max_epochs=3)
+    state = fresh_state(tiny, config, 0)
     train(state, tiny.x, tiny.y, config=config, epochs=3, seed=0)
-    assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
-    assert fresh_state(tiny, TINY, 0).scheduler is None
+    steps = math.ceil(len(tiny.y) / config["batch_size"])
+    last = learning_rate(config, 2 + (steps - 1) / steps, (3,))
+    assert state.optimizer.param_groups[0]["lr"] == pytest.approx(last)
+    assert last < 0.2 * config["learning_rate_init"]
 
 
 def test_training_to_fewer_epochs_than_done_is_a_no_op(tiny: Tensors) -> None:
@@ -203,7 +237,7 @@ def test_training_to_fewer_epochs_than_done_is_a_no_op(tiny: Tensors) -> None:
 )
 def test_non_finite_loss_is_diverged(tiny: Tensors, config: dict[str, Any], seed: int) -> None:
     epochs_seen: list[int] = []
-    state = fresh_state(tiny, config, seed, max_epochs=20)
+    state = fresh_state(tiny, config, seed)
     outcome = train(
         state,
         tiny.x,
@@ -240,7 +274,7 @@ def test_far_deadline_does_not_stop_training(tiny: Tensors) -> None:
 
 
 def test_training_learns_the_tiny_data(tiny: Tensors, seed: int) -> None:
-    state = fresh_state(tiny, TINY, seed, max_epochs=10)
+    state = fresh_state(tiny, TINY, seed)
     before, _ = evaluate_model(state.model, tiny.x_test, tiny.y_test, TINY)
     history: list[tuple[int, float, float]] = []
 

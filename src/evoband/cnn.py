@@ -1,9 +1,10 @@
 """Config -> ``nn.Module`` with the reference network's semantics and stable module names.
 
-Per conv layer: Conv2d (same padding) -> activation -> BatchNorm (if ``use_BN``) -> MaxPool2d(2);
-then global average pooling or flatten; FC layers Linear -> activation -> Dropout; a last Linear
-to the classes. Modules are named ``conv.<i>``, ``fc.<i>`` and ``head`` so that weights can be
-matched between configurations.
+Per conv stage: ``convs_per_stage`` (default 1) times Conv2d (same padding) -> activation ->
+BatchNorm (if ``use_BN``), then MaxPool2d(2); then global average pooling or flatten; FC layers
+Linear -> activation -> Dropout (``n_fc_layers`` may be 0); a last Linear to the classes. Modules
+are named ``conv.<i>``, ``fc.<i>`` and ``head`` so that weights can be matched between
+configurations.
 """
 
 from __future__ import annotations
@@ -42,18 +43,38 @@ def fc_widths(config: Mapping[str, Any]) -> list[int]:
     return widths
 
 
-class ConvBlock(nn.Module):
-    """Conv2d (same padding) -> activation -> optional BatchNorm -> MaxPool2d(2)."""
+def convs_per_stage(config: Mapping[str, Any]) -> int:
+    """Convolutions per pooling stage (1 in the course space)."""
+    return int(config.get("convs_per_stage", 1))
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, use_bn: bool, activation: str) -> None:
+
+class ConvBlock(nn.Module):
+    """A stage: (Conv2d (same padding) -> activation -> optional BatchNorm) x n_convs -> MaxPool2d(2).
+
+    The first conv keeps the names ``conv``, ``act``, ``bn`` (a one-conv stage is the course
+    network's layer); further convs are ``extra.<j>``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, use_bn: bool, activation: str, n_convs: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, padding=(kernel - 1) // 2)
         self.act = ACTIVATIONS[activation]()
         self.bn = nn.BatchNorm2d(c_out) if use_bn else nn.Identity()
+        self.extra = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(c_out, c_out, kernel, padding=(kernel - 1) // 2),
+                ACTIVATIONS[activation](),
+                nn.BatchNorm2d(c_out) if use_bn else nn.Identity(),
+            )
+            for _ in range(n_convs - 1)
+        )
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.bn(self.act(self.conv(x))))
+        x = self.bn(self.act(self.conv(x)))
+        for layer in self.extra:
+            x = layer(x)
+        return self.pool(x)
 
 
 class DenseBlock(nn.Module):
@@ -80,6 +101,7 @@ class ConfigurableCNN(nn.Module):
         activation = str(config.get("activation", "relu"))
         dropout = float(config.get("dropout_rate", 0.2))
         widths = conv_widths(config)
+        n_convs = convs_per_stage(config)
         if h >> len(widths) < 1 or w >> len(widths) < 1:
             raise ConfigError(
                 f"n_conv_layers={len(widths)} pools a {h}x{w} input below 1x1; use at most "
@@ -87,7 +109,7 @@ class ConfigurableCNN(nn.Module):
             )
         self.conv = nn.ModuleList()
         for c_out in widths:
-            self.conv.append(ConvBlock(c_in, c_out, kernel, use_bn, activation))
+            self.conv.append(ConvBlock(c_in, c_out, kernel, use_bn, activation, n_convs))
             c_in = c_out
         self.global_pool = bool(config.get("global_avg_pooling", True))
         n_in = c_in if self.global_pool else c_in * (h >> len(widths)) * (w >> len(widths))
@@ -95,6 +117,8 @@ class ConfigurableCNN(nn.Module):
         for n_out in fc_widths(config):
             self.fc.append(DenseBlock(n_in, n_out, dropout, activation))
             n_in = n_out
+        # without hidden FC layers the dropout acts on the pooled features
+        self.drop = nn.Dropout(dropout) if not self.fc else nn.Identity()
         self.head = nn.Linear(n_in, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +127,7 @@ class ConfigurableCNN(nn.Module):
         x = x.mean(dim=(2, 3)) if self.global_pool else x.flatten(1)
         for dense in self.fc:
             x = dense(x)
-        return self.head(x)
+        return self.head(self.drop(x))
 
 
 def build_model(
@@ -125,8 +149,9 @@ def macs_per_sample(config: Mapping[str, Any], input_shape: tuple[int, int, int]
     c_in, h, w = input_shape
     kernel = int(config.get("kernel_size", 5))
     macs = 0
+    n_convs = convs_per_stage(config)
     for c_out in conv_widths(config):
-        macs += h * w * kernel * kernel * c_in * c_out
+        macs += h * w * kernel * kernel * c_out * (c_in + (n_convs - 1) * c_out)
         c_in, h, w = c_out, max(h // 2, 1), max(w // 2, 1)
     n_in = c_in if config.get("global_avg_pooling", True) else c_in * h * w
     for n_out in [*fc_widths(config), n_classes]:

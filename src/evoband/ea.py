@@ -19,9 +19,10 @@ from ConfigSpace import ConfigurationSpace
 from .callbacks import Callback, CbAll
 from .cnn import count_params
 from .constraints import Constraints
+from .cost import CostModel
 from .errors import ConfigError
 from .hyperband import Bracket, HyperbandSchedule
-from .member import DEFAULT, MUTATED, RECOMBINED, SAMPLED, Member
+from .member import DEFAULT, MUTATED, RECIPE, RECOMBINED, SAMPLED, Member
 from .operators import (
     LocalMutation,
     ParamBudget,
@@ -34,7 +35,7 @@ from .operators import (
     plus_selection,
     smallest_config,
 )
-from .space import Config, default_config
+from .space import Config, default_config, recipes
 from .store import RunStore
 from .target import FoldExecutor, Result, Task, evaluate
 from .train import OK, derive_seed
@@ -53,7 +54,10 @@ class SearchSettings:
         min_epochs, max_epochs, eta: the Hyperband budgets and halving rate.
         max_time: seconds; checked before every training job.
         max_evaluations: optional cap on evaluations (member x budget).
-        eval_time_limit: seconds one evaluation may train; None derives it from max_time.
+        eval_time_limit: seconds one evaluation may train; None derives it from the step's
+            predicted cost (see :attr:`EvolutionaryOptimizer.time_limit`).
+        eval_cost_share: no member is trained whose full evaluation (max_epochs on every fold)
+            is predicted to take more than this share of max_time; larger children are repaired.
         seed: fixes every random decision.
         crossover_prob: chance that a child is recombined from two parents.
         tournament_size: parent selection pressure.
@@ -63,12 +67,13 @@ class SearchSettings:
     pop_size: int = 10
     num_children: int = 5
     hyperband: bool = True
-    min_epochs: int = 2
-    max_epochs: int = 50
+    min_epochs: int = 4
+    max_epochs: int = 32
     eta: int = 2
     max_time: float = 86400.0
     max_evaluations: int | None = None
     eval_time_limit: float | None = None
+    eval_cost_share: float = 1 / 3
     seed: int = 123
     crossover_prob: float = 0.5
     tournament_size: int = 3
@@ -82,6 +87,7 @@ class SearchSettings:
             (self.max_time > 0, f"The value of `max_time` is {self.max_time}, but must be `max_time > 0`."),
             (self.max_evaluations is None or self.max_evaluations >= 1,
              f"The value of `max_evaluations` is {self.max_evaluations}, but must be `max_evaluations >= 1`."),
+            (0 < self.eval_cost_share <= 1, f"The value of `eval_cost_share` is {self.eval_cost_share}, but must be in (0, 1]."),
             (self.eval_time_limit is None or self.eval_time_limit > 0,
              f"The value of `eval_time_limit` is {self.eval_time_limit}, but must be `eval_time_limit > 0`."),
             (0.0 <= self.crossover_prob <= 1.0, f"The value of `crossover_prob` is {self.crossover_prob}, but must be in [0, 1]."),
@@ -96,9 +102,9 @@ class SearchSettings:
         HyperbandSchedule(self.min_epochs, top, self.eta)
 
     @property
-    def time_limit_per_evaluation(self) -> float:
-        """The explicit limit, or a tenth of the time budget."""
-        return self.eval_time_limit if self.eval_time_limit is not None else self.max_time / 10
+    def max_eval_seconds(self) -> float:
+        """The predicted cost cap of one full evaluation (see ``eval_cost_share``)."""
+        return self.max_time * self.eval_cost_share
 
     @property
     def algorithm(self) -> str:
@@ -164,7 +170,11 @@ class EvolutionaryOptimizer:
         self.crossover = crossover or UniformCrossover(space)
         self.executor = executor
         self.sampler = RandomSampling(space)
-        self.param_budget = ParamBudget(space, self.count_params, constraints.max_params.limit)
+        self.cost_model = CostModel(task.input_shape, task.n_classes, len(task.splits[0].y_train))
+        self.param_budget = ParamBudget(
+            space, self.count_params, constraints.max_params.limit,
+            cost=self.full_evaluation_cost, cost_limit=settings.max_eval_seconds,
+        )
         check_max_params(space, constraints, self.count_params)
         self.schedule = HyperbandSchedule(settings.min_epochs, settings.max_epochs, settings.eta) if settings.hyperband else None
         self.rng = np.random.default_rng(settings.seed)
@@ -193,6 +203,35 @@ class EvolutionaryOptimizer:
             return count_params(config, self.task.input_shape, self.task.n_classes)
         except ConfigError:
             return sys.maxsize
+
+    def full_evaluation_cost(self, config: Config) -> float:
+        """Predicted seconds to train ``config`` to max_epochs on every fold.
+
+        Uses the cost model's fixed reference constants, not its refit, so that which children
+        are repaired depends on the seed only (the same seed gives the same search anywhere).
+        """
+        try:
+            per_epoch = self.cost_model.base_seconds_per_epoch(config)
+        except ConfigError:
+            return float("inf")
+        return per_epoch * self.settings.max_epochs * len(self.task.splits)
+
+    def time_limit(self, member: Member, budget: int) -> float:
+        """Seconds the evaluation of ``member`` at ``budget`` may train.
+
+        The explicit ``eval_time_limit``, else four times the step's predicted cost (refitted to
+        this machine's timings so far) and at least 10 s.
+        """
+        if self.settings.eval_time_limit is not None:
+            return self.settings.eval_time_limit
+        predicted = self.cost_model.seconds(member.config, budget - member.epochs, len(self.task.splits))
+        return max(10.0, 4.0 * predicted)
+
+    def segments(self, member: Member) -> tuple[int, ...]:
+        """The budgets ``member``'s LR schedule is planned over: its bracket's rungs."""
+        if self.schedule is not None and member.bracket is not None:
+            return self.schedule.bracket(member.bracket).budgets
+        return (self.settings.max_epochs,)
 
     def elapsed(self) -> float:
         """Seconds spent on this run, over all sessions."""
@@ -295,14 +334,16 @@ class EvolutionaryOptimizer:
             start = time.monotonic()
             result = evaluate(
                 member.config, budget, task=self.task, seed=member.seed,
-                max_epochs=self.settings.max_epochs,
+                segments=self.segments(member),
                 checkpoint_dir=member.checkpoint_dir,
                 checkpoint_sha256=self.store.latest_checkpoint_hashes(member.member_id),
-                deadline=start + self.settings.time_limit_per_evaluation,
+                deadline=start + self.time_limit(member, budget),
                 done_folds=self.store.fold_results(member.member_id, budget),
                 on_fold=lambda fold: self.store.record_fold(member.member_id, budget, fold),
                 executor=self.executor,
             )
+        if result.ok:
+            self.cost_model.observe(member.config, budget - previous, len(result.folds), result.seconds)
         member.results[budget] = result
         self.n_evaluations += 1
         self.epochs_spent += (budget - previous) * len(result.folds)
@@ -339,39 +380,62 @@ class EvolutionaryOptimizer:
 
     def _export(self) -> None:
         best = self.best_member()
-        self.store.export(best.config if best is not None else None)
+        if best is None or best.result is None:
+            self.store.export(None)
+            return
+        training = {"epochs": best.result.epochs, "segments": list(self.segments(best)),
+                    "seed": self.settings.seed, "member_id": best.member_id}
+        self.store.export(best.config, training)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def _initial_population(self) -> None:
-        budget = self.settings.min_epochs if self.schedule is not None else self.settings.max_epochs
-        default = default_config(self.space)
+        """Recipes, the space's default (when within the limits) and samples: ``pop_size`` members.
+
+        With Hyperband they climb the rungs of the most aggressive bracket like any children;
+        without, each trains to max_epochs.
+        """
+        bracket = self.schedule.brackets[0] if self.schedule is not None else None
+        s = bracket.s if bracket is not None else None
         initial: list[Member] = []
-        if self.count_params(default) <= self.constraints.max_params.limit:
-            initial.append(self._new_member(default, DEFAULT, (), None))
+        starts = [(c, RECIPE) for c in recipes(self.space)] + [(default_config(self.space), DEFAULT)]
+        for config, origin in starts:
+            if len(initial) < self.settings.pop_size and config not in [m.config for m in initial] and self.param_budget.fits(config):
+                initial.append(self._new_member(config, origin, (), s))
         while len(initial) < self.settings.pop_size:
-            initial.append(self._new_member(self._sample_config(), SAMPLED, (), None))
-        # the default network is the costliest member: train the cheap ones first
-        for member in sorted(initial, key=lambda m: (m.origin == DEFAULT, m.member_id)):
-            self.evaluate(member, budget)
-            self.population.append(member)
-            self._release([member])
+            initial.append(self._new_member(self._sample_config(), SAMPLED, (), s))
+        if bracket is None:
+            for member in initial:
+                self.evaluate(member, self.settings.max_epochs)
+                self.population.append(member)
+                self._release([member])
+        else:
+            eta = self.settings.eta
+            sizes = tuple(max(1, len(initial) // eta**i) for i in range(len(bracket.budgets)))
+            self._successive_halving(initial, sizes, bracket.budgets, s)
+            self.population = list(initial)
         self.population = self.rank(self.population)
+
+    def _successive_halving(
+        self, members: list[Member], sizes: Sequence[int], budgets: Sequence[int], s: int | None
+    ) -> list[Member]:
+        """Train ``members`` rung by rung, keeping the best ``sizes[i]`` for rung ``i``."""
+        alive = members
+        for rung, (n, budget) in enumerate(zip(sizes, budgets, strict=True)):
+            alive = alive[:n]
+            for member in alive:
+                self.evaluate(member, budget, s, rung)
+            ranked = self.rank(alive, budget)
+            promotable = [m for m in ranked if budget in m.results and m.results[budget].status == OK]
+            next_n = sizes[rung + 1] if rung + 1 < len(sizes) else 0
+            self._release([m for m in ranked if m not in promotable[:next_n]])
+            alive = promotable[:next_n] if next_n else ranked
+        return alive
 
     def _run_bracket(self, bracket: Bracket) -> list[Member]:
         """Successive halving over fresh children; returns the members of the last rung."""
         children = [self._make_child(bracket.s) for _ in range(bracket.n_members[0])]
-        alive = children
-        for rung, (n, budget) in enumerate(zip(bracket.n_members, bracket.budgets, strict=True)):
-            alive = alive[:n]
-            for member in alive:
-                self.evaluate(member, budget, bracket.s, rung)
-            ranked = self.rank(alive, budget)
-            promotable = [m for m in ranked if budget in m.results and m.results[budget].status == OK]
-            next_n = bracket.n_members[rung + 1] if rung + 1 < len(bracket.n_members) else 0
-            self._release([m for m in ranked if m not in promotable[:next_n]])
-            alive = promotable[:next_n] if next_n else ranked
-        return alive
+        return self._successive_halving(children, bracket.n_members, bracket.budgets, bracket.s)
 
     def _generation(self) -> None:
         if self.schedule is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from .space import Config
 from .target import Result
 
-SAMPLED, DEFAULT, MUTATED, RECOMBINED = "sampled", "default", "mutated", "recombined"
+SAMPLED, DEFAULT, RECIPE, MUTATED, RECOMBINED = "sampled", "default", "recipe", "mutated", "recombined"
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Member:
         config: the genotype.
         seed: fixes the member's weight initialisation and training randomness.
         num_params: counted before training.
-        origin: sampled / default / mutated / recombined.
+        origin: sampled / default / recipe / mutated / recombined.
         parents: ids of the members it was made from.
         generation: the generation that made it (0 = initial population).
         bracket: the Hyperband bracket it was made for, if any.

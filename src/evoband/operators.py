@@ -25,8 +25,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-STRUCTURE_PREFIXES = ("n_channels_", "n_conv_layers", "n_fc_layers", "kernel_size")
+STRUCTURE_PREFIXES = ("n_channels_", "n_conv_layers", "n_fc_layers", "kernel_size", "convs_per_stage")
 """Keys that set the parameter count: the ones a repair may shrink."""
+
+COST_KEYS = ("batch_size",)
+"""Keys besides the structure that set the training cost: a cost repair may raise them."""
 
 
 class Variation(ABC):
@@ -163,32 +166,58 @@ def plus_selection(ranked_union: Sequence[T], mu: int) -> list[T]:
 
 
 class ParamBudget:
-    """Keeps genotypes within a parameter limit by shrinking their width and depth keys.
+    """Keeps genotypes within a parameter limit (and optionally a cost cap) by repairing them.
+
+    A child over the parameter limit has width and depth keys shrunk; one over the cost cap has
+    structure keys shrunk or its batch size raised (fewer, larger steps), until it fits.
 
     Args:
         space: the search space.
         count: genotype -> parameter count (on the meta device).
         limit: the largest allowed count.
-        max_tries: shrink steps before the child is given up.
+        max_tries: repair steps before the child is given up.
+        cost: genotype -> predicted seconds of a full evaluation (None: no cost cap).
+        cost_limit: the largest allowed predicted seconds.
     """
 
-    def __init__(self, space: ConfigurationSpace, count: Callable[[Config], int], limit: int, max_tries: int = 30) -> None:
+    def __init__(
+        self,
+        space: ConfigurationSpace,
+        count: Callable[[Config], int],
+        limit: int,
+        max_tries: int = 30,
+        cost: Callable[[Config], float] | None = None,
+        cost_limit: float = float("inf"),
+    ) -> None:
         self.space, self.count, self.limit, self.max_tries = space, count, limit, max_tries
+        self.cost, self.cost_limit = cost, cost_limit
         self.discarded = 0
 
+    def _over_cost(self, config: Config) -> bool:
+        return self.cost is not None and self.cost(config) > self.cost_limit
+
+    def fits(self, config: Config) -> bool:
+        """Whether ``config`` is within the parameter limit and the cost cap."""
+        return self.count(config) <= self.limit and not self._over_cost(config)
+
     def repair(self, config: Config, rng: np.random.Generator) -> Config | None:
-        """``config`` if it fits, else a shrunk variant that fits, else None (counted)."""
+        """``config`` if it fits, else a repaired variant that fits, else None (counted)."""
         for _ in range(self.max_tries):
-            if self.count(config) <= self.limit:
+            if self.count(config) > self.limit:
+                keys = [k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES)]
+            elif self._over_cost(config):
+                keys = [k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES) or k in COST_KEYS]
+            else:
                 return config
-            keys = [k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES)]
             name = str(rng.choice(keys))
-            config = complete(self.space, {**config, name: self._shrink(name, config[name], rng)}, rng)
-        if self.count(config) <= self.limit:
+            value = self._grow(name, config[name], rng) if name in COST_KEYS else self._shrink(name, config[name], rng)
+            config = complete(self.space, {**config, name: value}, rng)
+        if self.fits(config):
             return config
         self.discarded += 1
-        logger.warning("Discarded a child that stays above %s parameters after %d shrink steps (%d discarded so far).",
-                       f"{self.limit:,}", self.max_tries, self.discarded)
+        what = f"{self.limit:,} parameters" + ("" if self.cost is None else f" or {self.cost_limit:.0f} s of training")
+        logger.warning("Discarded a child that stays above %s after %d repair steps (%d discarded so far).",
+                       what, self.max_tries, self.discarded)
         return None
 
     def _shrink(self, name: str, value: Any, rng: np.random.Generator) -> Any:
@@ -198,6 +227,11 @@ class ParamBudget:
             return _py(hp.sequence[int(rng.integers(i + 1))])
         upper = float(hp.to_vector(value))
         return _py(hp.to_value(rng.uniform(0.0, upper)))
+
+    def _grow(self, name: str, value: Any, rng: np.random.Generator) -> Any:
+        hp = self.space[name]
+        lower = float(hp.to_vector(value))
+        return _py(hp.to_value(rng.uniform(lower, 1.0)))
 
 
 def smallest_config(space: ConfigurationSpace, count: Callable[[Config], int]) -> Config:

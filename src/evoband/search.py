@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 SEARCH_DEFINING = (
     "space", "max_params", "min_precision", "cv_folds", "data", "pop_size", "num_children",
     "hyperband", "min_epochs", "max_epochs", "eta", "seed", "crossover_prob", "tournament_size",
-    "random_search",
+    "random_search", "max_eval_seconds",
 )
 """Arguments a resumed run must share with the run it continues."""
 
@@ -50,7 +50,7 @@ class SearchConfig:
     settings: SearchSettings = field(default_factory=SearchSettings)
     max_params: float = 2e7
     min_precision: float = 0.39
-    space: str = "course"
+    space: str = "extended"
     data_dir: str | None = None
     image_size: tuple[int, int] | None = None
     cv_folds: int = 3
@@ -133,6 +133,7 @@ def search_definition(config: SearchConfig, data: DataSource) -> dict[str, Any]:
         "num_children": s.num_children, "hyperband": s.hyperband, "min_epochs": s.min_epochs,
         "max_epochs": s.max_epochs, "eta": s.eta, "seed": s.seed, "crossover_prob": s.crossover_prob,
         "tournament_size": s.tournament_size, "random_search": s.random_search,
+        "max_eval_seconds": s.max_eval_seconds,
     }
 
 

@@ -300,8 +300,12 @@ class RunStore:
 
     # -- exports -------------------------------------------------------------------------------
 
-    def export(self, best_config: Mapping[str, Any] | None) -> None:
-        """Rewrite ``automl_run.json``, ``progress.csv`` and ``opt_cfg.json`` from the ledger."""
+    def export(self, best_config: Mapping[str, Any] | None, training: Mapping[str, Any] | None = None) -> None:
+        """Rewrite ``automl_run.json``, ``progress.csv`` and ``opt_cfg.json`` from the ledger.
+
+        ``training`` (the epochs and LR segments the optimum was scored at) goes to
+        ``opt_cfg.training.json`` beside it, which ``main.py -c opt_cfg.json`` retrains with.
+        """
         start = time.perf_counter()
         rows = self.conn.execute(
             "SELECT e.member_id, m.parents, m.origin, m.generation, m.config, e.top3, e.top1, "
@@ -327,6 +331,8 @@ class RunStore:
         write_atomic(self.run_dir / "progress.csv", buffer.getvalue())
         if best_config is not None:
             write_json(self.run_dir / "opt_cfg.json", dict(best_config))
+            if training is not None:
+                write_json(training_record_path(self.run_dir / "opt_cfg.json"), dict(training))
         self.write_seconds += time.perf_counter() - start
 
     def write_run_json(self, info: Mapping[str, Any]) -> None:
@@ -360,6 +366,23 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
         return store.evaluations_frame()
     finally:
         store.close()
+
+
+def training_record_path(config_path: Path) -> Path:
+    """Where the training record of a configuration file lives: ``<name>.training.json``."""
+    return config_path.with_name(config_path.stem + ".training.json")
+
+
+def read_training_record(config_path: Path) -> dict[str, Any] | None:
+    """The epochs and LR segments a configuration was selected at, if recorded beside it."""
+    path = training_record_path(config_path)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return {"epochs": int(record["epochs"]), "segments": [int(b) for b in record.get("segments", [])]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path} is not a valid training record ({exc}); delete it or fix it.") from exc
 
 
 def read_run_json(run_dir: str | Path) -> dict[str, Any]:

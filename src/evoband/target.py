@@ -189,7 +189,8 @@ def save_checkpoint(path: Path, state: TrainState) -> str:
 def load_checkpoint(path: Path, state: TrainState, expected_sha256: str | None, max_epochs: int) -> bool:
     """Restore ``state`` from ``path`` if it is there, intact and usable; say whether it was.
 
-    A missing, truncated or mismatching file is logged and ignored: the fold is retrained.
+    A missing, truncated or mismatching file is logged and ignored: the fold is retrained; one
+    trained beyond ``max_epochs`` (the budget asked for) is not used.
     """
     if not path.exists():
         if expected_sha256:
@@ -220,7 +221,7 @@ def evaluate(
     *,
     task: Task,
     seed: int,
-    max_epochs: int | None = None,
+    segments: Sequence[int] = (),
     checkpoint_dir: Path | None = None,
     checkpoint_sha256: Mapping[int, str] | None = None,
     deadline: float | None = None,
@@ -237,7 +238,8 @@ def evaluate(
         epochs: the budget: total epochs each fold's model has trained when this returns.
         task: prepared data and folds.
         seed: fixes initialisation and each epoch's randomness (with the fold index).
-        max_epochs: the largest budget this member may reach (sets the LR schedule's length).
+        segments: the budgets the member is planned to be scored at (the LR schedule's cycles,
+            see :func:`evoband.train.learning_rate`); ``epochs`` is always added.
         checkpoint_dir: continue from / save to ``fold<k>.pt`` there; None trains from scratch.
         checkpoint_sha256: hashes recorded for those checkpoints; a mismatch means retraining.
         deadline: ``time.monotonic()`` value after which training stops as ``timed_out``.
@@ -252,7 +254,7 @@ def evaluate(
     if any(f.status in (TIMED_OUT, FAILED) for f in done.values()):
         return Result.from_folds([done[k] for k in sorted(done)], num_params, epochs)
     jobs = [
-        FoldJob(dict(config), epochs, k, seed, max_epochs or epochs, checkpoint_dir,
+        FoldJob(dict(config), epochs, k, seed, tuple(segments), checkpoint_dir,
                 (checkpoint_sha256 or {}).get(k), deadline, keep_predictions)
         for k in range(len(task.splits)) if k not in done
     ]
@@ -271,7 +273,7 @@ class FoldJob:
     epochs: int
     fold: int
     seed: int
-    max_epochs: int
+    segments: tuple[int, ...]
     checkpoint_dir: Path | None
     expected_sha256: str | None
     deadline: float | None
@@ -310,14 +312,13 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
     Errors such as running out of memory are recorded as a ``failed`` fold, not raised.
     """
     config, epochs, k, seed = job.config, job.epochs, job.fold, job.seed
-    split, max_epochs, checkpoint_dir = task.splits[k], job.max_epochs, job.checkpoint_dir
+    split, checkpoint_dir = task.splits[k], job.checkpoint_dir
     expected_sha256, deadline, keep_predictions = job.expected_sha256, job.deadline, job.keep_predictions
     start = time.perf_counter()
     try:
         def fresh_state() -> TrainState:
             return make_state(
-                config, task.input_shape, task.n_classes,
-                max_epochs=max_epochs, seed=derive_seed(seed, k, 0), device=task.device,
+                config, task.input_shape, task.n_classes, seed=derive_seed(seed, k, 0), device=task.device,
             )
 
         state = fresh_state()
@@ -326,7 +327,7 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             state = fresh_state()  # a failed load may have filled part of the state
         outcome = train(
             state, split.x_train, split.y_train, config=config, epochs=epochs,
-            seed=derive_seed(seed, k, 1), deadline=deadline, on_epoch=on_epoch,
+            seed=derive_seed(seed, k, 1), segments=job.segments, deadline=deadline, on_epoch=on_epoch,
         )
         sha = ""
         if outcome.status == DIVERGED:

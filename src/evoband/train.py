@@ -1,8 +1,10 @@
 """The one training and evaluation loop, used by the target, main.py and everything else.
 
-Training continues from a state (model, optimizer, LR schedule, epochs done) for more epochs.
-The randomness of epoch ``e`` (batch order, augmentation, dropout) is seeded from ``(seed, e)``,
-so training 2 + 3 epochs from a checkpoint gives the same network as 5 epochs in one go.
+Training continues from a state (model, optimizer, epochs done) for more epochs. The randomness
+of epoch ``e`` (batch order, augmentation, dropout) is seeded from ``(seed, e)`` and the learning
+rate of every step is a pure function of the epoch position and the schedule's segments (see
+:func:`learning_rate`), so training 2 + 3 epochs from a checkpoint gives the same network as 5
+epochs in one go.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +56,7 @@ another process keeps the other cores busy (see benchmarks/epoch_speed.py)."""
 
 def cpu_threads_for(config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> int:
     """CPU threads worth giving to training this model: 1 for small work, all for large."""
-    per_batch = macs_per_sample(config, input_shape, n_classes) * int(config.get("batch_size", 64))
+    per_batch = macs_per_sample(config, input_shape, n_classes) * int(config["batch_size"])
     return 1 if per_batch < PARALLEL_MACS_PER_BATCH else torch.get_num_threads()
 
 
@@ -77,34 +79,73 @@ def cpu_threads(n: int) -> Iterator[None]:
 
 @dataclass
 class TrainState:
-    """Everything needed to continue training: model, optimizer, schedule, epochs done."""
+    """Everything needed to continue training: model, optimizer, epochs done.
+
+    The learning rate needs no state of its own: it is recomputed for every step.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
     epochs_done: int = 0
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "epochs_done": self.epochs_done,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
         self.epochs_done = int(state["epochs_done"])
+
+
+WARMUP_FRACTION = 0.15
+"""Share of a one-cycle segment spent warming up linearly from a tenth of the peak rate."""
+
+FINAL_LR_FACTOR = 1e-2
+"""Where cosine and one-cycle segments end, relative to the peak rate."""
+
+
+def learning_rate(config: Mapping[str, Any], position: float, segments: Sequence[int]) -> float:
+    """The learning rate at ``position`` (epochs done, fractional) under the config's schedule.
+
+    A schedule is planned over *segments*: the epochs at which a Hyperband member is scored
+    (e.g. ``(4, 8, 16, 32)``). Within each segment ``[start, end)`` a ``cosine`` schedule decays
+    from ``learning_rate_init`` to ``FINAL_LR_FACTOR`` of it and ``onecycle`` warms up first, so
+    a member is scored at every rung as a network trained for that budget would be, and the next
+    rung restarts the cycle from the trained weights (as warm restarts do). ``constant`` (the
+    course default) ignores the segments.
+    """
+    peak = float(config["learning_rate_init"])
+    kind = config.get("lr_schedule", "constant")
+    if kind == "constant":
+        return peak
+    start = 0
+    for end in sorted(set(segments)):
+        if position < end:
+            break
+        start = end
+    else:
+        return peak * FINAL_LR_FACTOR
+    t = (position - start) / max(end - start, 1e-9)
+    floor = peak * FINAL_LR_FACTOR
+    if kind == "onecycle":
+        if t < WARMUP_FRACTION:
+            return peak * (0.1 + 0.9 * t / WARMUP_FRACTION)
+        t = (t - WARMUP_FRACTION) / (1 - WARMUP_FRACTION)
+    elif kind != "cosine":
+        raise ValueError(f"Unknown lr_schedule {kind!r}.")
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def make_optimizer(config: Mapping[str, Any], params: Any) -> torch.optim.Optimizer:
     """The optimizer the config names, at its learning rate (and weight decay, if searched)."""
-    lr = float(config.get("learning_rate_init", 1e-3))
+    lr = float(config["learning_rate_init"])
     name = config.get("optimizer", "adamw")
-    searched = bool(config.get("use_weight_decay"))
+    # the course space has no weight decay, the extended space always searches it
+    searched = "weight_decay" in config and config.get("use_weight_decay", True) is not False
     decay = float(config["weight_decay"]) if searched else 0.0
     params = list(params)
     # the fused kernels update all tensors at once (about 20% faster for tiny models on the CPU)
@@ -125,20 +166,16 @@ def make_state(
     input_shape: tuple[int, int, int],
     n_classes: int,
     *,
-    max_epochs: int,
     seed: int,
     device: torch.device,
 ) -> TrainState:
-    """A freshly initialised model (weights fixed by ``seed``) with its optimizer and schedule."""
+    """A freshly initialised model (weights fixed by ``seed``) with its optimizer."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(config, input_shape, n_classes)
     model.to(device)
     optimizer = make_optimizer(config, model.parameters())
-    scheduler = None
-    if config.get("lr_schedule") == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
-    return TrainState(model, optimizer, scheduler, 0)
+    return TrainState(model, optimizer, 0)
 
 
 def _loss_fn(config: Mapping[str, Any], n_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -173,6 +210,7 @@ def train(
     config: Mapping[str, Any],
     epochs: int,
     seed: int,
+    segments: Sequence[int] = (),
     deadline: float | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TrainOutcome:
@@ -184,6 +222,9 @@ def train(
         config: the genotype (batch size, criterion, augmentation).
         epochs: the total number of epochs to reach (not the number to add).
         seed: seeds each epoch's randomness together with the epoch index.
+        segments: the epochs the LR schedule is planned to end a cycle at (see
+            :func:`learning_rate`); ``epochs`` is always one of them. Continuing a state gives
+            the same network as training in one go when both calls pass the same segments.
         deadline: a ``time.monotonic()`` value; training stops there as ``timed_out``.
         on_epoch: progress callback.
 
@@ -193,13 +234,12 @@ def train(
     n_classes = _n_outputs(state.model)
     loss_fn = _loss_fn(config, n_classes)
     mean_loss = float("nan")
+    plan = tuple(sorted({*segments, epochs}))
     with cpu_threads(_threads_for(config, x, n_classes)):
         while state.epochs_done < epochs:
-            status, mean_loss, accuracy = _train_epoch(state, x, y, config, seed, deadline, loss_fn)
+            status, mean_loss, accuracy = _train_epoch(state, x, y, config, seed, plan, deadline, loss_fn)
             if status != OK:
                 return TrainOutcome(status, state.epochs_done, mean_loss)
-            if state.scheduler is not None:
-                state.scheduler.step()
             state.epochs_done += 1
             if on_epoch is not None:
                 on_epoch(state.epochs_done, mean_loss, accuracy)
@@ -212,12 +252,14 @@ def _train_epoch(
     y: torch.Tensor,
     config: Mapping[str, Any],
     seed: int,
+    plan: Sequence[int],
     deadline: float | None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> tuple[str, float, float]:
     """One epoch (number ``state.epochs_done``): status, mean loss (or the bad loss), accuracy."""
     epoch = state.epochs_done
-    batch_size = int(config.get("batch_size", 64))
+    batch_size = int(config["batch_size"])
+    n_batches = math.ceil(len(y) / batch_size)
     flip = 0.5 if config.get("aug_flip") else 0.0
     shift = int(config.get("aug_shift", 0))
     device = x.device
@@ -227,7 +269,10 @@ def _train_epoch(
     correct = torch.zeros((), dtype=torch.int64, device=device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(seed, epoch, 1))
-        for idx in batch_indices(len(y), batch_size, generator):
+        for step, idx in enumerate(batch_indices(len(y), batch_size, generator)):
+            lr = learning_rate(config, epoch + step / n_batches, plan)
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr
             idx = idx.to(device)
             xb, yb = x[idx], y[idx]
             if flip or shift:

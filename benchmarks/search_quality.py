@@ -1,0 +1,927 @@
+"""Search quality: evoband's searches against DEHB and Optuna on evoband's own objective.
+
+Every method searches the same ConfigSpace space on the same data with the same K-fold task
+(``evoband.target.Task``, 3 folds split by the seed), the same constraints and the same
+wall-clock budget, one run at a time:
+
+- ``ea_hb``, ``ea``, ``rs_hb``: :func:`evoband.run_search` (EA with / without Hyperband, random
+  search with Hyperband).
+- ``dehb``: the ``dehb`` package (ask / tell) with epochs as the fidelity.
+- ``optuna``: Optuna's TPE sampler with its HyperbandPruner, training rung by rung.
+
+The peers call :func:`evoband.target.evaluate` and continue a configuration from its checkpoint
+when it is evaluated again at a higher budget. Their cost follows evoband's feasibility-first
+ranking: a feasible result costs ``1 - top3``, an infeasible one ``3 - precision``, a failed or
+timed-out one ``5 - precision``, and an oversized configuration (more parameters than
+``--max_params``) is not trained and costs 7. Every method checks the budget before each
+evaluation.
+
+Per run it records the best feasible CV top-3 over elapsed search time, and reports it at
+25/50/100% of the budget, with the number of evaluations, the feasible rate, the epoch-folds
+trained and the optimum's test top-3 and precision after retraining it with ``src/main.py -t``.
+Run from the repository root::
+
+    python benchmarks/search_quality.py --budget 900 --seeds 0,1,2
+    python benchmarks/search_quality.py --quick          # about 2 minutes, on digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+try:
+    import evoband  # noqa: F401
+except ImportError:  # running from a checkout without an installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from ConfigSpace import ConfigurationSpace  # noqa: E402
+
+from evoband import SearchConfig, SearchSettings, load_run, run_search  # noqa: E402
+from evoband.cnn import count_params  # noqa: E402
+from evoband.constraints import Constraints  # noqa: E402
+from evoband.data import load_data  # noqa: E402
+from evoband.errors import ConfigError  # noqa: E402
+from evoband.space import SPACES, get_space, is_active, plain, validate  # noqa: E402
+from evoband.target import Result, Task, evaluate  # noqa: E402
+from evoband.train import OK, derive_seed, resolve_device  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+EVOBAND_METHODS: dict[str, dict[str, bool]] = {
+    "ea_hb": {"hyperband": True, "random_search": False},
+    "ea": {"hyperband": False, "random_search": False},
+    "rs_hb": {"hyperband": True, "random_search": True},
+}
+PEER_PACKAGES: dict[str, str] = {"dehb": "dehb", "optuna": "optuna"}
+ALL_METHODS = (*EVOBAND_METHODS, *PEER_PACKAGES)
+FRACTIONS = (0.25, 0.5, 1.0)
+CV_FOLDS = 3
+KEEP_CHECKPOINTS = 32
+"""Peers keep the checkpoints of this many most recently trained configurations (disk bound)."""
+
+_EVOBAND = SearchSettings()
+FULL_DEFAULTS: dict[str, Any] = {
+    "budget": 900.0,
+    "seeds": "0,1,2",
+    "methods": ",".join(ALL_METHODS),
+    "data_dir": None,
+    "pop_size": _EVOBAND.pop_size,
+    "min_epochs": _EVOBAND.min_epochs,
+    "max_epochs": _EVOBAND.max_epochs,
+    "eta": _EVOBAND.eta,
+    "eval_time_limit": None,
+}
+"""evoband's own defaults (AutoML.py's), read from :class:`evoband.SearchSettings`."""
+QUICK_DEFAULTS: dict[str, Any] = {
+    "budget": 20.0,
+    "seeds": "0",
+    "methods": "ea_hb,dehb,optuna",
+    "data_dir": "digits",
+    "pop_size": 4,
+    "min_epochs": 1,
+    "max_epochs": 8,
+    "eta": 2,
+    "eval_time_limit": 4.0,
+}
+
+
+class MissingPeer(Exception):
+    """A peer optimizer's package is not installed."""
+
+
+# --------------------------------------------------------------------------------------------
+# settings and records
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every run of a benchmark shares: data, space, constraints, budget and schedule.
+
+    ``time_limit`` caps the seconds one evaluation may train, for every method; None leaves
+    evoband its own rule and gives the peers a tenth of the budget.
+    """
+
+    budget: float
+    space: str
+    max_params: int
+    min_precision: float
+    data_dir: str | None
+    pop_size: int
+    min_epochs: int
+    max_epochs: int
+    eta: int
+    time_limit: float | None = None
+    cv_folds: int = CV_FOLDS
+
+    @property
+    def peer_time_limit(self) -> float:
+        """Seconds one evaluation of a peer may train."""
+        return self.time_limit if self.time_limit is not None else self.budget / 10
+
+    @property
+    def constraints(self) -> Constraints:
+        return Constraints.of(self.max_params, self.min_precision)
+
+
+@dataclass
+class Evaluation:
+    """One configuration trained (or continued) to one budget and scored.
+
+    ``elapsed`` is the search time when it finished, ``started`` when it began (for evoband runs:
+    ``elapsed`` minus the evaluation's own seconds).
+    """
+
+    elapsed: float
+    epochs: int
+    top3: float
+    precision: float
+    num_params: int
+    status: str
+    feasible: bool
+    epoch_folds: int
+    started: float = math.nan
+
+
+@dataclass
+class RunOutcome:
+    """What one search run did and found."""
+
+    method: str
+    seed: int
+    run_dir: Path
+    evaluations: list[Evaluation]
+    search_seconds: float
+    wall_seconds: float = 0.0
+    n_oversized: int = 0
+    opt_config: dict[str, Any] | None = None
+    opt_segments: list[int] = field(default_factory=list)
+    opt: Evaluation | None = None
+    test: dict[str, Any] = field(default_factory=dict)
+
+
+def rank_cost(constraints: Constraints, result: Result | None) -> float:
+    """evoband's feasibility-first ranking (:meth:`Constraints.rank_key`) as a cost to minimise.
+
+    Feasible results cost ``1 - top3`` (in [0, 1]), infeasible ones ``3 - precision`` (in
+    [2, 3]), failed, diverged or timed-out ones ``5 - precision`` and a configuration never
+    trained (over the parameter limit; ``result`` None) costs 7: each group is worse than every
+    result of the groups before it.
+    """
+    group, score = constraints.rank_key(result)
+    return 2.0 * group + 1.0 + score
+
+
+# --------------------------------------------------------------------------------------------
+# traces and per-run summaries
+
+
+def best_so_far(evaluations: Sequence[Evaluation]) -> list[float]:
+    """Best feasible CV top-3 after each evaluation (NaN until the first feasible one)."""
+    best, out = math.nan, []
+    for ev in evaluations:
+        if ev.feasible and (math.isnan(best) or ev.top3 > best):
+            best = ev.top3
+        out.append(best)
+    return out
+
+
+def best_at(evaluations: Sequence[Evaluation], seconds: float) -> float:
+    """Best feasible CV top-3 among evaluations finished by ``seconds`` (NaN if none)."""
+    scores = [ev.top3 for ev in evaluations if ev.feasible and ev.elapsed <= seconds]
+    return max(scores) if scores else math.nan
+
+
+def trace_rows(outcome: RunOutcome) -> list[dict[str, Any]]:
+    """One trace row per evaluation: elapsed seconds and the best feasible CV top-3 so far."""
+    best = best_so_far(outcome.evaluations)
+    return [
+        {
+            "method": outcome.method,
+            "seed": outcome.seed,
+            "evaluation": i,
+            "started": round(ev.started, 3),
+            "elapsed": round(ev.elapsed, 3),
+            "epochs": ev.epochs,
+            "top3": ev.top3,
+            "precision": ev.precision,
+            "status": ev.status,
+            "feasible": ev.feasible,
+            "best_feasible_top3": best[i],
+        }
+        for i, ev in enumerate(outcome.evaluations)
+    ]
+
+
+def summary_row(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
+    """The CSV row of one run.
+
+    The best feasible CV top-3 at 25 and 50% counts the evaluations finished by then; at 100% it
+    is the run's final value, including the last evaluation (started within the budget).
+    """
+    evs, opt = outcome.evaluations, outcome.opt
+    n_feasible = sum(ev.feasible for ev in evs)
+    row: dict[str, Any] = {"method": outcome.method, "seed": outcome.seed, "budget": bench.budget}
+    for fraction in FRACTIONS:
+        seconds = fraction * bench.budget if fraction < 1 else math.inf
+        row[f"best_cv_top3_{int(fraction * 100)}"] = best_at(evs, seconds)
+    row.update(
+        {
+            "n_evaluations": len(evs),
+            "n_feasible": n_feasible,
+            "feasible_rate": n_feasible / len(evs) if evs else math.nan,
+            "n_oversized": outcome.n_oversized,
+            "epoch_folds": sum(ev.epoch_folds for ev in evs),
+            "search_seconds": round(outcome.search_seconds, 2),
+            "wall_seconds": round(outcome.wall_seconds, 2),
+            "opt_epochs": opt.epochs if opt else None,
+            "opt_cv_top3": opt.top3 if opt else math.nan,
+            "opt_cv_precision": opt.precision if opt else math.nan,
+            "opt_num_params": opt.num_params if opt else None,
+            "opt_feasible": opt.feasible if opt else False,
+            "test_top3": outcome.test.get("top3", math.nan),
+            "test_precision": outcome.test.get("precision", math.nan),
+            "test_epochs": outcome.test.get("epochs"),
+            "test_status": outcome.test.get("status", ""),
+            "run_dir": str(outcome.run_dir),
+        }
+    )
+    row.update({k: v for k, v in asdict(bench).items() if k != "budget"})
+    return row
+
+
+def log_line(row: Mapping[str, Any]) -> str:
+    """The one progress line printed when a run finishes."""
+    at = "/".join(_fmt(row[f"best_cv_top3_{int(f * 100)}"]) for f in FRACTIONS)
+    return (
+        f"{row['method']:<7} seed {row['seed']}: best feasible CV top-3 {at} at 25/50/100%, "
+        f"{row['n_evaluations']} evaluations ({_fmt(row['feasible_rate'], pct=True)} feasible), "
+        f"{row['epoch_folds']} epoch-folds, {row['search_seconds']:.0f} s; "
+        f"test top-3 {_fmt(row['test_top3'])}, precision {_fmt(row['test_precision'])}"
+    )
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.0%}" if pct else f"{value:.3f}"
+
+
+# --------------------------------------------------------------------------------------------
+# evoband's own searches
+
+
+def frame_evaluations(frame: Any, constraints: Constraints) -> list[Evaluation]:
+    """Evaluations of an evoband run (:func:`evoband.load_run`), in the order they finished.
+
+    Epoch-folds count continuation as evoband does: a member promoted from budget b1 to b2
+    trained ``(b2 - b1) x folds``.
+    """
+    out: list[Evaluation] = []
+    trained: dict[int, int] = {}
+    for row in frame.sort_values("elapsed", kind="stable").itertuples():
+        ok = row.status == OK
+        feasible = (
+            ok
+            and constraints.max_params.allows(int(row.num_params))
+            and row.precision >= constraints.min_precision.limit
+        )
+        previous = trained.get(row.member_id, 0)
+        previous = previous if previous <= row.epochs else 0
+        out.append(
+            Evaluation(
+                float(row.elapsed),
+                int(row.epochs),
+                float(row.top3),
+                float(row.precision),
+                int(row.num_params),
+                str(row.status),
+                bool(feasible),
+                (int(row.epochs) - previous) * int(row.n_folds),
+                float(row.elapsed) - float(row.seconds),
+            )
+        )
+        if ok:
+            trained[row.member_id] = int(row.epochs)
+    return out
+
+
+def run_evoband(method: str, seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
+    """One run of ``ea_hb``, ``ea`` or ``rs_hb`` through :func:`evoband.run_search`."""
+    settings = SearchSettings(
+        **EVOBAND_METHODS[method],
+        max_time=bench.budget,
+        seed=seed,
+        pop_size=bench.pop_size,
+        min_epochs=bench.min_epochs,
+        max_epochs=bench.max_epochs,
+        eta=bench.eta,
+        eval_time_limit=bench.time_limit,
+    )
+    report = run_search(
+        SearchConfig(
+            settings=settings,
+            space=bench.space,
+            max_params=bench.max_params,
+            min_precision=bench.min_precision,
+            data_dir=bench.data_dir,
+            cv_folds=bench.cv_folds,
+            run_dir=str(run_dir),
+            progress=False,
+        )
+    )
+    evaluations = frame_evaluations(load_run(run_dir), bench.constraints)
+    outcome = RunOutcome(method, seed, run_dir, evaluations, report.elapsed)
+    best = report.best
+    if best is not None and best.result is not None:
+        r = best.result
+        outcome.opt_config = dict(best.config)
+        outcome.opt = Evaluation(
+            report.elapsed, r.epochs, r.top3, r.precision, r.num_params, r.status,
+            report.feasible, 0,
+        )  # fmt: skip
+    return outcome
+
+
+# --------------------------------------------------------------------------------------------
+# the objective the peers optimise
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A stable hash of a configuration (its checkpoint folder name)."""
+    return hashlib.sha256(json.dumps(plain(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def rung_budgets(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
+    """evoband's rungs: ``min_epochs * eta**i`` while the next is within ``max_epochs``, then
+    ``max_epochs`` (as the most aggressive bracket of :class:`evoband.hyperband.HyperbandSchedule`).
+    """
+    budgets, b = [], min_epochs
+    while b * eta <= max_epochs:
+        budgets.append(b)
+        b *= eta
+    return [*budgets, max_epochs]
+
+
+class Objective:
+    """evoband's objective for the peer optimizers, with checkpoints, a clock and a record.
+
+    Args:
+        bench: the shared settings.
+        seed: seeds the configurations' training (with their hash).
+        task: the prepared K-fold task.
+        run_dir: checkpoints go to ``run_dir/checkpoints/<config hash>``.
+    """
+
+    def __init__(self, bench: Bench, seed: int, task: Task, run_dir: Path) -> None:
+        self.bench, self.seed, self.task, self.run_dir = bench, seed, task, run_dir
+        self.constraints = bench.constraints
+        self.evaluations: list[Evaluation] = []
+        self.costs: list[float] = []
+        self.continuable = False
+        self.trained: list[tuple[dict[str, Any], list[int]]] = []
+        self.n_oversized = 0
+        self._checkpoints: OrderedDict[str, int] = OrderedDict()
+        self._start = time.monotonic()
+
+    def elapsed(self) -> float:
+        """Seconds since the search started."""
+        return time.monotonic() - self._start
+
+    def out_of_time(self) -> bool:
+        """Whether the budget is used up (checked before every evaluation)."""
+        return self.elapsed() >= self.bench.budget
+
+    def oversized(self, config: Mapping[str, Any]) -> bool:
+        """Over the parameter limit (or too deep for the input): never trained."""
+        try:
+            n = count_params(config, self.task.input_shape, self.task.n_classes)
+        except ConfigError:
+            return True
+        return not self.constraints.max_params.allows(n)
+
+    def __call__(self, config: Mapping[str, Any], epochs: int, planned: Sequence[int]) -> float:
+        """Train ``config`` to ``epochs`` (continuing where possible); return its cost.
+
+        ``planned`` are the budgets this configuration may be scored at (its LR schedule's plan).
+        :attr:`continuable` then says whether it trained fine (and may go to a higher budget).
+        """
+        self.continuable = False
+        if self.oversized(config):
+            self.n_oversized += 1
+            return rank_cost(self.constraints, None)
+        key = config_key(config)
+        checkpoint_dir = self.run_dir / "checkpoints" / key
+        done = self._checkpoints.pop(key, 0)
+        started = self.elapsed()
+        result = evaluate(
+            dict(config),
+            epochs,
+            task=self.task,
+            seed=derive_seed(self.seed, int(key, 16) >> 2),
+            checkpoint_dir=checkpoint_dir,
+            deadline=time.monotonic() + self.bench.peer_time_limit,
+            segments=tuple(sorted(set(planned))),
+        )
+        self._record(config, planned, result, done if done <= epochs else 0, started)
+        self.continuable = result.ok and epochs < self.bench.max_epochs
+        if self.continuable:
+            self._keep(key, epochs)
+        else:  # never continued: a failed fold's state is unknown, a finished one needs no more
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        return self.costs[-1]
+
+    def _record(
+        self,
+        config: Mapping[str, Any],
+        planned: Sequence[int],
+        result: Result,
+        done: int,
+        started: float,
+    ) -> None:
+        ev = Evaluation(
+            self.elapsed(), result.epochs, result.top3, result.precision, result.num_params,
+            result.status, self.constraints.feasible(result),
+            sum(max(f.epochs - done, 0) for f in result.folds), started,
+        )  # fmt: skip
+        self.evaluations.append(ev)
+        self.costs.append(rank_cost(self.constraints, result))
+        self.trained.append((dict(config), sorted(set(planned))))
+
+    def _keep(self, key: str, epochs: int) -> None:
+        self._checkpoints[key] = epochs
+        while len(self._checkpoints) > KEEP_CHECKPOINTS:
+            old, _ = self._checkpoints.popitem(last=False)
+            shutil.rmtree(self.run_dir / "checkpoints" / old, ignore_errors=True)
+
+    def outcome(self, method: str, seed: int) -> RunOutcome:
+        """The run's record; its optimum is the evaluation of lowest cost (the earliest on ties).
+
+        That is the best feasible one, else the most precise one, as evoband picks its optimum.
+        """
+        evs = self.evaluations
+        out = RunOutcome(method, seed, self.run_dir, list(evs), self.elapsed())
+        out.n_oversized = self.n_oversized
+        if evs:
+            i = min(range(len(evs)), key=lambda j: (self.costs[j], j))
+            out.opt, (out.opt_config, out.opt_segments) = evs[i], self.trained[i]
+        return out
+
+    def close(self) -> None:
+        """Delete the checkpoints (the optimum is retrained from scratch)."""
+        shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+
+
+def make_task(bench: Bench, seed: int) -> Task:
+    """The K-fold task evoband's searches build: the same data, folds split by the seed."""
+    data = load_data(bench.data_dir)
+    return Task(data, cv_folds=bench.cv_folds, split_seed=seed, device=resolve_device("auto"))
+
+
+def require(method: str) -> None:
+    """Raise :class:`MissingPeer` with a clear message if a peer's package is not installed."""
+    package = PEER_PACKAGES[method]
+    if importlib.util.find_spec(package) is None:
+        raise MissingPeer(
+            f"{method}: the package {package!r} is not installed "
+            "(pip install -r requirements-dev.txt)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# DEHB
+
+
+def fidelity_epochs(fidelity: float, bench: Bench) -> int:
+    """DEHB's (fractional) fidelity as whole epochs within ``min_epochs..max_epochs``."""
+    return min(bench.max_epochs, max(bench.min_epochs, round(float(fidelity))))
+
+
+def run_dehb(seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
+    """DEHB (ask / tell) over evoband's space; epochs are the fidelity; budget checked per job."""
+    require("dehb")
+    from dehb import DEHB
+
+    task = make_task(bench, seed)
+    with warnings.catch_warnings():  # DEHB calls ConfigSpace's deprecated 0.x method names
+        warnings.simplefilter("ignore")
+        optimizer = DEHB(
+            cs=get_space(bench.space, seed),
+            min_fidelity=bench.min_epochs,
+            max_fidelity=bench.max_epochs,
+            eta=bench.eta,
+            n_workers=1,
+            seed=seed,
+            output_path=str(run_dir / "dehb"),
+            log_level="ERROR",
+            save_freq="end",
+        )
+        rungs = sorted({fidelity_epochs(f, bench) for f in optimizer.fidelities})
+        objective = Objective(bench, seed, task, run_dir)
+        first_budget: dict[str, int] = {}
+        try:
+            while not objective.out_of_time():
+                job = optimizer.ask()
+                config = plain(dict(job["config"]))
+                epochs = fidelity_epochs(job["fidelity"], bench)
+                # the LR plan of a configuration is fixed by the rung it entered at
+                start = first_budget.setdefault(config_key(config), epochs)
+                t0 = time.monotonic()
+                value = objective(config, epochs, [r for r in rungs if r >= start])
+                optimizer.tell(job, {"fitness": value, "cost": time.monotonic() - t0})
+        finally:
+            objective.close()
+    return objective.outcome("dehb", seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Optuna
+
+
+def suggest_config(trial: Any, space: ConfigurationSpace) -> dict[str, Any]:
+    """A configuration of ``space`` from ``trial.suggest_*``, suggesting only active ones.
+
+    Hyperparameters are visited in the space's (topological) order, so that a conditional one
+    is suggested only when its parents' values make it active.
+    """
+    config: dict[str, Any] = {}
+    for name in space:
+        if is_active(space, name, config):
+            config[name] = suggest_value(trial, space[name])
+    validate(space, config)
+    return config
+
+
+def suggest_value(trial: Any, hp: Any) -> Any:
+    """One ``trial.suggest_*`` call for a ConfigSpace hyperparameter."""
+    from ConfigSpace import (
+        CategoricalHyperparameter,
+        Constant,
+        OrdinalHyperparameter,
+        UniformFloatHyperparameter,
+        UniformIntegerHyperparameter,
+    )
+
+    if isinstance(hp, UniformFloatHyperparameter):
+        return trial.suggest_float(hp.name, float(hp.lower), float(hp.upper), log=bool(hp.log))
+    if isinstance(hp, UniformIntegerHyperparameter):
+        return trial.suggest_int(hp.name, int(hp.lower), int(hp.upper), log=bool(hp.log))
+    if isinstance(hp, CategoricalHyperparameter | OrdinalHyperparameter):
+        values = hp.choices if isinstance(hp, CategoricalHyperparameter) else hp.sequence
+        return plain({"v": trial.suggest_categorical(hp.name, list(values))})["v"]
+    if isinstance(hp, Constant):
+        return plain({"v": hp.value})["v"]
+    raise ConfigError(f"The hyperparameter {hp.name!r} ({type(hp).__name__}) has no Optuna form.")
+
+
+def run_optuna(seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
+    """Optuna TPE + HyperbandPruner; each trial trains rung by rung from its checkpoint."""
+    require("optuna")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    task = make_task(bench, seed)
+    space = get_space(bench.space, seed)
+    rungs = rung_budgets(bench.min_epochs, bench.max_epochs, bench.eta)
+    objective = Objective(bench, seed, task, run_dir)
+    pruner = optuna.pruners.HyperbandPruner(
+        min_resource=bench.min_epochs, max_resource=bench.max_epochs, reduction_factor=bench.eta
+    )
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+
+    def trial_objective(trial: optuna.Trial) -> float:
+        config = suggest_config(trial, space)
+        value = rank_cost(objective.constraints, None)
+        try:
+            for epochs in rungs:
+                if objective.out_of_time():
+                    trial.study.stop()
+                    raise optuna.TrialPruned()
+                value = objective(config, epochs, rungs)
+                if not objective.continuable:
+                    return value  # oversized, failed, diverged, timed out, or at max_epochs
+                trial.report(value, epochs)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+            return value
+        finally:
+            shutil.rmtree(run_dir / "checkpoints" / config_key(config), ignore_errors=True)
+
+    try:
+        study.optimize(trial_objective, timeout=bench.budget)
+    finally:
+        objective.close()
+    return objective.outcome("optuna", seed)
+
+
+PEERS: dict[str, Callable[[int, Bench, Path], RunOutcome]] = {
+    "dehb": run_dehb,
+    "optuna": run_optuna,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# one run, retraining, output
+
+
+def run_one(method: str, seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
+    """One search run; peers write their optimum as ``opt_cfg.json`` in their run directory."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    if method in EVOBAND_METHODS:
+        outcome = run_evoband(method, seed, bench, run_dir)
+    else:
+        outcome = PEERS[method](seed, bench, run_dir)
+        if outcome.opt_config is not None:
+            text = json.dumps(outcome.opt_config, indent=2) + "\n"
+            (run_dir / "opt_cfg.json").write_text(text)
+    outcome.wall_seconds = time.monotonic() - start
+    return outcome
+
+
+def training_record(config_path: Path) -> Path | None:
+    """evoband's record of the epochs and LR segments an ``opt_cfg.json`` was selected at.
+
+    None when this evoband has no such record (then ``main.py`` is given ``-e``).
+    """
+    try:
+        from evoband.store import training_record_path
+    except ImportError:
+        return None
+    return training_record_path(config_path)
+
+
+def retrain_command(outcome: RunOutcome, bench: Bench, out: Path) -> list[str]:
+    """``main.py -t`` for the optimum, at the epochs (and LR segments) it was scored at.
+
+    A training record beside ``opt_cfg.json`` (evoband writes one; one is written here for the
+    peers) gives ``main.py`` both; without one, ``-e`` gives it the epochs.
+    """
+    assert outcome.opt is not None
+    cfg = outcome.run_dir / "opt_cfg.json"
+    record = training_record(cfg)
+    if record is not None and outcome.method in PEERS:
+        segments = [b for b in outcome.opt_segments if b <= outcome.opt.epochs]
+        record.write_text(json.dumps({"epochs": outcome.opt.epochs, "segments": segments}) + "\n")
+    cmd = [
+        sys.executable, str(REPO_ROOT / "src" / "main.py"), "-c", str(cfg), "-t", "True",
+        "--seed", str(outcome.seed), "-s", str(bench.max_params), "-p", str(bench.min_precision),
+        "--space", bench.space, "--no_progress", "--out", str(out),
+    ]  # fmt: skip
+    if record is None or not record.exists():
+        cmd += ["-e", str(outcome.opt.epochs)]
+    if bench.data_dir:
+        cmd += ["--data_dir", bench.data_dir]
+    return cmd
+
+
+def retrain(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
+    """Retrain the optimum on the whole training split and score it on test (``main.py -t``)."""
+    if outcome.opt is None or not (outcome.run_dir / "opt_cfg.json").exists():
+        return {"status": "no optimum"}
+    out = outcome.run_dir / "result_test.json"
+    proc = subprocess.run(
+        retrain_command(outcome, bench, out), cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    if not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        print(f"note: retraining {outcome.run_dir.name} failed (exit {proc.returncode}): {tail[0]}")
+        return {"status": f"retrain failed (exit {proc.returncode})"}
+    record = json.loads(out.read_text())
+    keys = ("top3", "precision", "epochs", "status")
+    return {key: record[key] for key in keys}
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write rows (the union of their keys, in first-seen order) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+TABLE_COLUMNS = [
+    ("best_cv_top3_25", "CV top-3 @25%", "score"),
+    ("best_cv_top3_50", "@50%", "score"),
+    ("best_cv_top3_100", "@100%", "score"),
+    ("n_evaluations", "evaluations", "count"),
+    ("feasible_rate", "feasible", "percent"),
+    ("epoch_folds", "epoch-folds", "count"),
+    ("test_top3", "test top-3", "score"),
+    ("test_precision", "test precision", "score"),
+]
+"""Columns of the Markdown table: CSV key, title and how to show it."""
+
+_FORMATS = {
+    "score": (1.0, "{:.3f}", ""),
+    "count": (1.0, "{:.0f}", ""),
+    "percent": (100.0, "{:.0f}", "%"),
+}
+
+
+def mean_std(values: Iterable[Any], kind: str = "score") -> str:
+    """``mean ± std`` over the finite values (``mean`` for one, ``-`` for none).
+
+    ``kind`` is ``score`` (3 decimals), ``count`` (whole numbers) or ``percent``.
+    """
+    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not xs:
+        return "-"
+    scale, fmt, unit = _FORMATS[kind]
+    text = fmt.format(statistics.mean(xs) * scale)
+    if len(xs) > 1:
+        text += " ± " + fmt.format(statistics.stdev(xs) * scale)
+    return text + unit
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Mean ± std over seeds per method, as a Markdown table."""
+    titles = " | ".join(title for _, title, _ in TABLE_COLUMNS)
+    lines = [f"| method | runs | {titles} |", "|---" * (len(TABLE_COLUMNS) + 2) + "|"]
+    for method in dict.fromkeys(row["method"] for row in rows):
+        group = [row for row in rows if row["method"] == method]
+        cells = [mean_std((row[key] for row in group), kind) for key, _, kind in TABLE_COLUMNS]
+        lines.append(f"| {method} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluation_figures(outcomes: Sequence[RunOutcome], out_dir: Path) -> None:
+    """``src/evaluation.py``'s figures and summary of the evoband runs (it reads their ledgers)."""
+    runs = [str(o.run_dir) for o in outcomes if o.method in EVOBAND_METHODS]
+    if not runs:
+        return
+    cmd = [sys.executable, str(REPO_ROOT / "src" / "evaluation.py"), *runs, "--out", str(out_dir)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        print(f"note: evaluation.py failed (exit {proc.returncode}): {tail[0]}")
+    else:
+        print(f"wrote evaluation.py's figures of the evoband runs to {out_dir}")
+
+
+def plot_traces(trace: Sequence[Mapping[str, Any]], budget: float, path: Path) -> None:
+    """Best feasible CV top-3 over search time: one step line per run, a colour per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    runs = dict.fromkeys((row["method"], row["seed"]) for row in trace)
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(m for m, _ in runs))}
+    for method, seed in runs:
+        points = [
+            (row["elapsed"], row["best_feasible_top3"])
+            for row in trace
+            if (row["method"], row["seed"]) == (method, seed)
+            and not math.isnan(row["best_feasible_top3"])
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.step([*xs, max(budget, xs[-1])], [*ys, ys[-1]], where="post",
+                    color=colours[method], label=method, alpha=0.8)  # fmt: skip
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    if unique:
+        ax.legend(unique.values(), unique.keys())
+    ax.axvline(budget, color="grey", lw=0.8, ls=":")
+    ax.set_xlim(left=0)
+    ax.set_xlabel("search time (s)")
+    ax.set_ylabel("best feasible CV top-3")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; those left at None take their ``--quick`` or full default."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    add = p.add_argument
+    add("--budget", type=float, help="seconds of search per run (default 900; quick 20)")
+    add("--seeds", help="comma-separated seeds (default 0,1,2; quick 0)")
+    add("--methods", help=f"comma-separated subset of {','.join(ALL_METHODS)} "
+        "(default: all available; quick: ea_hb,dehb,optuna)")  # fmt: skip
+    add("--space", default=SearchConfig.space, choices=sorted(SPACES),
+        help=f"search space (default: AutoML.py's, {SearchConfig.space})")  # fmt: skip
+    add("-s", "--max_params", type=float, default=2e7, help="at most this many parameters (2e7)")
+    add("-p", "--min_precision", type=float, default=0.39, help="at least this CV precision (0.39)")
+    add("--data_dir", help="data set (default: evoband's search order; quick: digits)")
+    add("--pop_size", type=int, help="evoband's population (default: evoband's; quick 4)")
+    add("--min_epochs", type=int, help="lowest budget of every method (evoband's; quick 1)")
+    add("--max_epochs", type=int, help="highest budget of every method (evoband's; quick 8)")
+    add("--eta", type=int, help="halving rate of every method (default: evoband's)")
+    add("--eval_time_limit", type=float, help="seconds one evaluation may train, every method "
+        "(default: evoband's own rule, budget / 10 for the peers; quick 4)")  # fmt: skip
+    add("--out", type=Path, help="CSV of the runs (default: benchmarks/results/"
+        "search_quality_<stamp>.csv); traces and figures go beside it")  # fmt: skip
+    add("--runs_dir", type=Path, help="run directories (default: runs/search_quality_<stamp>)")
+    add("--quick", action="store_true", help="about 2 minutes: 20 s per method, 1 seed, digits")
+    add("--no_retrain", action="store_true", help="skip retraining the optima on the test split")
+    add("--no_figures", action="store_true", help="skip the figures")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and validate the flags; ``--quick`` changes the defaults of the flags not given."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    for key, value in (QUICK_DEFAULTS if args.quick else FULL_DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    args.methods = list(dict.fromkeys(m.strip() for m in str(args.methods).split(",") if m.strip()))
+    unknown = [m for m in args.methods if m not in ALL_METHODS]
+    if unknown or not args.methods:
+        p.error(f"unknown methods {unknown}; choose from {','.join(ALL_METHODS)}")
+    if not args.seeds or args.budget <= 0 or args.eta < 2:
+        p.error("give at least one seed, --budget > 0 and --eta >= 2")
+    if not 1 <= args.min_epochs < args.max_epochs:
+        p.error("need 1 <= --min_epochs < --max_epochs (DEHB needs two fidelities)")
+    return args
+
+
+def available_methods(methods: Sequence[str]) -> list[str]:
+    """The methods that can run; a clear line for each peer whose package is missing."""
+    out = []
+    for method in methods:
+        try:
+            if method in PEER_PACKAGES:
+                require(method)
+            out.append(method)
+        except MissingPeer as exc:
+            print(f"skipping {exc}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every method x seed one after the other, then write the CSVs, table and figures."""
+    args = parse_args(argv)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = (args.out or RESULTS_DIR / f"search_quality_{stamp}.csv").resolve()
+    runs_dir = (args.runs_dir or REPO_ROOT / "runs" / f"search_quality_{stamp}").resolve()
+    bench = Bench(
+        args.budget, args.space, int(args.max_params), args.min_precision, args.data_dir,
+        args.pop_size, args.min_epochs, args.max_epochs, args.eta, args.eval_time_limit,
+    )  # fmt: skip
+    methods = available_methods(args.methods)
+    print(
+        f"search quality: {', '.join(methods) or 'no method'} x seeds {args.seeds}, "
+        f"{bench.budget:g} s each; space {bench.space}, data {bench.data_dir or 'default'}, "
+        f"epochs {bench.min_epochs}..{bench.max_epochs}; runs in {runs_dir}",
+        flush=True,
+    )
+    rows: list[dict[str, Any]] = []
+    trace: list[dict[str, Any]] = []
+    outcomes: list[RunOutcome] = []
+    for seed in args.seeds:
+        for method in methods:  # one at a time: the timings must not overlap
+            outcome = run_one(method, seed, bench, runs_dir / f"{method}_seed{seed}")
+            if not args.no_retrain:
+                outcome.test = retrain(outcome, bench)
+            outcomes.append(outcome)
+            rows.append(summary_row(outcome, bench))
+            trace += trace_rows(outcome)
+            print(log_line(rows[-1]), flush=True)
+    if not rows:
+        return 1
+    traces_path = out.with_name(out.stem + "_traces.csv")
+    write_csv(out, rows)
+    write_csv(traces_path, trace)
+    print("\n" + markdown_table(rows) + "\n")
+    print(f"wrote {out} and {traces_path}")
+    if not args.no_figures:
+        figure = out.with_name(out.stem + "_best_over_time.png")
+        plot_traces(trace, bench.budget, figure)
+        print(f"wrote {figure}")
+        evaluation_figures(outcomes, out.with_name(out.stem + "_figures"))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
