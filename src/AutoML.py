@@ -16,6 +16,7 @@ from evoband.cli import (
     model_size,
     run_cli,
     setup_logging,
+    workers_arg,
 )
 from evoband.ea import SearchSettings
 from evoband.errors import ConfigError
@@ -45,7 +46,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
     p.add_argument("--run_dir", default=None, help="run directory (default: runs/<algorithm, constraints, seed, date>)")
     flag(p, "--resume", help="continue the run in --run_dir where it stopped")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:1, ...")
-    p.add_argument("--workers", type=int, default=1, help="worker processes training the CV folds in parallel (CPU; one thread each)")
+    p.add_argument("--workers", type=workers_arg, default="auto", help="worker processes training the CV folds in parallel (CPU; one thread each); auto: one per core up to the number of folds on a CPU, 1 on a GPU")
     p.add_argument("--eval_cost_share", type=float, default=SearchSettings.eval_cost_share, help="largest predicted cost of one full evaluation (max epochs, all folds) as a share of --max_time; larger children are shrunk")
     p.add_argument("--max_evaluations", type=int, default=None, help="stop after this many evaluations (member x budget)")
     p.add_argument("--eval_time_limit", type=float, default=None, help="seconds one evaluation may train (default: 4x its predicted cost, at least 10 s)")
@@ -59,8 +60,6 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
     """Validate the arguments (one line per problem, before any work) into a SearchConfig."""
     if not 0 < args.constraint_min_precision <= 1:
         raise ConfigError(f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1].")
-    if args.workers < 1:
-        raise ConfigError(f"--workers is {args.workers}, but must be >= 1.")
     if args.cv_folds < 2:
         raise ConfigError(f"--cv_folds is {args.cv_folds}, but must be >= 2.")
     settings = SearchSettings(
@@ -73,7 +72,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         settings=settings, max_params=args.constraint_max_model_size, min_precision=args.constraint_min_precision,
         space=args.space, data_dir=args.data_dir, image_size=tuple(args.image_size) if args.image_size else None,
         cv_folds=args.cv_folds, run_dir=args.run_dir, resume=args.resume, device=args.device,
-        progress=not args.no_progress, workers=args.workers,
+        progress=not args.no_progress, workers=None if args.workers == "auto" else args.workers,
     )
 
 

@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-e",
         "--epochs",
         type=int,
-        default=50,
-        help="epochs to retrain each optimum with --test (default: 50)",
+        default=None,
+        help="epochs to retrain each optimum with --test (default: the epochs and LR cycles each was selected at)",
     )
     p.add_argument(
         "--seed",
@@ -114,7 +114,7 @@ def parse_entries(args: argparse.Namespace) -> list[tuple[str | None, Path]]:
 
 
 def validate(args: argparse.Namespace) -> None:
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
     if args.constraint_min_precision is not None and not 0 < args.constraint_min_precision <= 1:
         raise ConfigError(

@@ -14,7 +14,10 @@ import pytest
 import AutoML
 import AutoML_random_search
 import main as main_script
+from evoband.data import load_data
 from evoband.hyperband import HyperbandSchedule
+from evoband.space import RECIPES
+from evoband.target import Task, evaluate
 from helpers import (
     SMALL_CONFIG,
     call_cli,
@@ -293,3 +296,31 @@ def test_main_bad_flags(tmp_path: Path, argv: list[str], words: str) -> None:
     assert code == 2
     lines = error_lines(stderr)
     assert len(lines) == 1 and words in lines[0]
+
+
+def test_main_retrains_at_the_recorded_epochs_and_segments(tiny_image_root: Path, tmp_path: Path) -> None:
+    config = dict(RECIPES["bn-cnn-small"], n_conv_layers=2, batch_size=16)
+    cfg = write_config(tmp_path / "opt_cfg.json", config)
+    (tmp_path / "opt_cfg.training.json").write_text(json.dumps({"epochs": 3, "segments": [1, 3, 6]}))
+    argv = ["-c", str(cfg), "-t", "True", "--data_dir", str(tiny_image_root), "-p", "0.01", "--no_progress"]
+    code, stdout, stderr = call_cli(main_script.main, argv)
+    assert code in (0, 1), stdout + stderr
+    result = read_json(tmp_path / "result_test.json")
+    assert (result["epochs"], result["segments"]) == (3, [1, 3])
+    assert result["folds"][0]["epochs"] == 3
+    # the same network as training to 3 epochs with LR cycles ending at 1 and 3
+    task = Task(load_data(tiny_image_root), use_test=True)
+    again = evaluate(config, 3, task=task, seed=123, segments=(1, 3))
+    assert result["top3"] == pytest.approx(again.top3) and result["precision"] == pytest.approx(again.precision)
+    # -e overrides the record
+    code, _, _ = call_cli(main_script.main, [*argv, "-e", "2"])
+    assert read_json(tmp_path / "result_test.json")["epochs"] == 2
+
+
+def test_main_broken_training_record_refused(tiny_image_root: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "opt_cfg.json", SMALL_CONFIG)
+    (tmp_path / "opt_cfg.training.json").write_text('{"segments": [1]}')
+    code, _, stderr = call_cli(main_script.main, ["-c", str(cfg), "--data_dir", str(tiny_image_root)])
+    assert code == 2
+    lines = error_lines(stderr)
+    assert len(lines) == 1 and "opt_cfg.training.json" in lines[0]

@@ -16,11 +16,15 @@ import pytest
 
 import AutoML
 from evoband.cnn import count_params
+from evoband.cost import CostModel
+from evoband.data import load_data
 from evoband.ea import SearchSettings
 from evoband.errors import ConfigError, StoreError
-from evoband.member import MUTATED, RECOMBINED, SAMPLED
+from evoband.member import MUTATED, RECIPE, RECOMBINED, SAMPLED
 from evoband.search import SearchConfig, SearchReport, run_search
+from evoband.space import RECIPES
 from evoband.store import PROGRESS_COLUMNS, load_run
+from evoband.target import Task
 from helpers import (
     TINY_CLASSES,
     TINY_SHAPE,
@@ -319,3 +323,32 @@ def test_search_on_images_too_small_for_three_poolings(tmp_path: Path) -> None:
     assert report.n_evaluations == 4
     records = json.loads((tmp_path / "run" / "automl_run.json").read_text())
     assert all(r["configuration"]["n_conv_layers"] <= 2 for r in records)
+
+
+def test_initial_population_starts_from_the_recipes_that_fit(data_dir: Path, tmp_path: Path) -> None:
+    settings = SearchSettings(pop_size=4, hyperband=True, min_epochs=1, max_epochs=2, eta=2,
+                              max_evaluations=5, seed=1, max_time=3600)
+    config = SearchConfig(settings=settings, max_params=100_000, min_precision=0.1, space="extended",
+                          data_dir=str(data_dir), cv_folds=2, run_dir=str(tmp_path / "run"), progress=False)
+    run_search(config)
+    rows = records(tmp_path / "run")
+    # bn-cnn (290k parameters) and sgd-cosine are over the limit; bn-cnn-small fits
+    assert rows[0]["configuration"] == RECIPES["bn-cnn-small"] and rows[0]["origin"] == RECIPE
+    # the extended default is bn-cnn itself: nothing else to add before the samples
+    assert [r["origin"] for r in rows[1:4]] == [SAMPLED] * 3
+    # all four climb the first rung; the best goes on to the second
+    assert [r["epochs"] for r in rows] == [1, 1, 1, 1, 2]
+    assert read_json(tmp_path / "run" / "opt_cfg.training.json")["segments"] == [1, 2]
+
+
+def test_cost_cap_keeps_every_trained_member_under_it(data_dir: Path, tmp_path: Path) -> None:
+    settings = SearchSettings(pop_size=6, hyperband=False, max_epochs=2, max_evaluations=8, seed=3,
+                              max_time=1.0, eval_cost_share=1.0)
+    config = SearchConfig(settings=settings, max_params=1e7, min_precision=0.1, space="extended",
+                          data_dir=str(data_dir), cv_folds=2, run_dir=str(tmp_path / "run"), progress=False)
+    task = Task(load_data(data_dir), cv_folds=2, split_seed=3)
+    model = CostModel(task.input_shape, task.n_classes, len(task.splits[0].y_train))
+    run_search(config)
+    members = read_json(tmp_path / "run" / "automl_run.json")
+    assert members  # at least one member fits 1 s of predicted training
+    assert all(model.seconds(r["configuration"], 2, folds=2) <= 1.0 for r in members)

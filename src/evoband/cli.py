@@ -55,6 +55,19 @@ def model_size(value: str) -> int:
     return int(number)
 
 
+def workers_arg(value: str) -> int | str:
+    """``auto`` or a whole number >= 1."""
+    if value == "auto":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {value!r}")
+    return number
+
+
 class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         tqdm.write(self.format(record), file=sys.stderr)

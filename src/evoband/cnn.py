@@ -158,3 +158,15 @@ def macs_per_sample(config: Mapping[str, Any], input_shape: tuple[int, int, int]
         macs += n_in * n_out
         n_in = n_out
     return macs
+
+
+def activation_elements(config: Mapping[str, Any], input_shape: tuple[int, int, int]) -> int:
+    """Conv output elements of one forward pass (before pooling): the memory-bound work of
+    activations, BatchNorm and pooling, which MACs miss for wide layers on large inputs."""
+    _, h, w = input_shape
+    total = 0
+    n_convs = convs_per_stage(config)
+    for c_out in conv_widths(config):
+        total += n_convs * c_out * h * w
+        h, w = max(h // 2, 1), max(w // 2, 1)
+    return total

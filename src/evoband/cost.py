@@ -1,11 +1,13 @@
 """Predicted training cost of a configuration, before it is trained.
 
-Seconds per epoch and fold are modelled as compute plus per-step overhead:
+Seconds per epoch and fold are modelled as compute, memory-bound work on activations and per-step
+overhead:
 
-    seconds = 3 * MACs per sample * training images / MAC rate + batches per epoch * step overhead
+    seconds = images * (3 * MACs per sample / MAC rate + conv output elements * element cost)
+              + batches per epoch * step overhead
 
-(3: forward, backward through activations and through weights). The two constants are measured
-defaults for one CPU thread; :meth:`CostModel.observe` refits a correction factor from the run's
+(3: forward, backward through activations and through weights). The constants are measured
+defaults for one CPU thread (``benchmarks/cost_model.py`` fits them); :meth:`CostModel.observe` refits a correction factor from the run's
 own timings, so the prediction follows the machine and the device the search runs on.
 """
 
@@ -17,13 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from .cnn import macs_per_sample
+from .cnn import activation_elements, macs_per_sample
 
-DEFAULT_MAC_RATE = 5.8e10
-"""Multiply-accumulates per second of one CPU thread on small CNNs (fitted to two networks of the
-recipe family on micro17flower on a 2-core machine: 0.62 s and 0.24 s per epoch of 1020 images)."""
+DEFAULT_MAC_RATE = 9.0e10
+"""Multiply-accumulates per second of one CPU thread on small CNNs. This and the two constants
+below are the relative least-squares fit of ``benchmarks/cost_model.py`` (43 configurations of the
+extended space on micro17flower, one thread of a 2-core machine: measured / predicted 0.75-1.77,
+median 1.05)."""
 
-DEFAULT_STEP_OVERHEAD = 0.007
+DEFAULT_ELEMENT_SECONDS = 1.2e-8
+"""Seconds per conv output element and image (activation, BatchNorm, pooling; forward and back)."""
+
+DEFAULT_STEP_OVERHEAD = 0.0013
 """Seconds per optimizer step beyond the convolutions (batch slicing, augmentation, BN, update)."""
 
 
@@ -43,8 +50,10 @@ class CostModel:
     def base_seconds_per_epoch(self, config: Mapping[str, Any]) -> float:
         """Seconds per epoch of one fold under the default constants (no correction)."""
         macs = macs_per_sample(config, self.input_shape, self.n_classes)
+        elements = activation_elements(config, self.input_shape)
         steps = math.ceil(self.n_train / int(config["batch_size"]))
-        return 3 * macs * self.n_train / DEFAULT_MAC_RATE + steps * DEFAULT_STEP_OVERHEAD
+        per_image = 3 * macs / DEFAULT_MAC_RATE + elements * DEFAULT_ELEMENT_SECONDS
+        return self.n_train * per_image + steps * DEFAULT_STEP_OVERHEAD
 
     @property
     def correction(self) -> float:

@@ -18,10 +18,14 @@ import torch
 from .analysis import RunData, member_config, optimum
 from .data import DIGITS, load_data
 from .metrics import confusion_matrix
+from .store import read_training_record
 from .target import Task, evaluate
 from .train import resolve_device
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 32
+"""Epochs for an optimum with no record of its budget (the search's default max_epochs)."""
 
 
 @dataclass
@@ -78,8 +82,18 @@ def test_image_size(run: RunData) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if size else None
 
 
+def selected_training(run: RunData, member_id: int) -> tuple[int, list[int]]:
+    """Epochs and LR segments the run selected ``member_id`` at (its ``opt_cfg.training.json``),
+    or the budget it was scored at when the record names another member or is missing."""
+    record = read_training_record(run.path / "opt_cfg.json")
+    if record is not None and record.get("member_id", member_id) == member_id:
+        return record["epochs"], record["segments"]
+    best = run.evaluations[run.evaluations["member_id"] == member_id]
+    return int(best["epochs"].max()) if len(best) else DEFAULT_EPOCHS, []
+
+
 def retrain_on_test(
-    run: RunData, task: Task, epochs: int, seed: int | None = None
+    run: RunData, task: Task, epochs: int | None = None, seed: int | None = None
 ) -> TestResult | None:
     """Retrain the run's optimum from scratch on the training split; score it on the test split.
 
@@ -88,7 +102,7 @@ def retrain_on_test(
     Args:
         run: the run.
         task: a ``Task(data, use_test=True)`` of the run's data set.
-        epochs: epochs to train.
+        epochs: epochs to train; None: as the optimum was selected (:func:`selected_training`).
         seed: fixes initialisation and training; default the run's seed.
 
     Returns:
@@ -99,7 +113,10 @@ def retrain_on_test(
         return None
     config = member_config(run, int(best["member_id"]))
     seed = seed if seed is not None else (run.seed if run.seed is not None else 0)
-    result = evaluate(config, epochs, task=task, seed=seed, keep_predictions=True)
+    segments: list[int] = []
+    if epochs is None:
+        epochs, segments = selected_training(run, int(best["member_id"]))
+    result = evaluate(config, epochs, task=task, seed=seed, segments=segments, keep_predictions=True)
     fold = result.folds[0] if result.folds else None
     return TestResult(
         run=run.name,
@@ -119,7 +136,7 @@ def retrain_on_test(
 
 def test_optima(
     runs: Iterable[RunData],
-    epochs: int,
+    epochs: int | None = None,
     *,
     data_dir: str | None = None,
     device: str = "auto",
@@ -129,7 +146,7 @@ def test_optima(
 
     Args:
         runs: the runs.
-        epochs: epochs to train each optimum.
+        epochs: epochs to train each optimum; None: as each was selected.
         data_dir: the data set for every run; default the one each run recorded.
         device: where to train (``auto``: CUDA, MPS, else CPU).
         seed: fixes training of every run; default each run's seed.
@@ -142,9 +159,9 @@ def test_optima(
         if key not in tasks:
             tasks[key] = Task(load_data(*key), use_test=True, device=target)
         logger.info(
-            "Retraining the optimum of %s for %d epochs on the full training split.",
+            "Retraining the optimum of %s for %s epochs on the full training split.",
             run.name,
-            epochs,
+            epochs if epochs is not None else "its selected",
         )
         result = retrain_on_test(run, tasks[key], epochs, seed)
         if result is not None:

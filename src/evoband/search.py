@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,7 +59,7 @@ class SearchConfig:
     resume: bool = False
     device: str = "auto"
     progress: bool = True
-    workers: int = 1
+    workers: int | None = 1  # fold worker processes; None: auto_workers (what AutoML.py does)
 
 
 @dataclass
@@ -137,6 +138,15 @@ def search_definition(config: SearchConfig, data: DataSource) -> dict[str, Any]:
     }
 
 
+def auto_workers(device: torch.device, n_folds: int) -> int:
+    """Fold workers that keep this machine busy: one per available core up to the fold count on
+    a CPU (small networks train on one thread each), one on a GPU."""
+    if device.type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_folds))
+
+
 def prepare_run_dir(config: SearchConfig) -> Path:
     """The run directory; refuses to overwrite a used one unless resuming."""
     run_dir = resolve_default(config.run_dir or Path("runs") / default_run_name(config))
@@ -189,11 +199,12 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
         cbs: list[Callback] = list(callbacks)
         if config.progress:
             cbs.insert(0, ProgressBar())
-        executor = ProcessExecutor(config.workers) if config.workers > 1 else None
+        workers = config.workers if config.workers is not None else auto_workers(device, len(task.splits))
+        executor = ProcessExecutor(workers) if workers > 1 else None
         optimizer = EvolutionaryOptimizer(space, task, constraints, settings, store, callbacks=cbs, executor=executor)
         run_json: dict[str, Any] = {
             "algorithm": settings.algorithm, "arguments": _arguments(config), "search": definition,
-            "versions": versions(), "data": data.describe(), "device": str(device),
+            "versions": versions(), "data": data.describe(), "device": str(device), "workers": workers,
             "started": dt.datetime.now().isoformat(timespec="seconds"),
         }
         if optimizer.schedule is not None:

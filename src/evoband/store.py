@@ -380,7 +380,10 @@ def read_training_record(config_path: Path) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(path.read_text())
-        return {"epochs": int(record["epochs"]), "segments": [int(b) for b in record.get("segments", [])]}
+        out: dict[str, Any] = {"epochs": int(record["epochs"]), "segments": [int(b) for b in record.get("segments", [])]}
+        if "member_id" in record:
+            out["member_id"] = int(record["member_id"])
+        return out
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"{path} is not a valid training record ({exc}); delete it or fix it.") from exc
 
