@@ -346,6 +346,7 @@ def run_evoband(method: str, seed: int, bench: Bench, run_dir: Path) -> RunOutco
             cv_folds=bench.cv_folds,
             run_dir=str(run_dir),
             progress=False,
+            workers=None,  # as AutoML.py: one fold worker per core
         )
     )
     evaluations = frame_evaluations(load_run(run_dir), bench.constraints)
@@ -898,6 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     trace: list[dict[str, Any]] = []
     outcomes: list[RunOutcome] = []
+    traces_path = out.with_name(out.stem + "_traces.csv")
     for seed in args.seeds:
         for method in methods:  # one at a time: the timings must not overlap
             outcome = run_one(method, seed, bench, runs_dir / f"{method}_seed{seed}")
@@ -907,11 +909,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(summary_row(outcome, bench))
             trace += trace_rows(outcome)
             print(log_line(rows[-1]), flush=True)
+            write_csv(out, rows)  # after every run: a stopped benchmark keeps what it measured
+            write_csv(traces_path, trace)
     if not rows:
         return 1
-    traces_path = out.with_name(out.stem + "_traces.csv")
-    write_csv(out, rows)
-    write_csv(traces_path, trace)
     print("\n" + markdown_table(rows) + "\n")
     print(f"wrote {out} and {traces_path}")
     if not args.no_figures:
