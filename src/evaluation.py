@@ -132,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         max_params=args.constraint_max_model_size,
         min_precision=args.constraint_min_precision,
     )
-    for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
     runs = [run for members in groups.values() for run in members]
     if not runs:
-        print(f"error: none of the {len(entries)} runs is usable.", file=sys.stderr)
+        print(f"error: none of the {len(entries)} runs is usable: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
     if args.out:
         out = resolve_user(args.out)
     else:

@@ -268,9 +268,16 @@ def test_resume_of_a_folder_that_is_not_a_run_refused(data_dir: Path, tmp_path: 
     assert snapshot(folder) == before and not (folder / "history.sqlite").exists()
 
 
-def test_resume_of_a_run_that_never_started_starts_afresh(data_dir: Path, tmp_path: Path) -> None:
+def test_resume_of_a_run_killed_before_its_ledger_starts_afresh(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "new" / "checkpoints").mkdir(parents=True)
     report = run_search(search_config(data_dir, tmp_path / "new", cap=1, resume=True))
     assert report.n_evaluations == 1 and len(records(tmp_path / "new")) == 1
+
+
+def test_resume_of_a_missing_run_dir_refused(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="Nothing to resume"):
+        run_search(search_config(data_dir, tmp_path / "missing", cap=1, resume=True))
+    assert not (tmp_path / "missing").exists()
 
 
 def test_refused_overwrite_of_a_used_run_dir(reference, data_dir: Path, tmp_path: Path) -> None:

@@ -58,8 +58,8 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(tiny_ima
     killed = tmp_path / "killed"
     rng = np.random.default_rng(2026)
     kills = 0
-    for attempt in range(5):
-        extra = ("--resume",) if attempt else ()
+    for _ in range(5):
+        extra = ("--resume",) if killed.exists() else ()  # a kill may land before the run dir exists
         proc = subprocess.Popen(automl_command(tiny_image_root, killed, *extra),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(float(rng.uniform(2.0, 9.0)))

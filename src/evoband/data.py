@@ -109,6 +109,7 @@ def load_data(
         return load_digits()
     root = find_data_dir(data_dir)
     classes = _class_names(root / "train")
+    check_class_count(len(classes), str(root / "train"))
     train = load_image_folder(root / "train", classes, image_size)
     test_dir = root / "test"
     if test_dir.is_dir():
@@ -127,6 +128,20 @@ def load_data(
             f"Train and test images differ in size in {root}; pass --image_size H W to resize."
         )
     return DataSource(root.name, str(root), tuple(classes), train, test)
+
+
+def check_class_count(n_classes: int, where: str) -> None:
+    """Refuse fewer than 2 classes; warn below 4, where top-3 accuracy says little."""
+    if n_classes < 2:
+        raise DataError(
+            f"{where} has {n_classes} class folder; classification needs at least 2 "
+            "(one folder per class: train/<class>/<image>)."
+        )
+    if n_classes < 4:
+        logger.warning(
+            "%s has only %d classes: top-3 accuracy is 1.0 for any network; judge runs by precision.",
+            where, n_classes,
+        )
 
 
 def _class_names(split_dir: Path) -> list[str]:

@@ -150,6 +150,10 @@ def auto_workers(device: torch.device, n_folds: int) -> int:
 def prepare_run_dir(config: SearchConfig) -> Path:
     """The run directory; refuses to overwrite a used one unless resuming."""
     run_dir = resolve_default(config.run_dir or Path("runs") / default_run_name(config))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"The run directory {run_dir} is a file, not a directory; choose another --run_dir.")
+    if config.resume and not run_dir.exists():
+        raise StoreError(f"Nothing to resume in {run_dir}: it does not exist; check --run_dir, or drop --resume to start a new run.")
     used = run_dir.exists() and any(run_dir.iterdir())
     if config.resume:
         # a run killed before its ledger existed starts afresh; any other folder is not ours
