@@ -47,7 +47,9 @@ def main() -> None:
     p.add_argument("--space", default="extended")
     p.add_argument("--data_dir", default=None)
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per configuration")
-    p.add_argument("--max_predicted", type=float, default=3.0, help="skip configs predicted slower (s/epoch)")
+    p.add_argument(
+        "--max_predicted", type=float, default=3.0, help="skip configs predicted slower (s/epoch)"
+    )
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cost_model.csv"))
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -66,22 +68,35 @@ def main() -> None:
     rows = []
     for i, config in enumerate(configs):
         seconds = measure(config, task, args.epochs)
-        rows.append({
-            "macs_term": 3 * macs_per_sample(config, task.input_shape, task.n_classes) * n_train,
-            "activation_term": activation_elements(config, task.input_shape) * n_train,
-            "steps": math.ceil(n_train / int(config["batch_size"])),
-            "measured": seconds,
-            "predicted": model.seconds_per_epoch(config),
-        })
-        print(f"{i + 1}/{len(configs)}: measured {seconds:.3f} s, predicted {rows[-1]['predicted']:.3f} s", flush=True)
+        rows.append(
+            {
+                "macs_term": 3
+                * macs_per_sample(config, task.input_shape, task.n_classes)
+                * n_train,
+                "activation_term": activation_elements(config, task.input_shape) * n_train,
+                "steps": math.ceil(n_train / int(config["batch_size"])),
+                "measured": seconds,
+                "predicted": model.seconds_per_epoch(config),
+            }
+        )
+        print(
+            f"{i + 1}/{len(configs)}: measured {seconds:.3f} s, predicted {rows[-1]['predicted']:.3f} s",
+            flush=True,
+        )
     frame = pd.DataFrame(rows)
     x = frame[["macs_term", "activation_term", "steps"]].to_numpy(float)
-    coef, *_ = np.linalg.lstsq(x / frame["measured"].to_numpy()[:, None], np.ones(len(frame)), rcond=None)
+    coef, *_ = np.linalg.lstsq(
+        x / frame["measured"].to_numpy()[:, None], np.ones(len(frame)), rcond=None
+    )
     ratio = frame["measured"] / frame["predicted"]
-    print(f"\nrelative least-squares fit: MAC rate {1 / coef[0]:.3g} /s, {coef[1]:.3g} s per activation "
-          f"element, {coef[2]:.4f} s per step")
-    print(f"evoband.cost constants: measured / predicted median {ratio.median():.2f}, 10%-90% "
-          f"{ratio.quantile(0.1):.2f}-{ratio.quantile(0.9):.2f}, max {ratio.max():.2f}")
+    print(
+        f"\nrelative least-squares fit: MAC rate {1 / coef[0]:.3g} /s, {coef[1]:.3g} s per activation "
+        f"element, {coef[2]:.4f} s per step"
+    )
+    print(
+        f"evoband.cost constants: measured / predicted median {ratio.median():.2f}, 10%-90% "
+        f"{ratio.quantile(0.1):.2f}-{ratio.quantile(0.9):.2f}, max {ratio.max():.2f}"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
     print(f"wrote {args.out}")

@@ -102,7 +102,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "default": dict(DEFAULT_NETWORK),
 }
 
-COLUMNS = ["config", "params", "ours_s_per_epoch_fold", "reference_s_per_epoch_fold", "ratio_reference_over_ours"]
+COLUMNS = [
+    "config",
+    "params",
+    "ours_s_per_epoch_fold",
+    "reference_s_per_epoch_fold",
+    "ratio_reference_over_ours",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +118,9 @@ COLUMNS = ["config", "params", "ours_s_per_epoch_fold", "reference_s_per_epoch_f
 class JpegFolderDataset(Dataset):
     """Image-folder dataset that decodes each file with Pillow on every access."""
 
-    def __init__(self, files: Sequence[Path], labels: Sequence[int], mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(
+        self, files: Sequence[Path], labels: Sequence[int], mean: torch.Tensor, std: torch.Tensor
+    ) -> None:
         self.files = list(files)
         self.labels = list(labels)
         self.mean = mean.view(-1, 1, 1)
@@ -130,7 +138,9 @@ class JpegFolderDataset(Dataset):
 
 def list_image_files(split_dir: Path) -> tuple[list[Path], list[int]]:
     """Files and labels of ``split_dir/<class>/`` in evoband's order (sorted class names and files)."""
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(
+        p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     files: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
@@ -157,8 +167,12 @@ def reference_epoch_fold(
     criterion = nn.CrossEntropyLoss()
     batch_size = int(config["batch_size"])
     generator = torch.Generator().manual_seed(derive_seed(SEED, FOLD, 1))
-    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=num_workers, generator=generator)
-    valid_loader = DataLoader(valid_set, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    train_loader = DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, num_workers=num_workers, generator=generator
+    )
+    valid_loader = DataLoader(
+        valid_set, batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
 
     start = time.perf_counter()
     for _ in range(epochs):
@@ -189,11 +203,22 @@ def ours_epoch_fold(config: Mapping[str, Any], task: Task, epochs: int) -> float
     """Build a fresh TrainState, then time ``epochs`` epochs of ``train`` plus ``evaluate_model``."""
     split = task.splits[FOLD]
     state = make_state(
-        config, task.input_shape, task.n_classes,
-        max_epochs=epochs, seed=derive_seed(SEED, FOLD, 0), device=task.device,
+        config,
+        task.input_shape,
+        task.n_classes,
+        max_epochs=epochs,
+        seed=derive_seed(SEED, FOLD, 0),
+        device=task.device,
     )
     start = time.perf_counter()
-    outcome = train(state, split.x_train, split.y_train, config=config, epochs=epochs, seed=derive_seed(SEED, FOLD, 1))
+    outcome = train(
+        state,
+        split.x_train,
+        split.y_train,
+        config=config,
+        epochs=epochs,
+        seed=derive_seed(SEED, FOLD, 1),
+    )
     metrics, _ = evaluate_model(state.model, split.x_valid, split.y_valid, config)
     elapsed = time.perf_counter() - start
     if outcome.status != "ok":
@@ -224,17 +249,31 @@ class Row:
         return self.reference / self.ours if self.ours > 0 else float("nan")
 
     def values(self) -> list[Any]:
-        return [self.config, self.params, f"{self.ours:.4f}", f"{self.reference:.4f}", f"{self.ratio:.2f}"]
+        return [
+            self.config,
+            self.params,
+            f"{self.ours:.4f}",
+            f"{self.reference:.4f}",
+            f"{self.ratio:.2f}",
+        ]
 
 
 def format_table(rows: Sequence[Row]) -> str:
     """A plain-text table of the results."""
     header = ["config", "params", "ours s/epoch-fold", "reference s/epoch-fold", "ratio ref/ours"]
-    cells = [header] + [[r.config, f"{r.params:,}", f"{r.ours:.4f}", f"{r.reference:.4f}", f"{r.ratio:.2f}"] for r in rows]
+    cells = [header] + [
+        [r.config, f"{r.params:,}", f"{r.ours:.4f}", f"{r.reference:.4f}", f"{r.ratio:.2f}"]
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -277,13 +316,43 @@ def write_csv(path: Path, rows: Sequence[Row], info: Mapping[str, Any]) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed measurements per pipeline and config; the median is reported (default 3)")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs per measurement (default 1)")
-    parser.add_argument("--configs", default="tiny,small,default", help=f"comma-separated subset of {','.join(CONFIGS)}")
-    parser.add_argument("--data_dir", default=None, help="data set folder with train/ (default: evoband's search order)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV file to write (default benchmarks/results/epoch_speed.csv)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's choice)")
-    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader workers of the reference pipeline (default 0)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed measurements per pipeline and config; the median is reported (default 3)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="training epochs per measurement (default 1)"
+    )
+    parser.add_argument(
+        "--configs",
+        default="tiny,small,default",
+        help=f"comma-separated subset of {','.join(CONFIGS)}",
+    )
+    parser.add_argument(
+        "--data_dir",
+        default=None,
+        help="data set folder with train/ (default: evoband's search order)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="CSV file to write (default benchmarks/results/epoch_speed.csv)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: leave torch's choice)",
+    )
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of the reference pipeline (default 0)",
+    )
     args = parser.parse_args(argv)
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONFIGS]
@@ -322,8 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise RuntimeError("The reference file list does not match evoband's image order.")
     mean, std = channel_stats(data.train.images)
     fold = stratified_folds(data.train.labels, CV_FOLDS, SEED)[FOLD]
-    train_set = JpegFolderDataset([files[i] for i in fold.train_idx], [labels[i] for i in fold.train_idx], mean, std)
-    valid_set = JpegFolderDataset([files[i] for i in fold.valid_idx], [labels[i] for i in fold.valid_idx], mean, std)
+    train_set = JpegFolderDataset(
+        [files[i] for i in fold.train_idx], [labels[i] for i in fold.train_idx], mean, std
+    )
+    valid_set = JpegFolderDataset(
+        [files[i] for i in fold.valid_idx], [labels[i] for i in fold.valid_idx], mean, std
+    )
     assert len(train_set) == len(split.y_train) and len(valid_set) == len(split.y_valid)
     print(
         f"data {root} | fold {FOLD} of {CV_FOLDS}: {len(train_set)} train / {len(valid_set)} valid | "
@@ -333,18 +406,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     if load_start and float(load_start) > 0.5:
-        print(f"note: load average {load_start} on {os.cpu_count()} CPUs: other processes compete, expect noisy timings")
+        print(
+            f"note: load average {load_start} on {os.cpu_count()} CPUs: other processes compete, expect noisy timings"
+        )
 
-    threads_for = getattr(evoband_train, "cpu_threads_for", None)  # present in newer evoband versions
+    threads_for = getattr(
+        evoband_train, "cpu_threads_for", None
+    )  # present in newer evoband versions
     if threads_for is not None:
-        chosen = ", ".join(f"{c} {threads_for(CONFIGS[c], task.input_shape, task.n_classes)}" for c in args.configs)
-        print(f"ours trains with its own thread choice (evoband.train.cpu_threads_for): {chosen}; "
-              f"reference uses {torch.get_num_threads()}")
+        chosen = ", ".join(
+            f"{c} {threads_for(CONFIGS[c], task.input_shape, task.n_classes)}" for c in args.configs
+        )
+        print(
+            f"ours trains with its own thread choice (evoband.train.cpu_threads_for): {chosen}; "
+            f"reference uses {torch.get_num_threads()}"
+        )
 
     pipelines: dict[str, Callable[[Mapping[str, Any]], float]] = {
         "ours": lambda cfg: ours_epoch_fold(cfg, task, args.epochs),
         "reference": lambda cfg: reference_epoch_fold(
-            cfg, train_set, valid_set, task.input_shape, task.n_classes, args.epochs, args.num_workers
+            cfg,
+            train_set,
+            valid_set,
+            task.input_shape,
+            task.n_classes,
+            args.epochs,
+            args.num_workers,
         ),
     }
     times: dict[str, dict[str, list[float]]] = {c: {p: [] for p in pipelines} for c in args.configs}
@@ -358,7 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for pipeline in order:
                 seconds = pipelines[pipeline](CONFIGS[name]) / args.epochs
                 times[name][pipeline].append(seconds)
-                print(f"  repeat {r + 1}/{args.repeats} {name:8s} {pipeline:9s} {seconds:8.3f} s/epoch-fold", flush=True)
+                print(
+                    f"  repeat {r + 1}/{args.repeats} {name:8s} {pipeline:9s} {seconds:8.3f} s/epoch-fold",
+                    flush=True,
+                )
 
     rows = [
         Row(
@@ -373,7 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(rows))
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
     write_csv(out, rows, machine_info(args.num_workers, args.repeats, args.epochs, load_start))
-    print(f"\nwrote {out} | total wall time {time.perf_counter() - started:.1f} s | load average {load_average()}")
+    print(
+        f"\nwrote {out} | total wall time {time.perf_counter() - started:.1f} s | load average {load_average()}"
+    )
     return 0
 
 

@@ -1,6 +1,6 @@
 """Constrained evolutionary search (optionally with Hyperband) for the best small CNN.
 
-    python src/AutoML.py --pop_size 6 --hyperband True --max_time 120
+python src/AutoML.py --pop_size 6 --hyperband True --max_time 120
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from evoband.cli import (
     setup_logging,
     workers_arg,
 )
-from evoband.ea import SearchSettings
 from evoband.errors import ConfigError
 from evoband.hyperband import HyperbandSchedule
 from evoband.search import SearchConfig, run_search
+from evoband.settings import SearchSettings
 from evoband.space import SPACES
 
 logger = logging.getLogger("evoband")
@@ -29,29 +29,121 @@ logger = logging.getLogger("evoband")
 
 def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
-    p.add_argument("-s", "--constraint_max_model_size", type=model_size, default=int(2e7), help="at most this many trainable parameters (2e7 or 20000000)")
-    p.add_argument("-p", "--constraint_min_precision", type=float, default=0.39, help="at least this CV macro precision, in (0, 1]")
-    p.add_argument("-t", "--max_time", type=float, default=86400.0, help="time budget in seconds, checked before every training job")
-    p.add_argument("-e", "--epochs", type=int, default=SearchSettings.max_epochs, help="max epochs per member (the last Hyperband rung)")
-    p.add_argument("--min_epochs", type=int, default=SearchSettings.min_epochs, help="epochs of the first Hyperband rung")
+    p.add_argument(
+        "-s",
+        "--constraint_max_model_size",
+        type=model_size,
+        default=int(2e7),
+        help="at most this many trainable parameters (2e7 or 20000000)",
+    )
+    p.add_argument(
+        "-p",
+        "--constraint_min_precision",
+        type=float,
+        default=0.39,
+        help="at least this CV macro precision, in (0, 1]",
+    )
+    p.add_argument(
+        "-t",
+        "--max_time",
+        type=float,
+        default=86400.0,
+        help="time budget in seconds, checked before every training job",
+    )
+    p.add_argument(
+        "-e",
+        "--epochs",
+        type=int,
+        default=SearchSettings.max_epochs,
+        help="max epochs per member (the last Hyperband rung)",
+    )
+    p.add_argument(
+        "--min_epochs",
+        type=int,
+        default=SearchSettings.min_epochs,
+        help="epochs of the first Hyperband rung",
+    )
     p.add_argument("--eta", type=int, default=SearchSettings.eta, help="Hyperband halving rate")
     p.add_argument("--pop_size", type=int, default=10, help="population size (mu)")
-    p.add_argument("-c", "--num_children", type=int, default=5, help="children per generation without Hyperband (lambda)")
-    flag(p, "--hyperband", help="train children through Hyperband rungs (accepts --hyperband, --hyperband True/False)")
-    p.add_argument("--seed", type=int, default=123, help="fixes sampling, splits, initialisation and augmentation")
-    p.add_argument("--data_dir", default=None, help="image folder with train/ and test/, or 'digits' (default: $EVOBAND_DATA, micro17flower/, ../shared/micro17flower)")
-    p.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), default=None, help="resize images on load")
-    p.add_argument("--space", choices=sorted(SPACES), default=SearchConfig.space, help="search space (course: the reference task's space exactly)")
-    p.add_argument("--cv_folds", type=int, default=3, help="K of stratified K-fold cross-validation")
-    p.add_argument("--run_dir", default=None, help="run directory (default: runs/<algorithm, constraints, seed, date>)")
+    p.add_argument(
+        "-c",
+        "--num_children",
+        type=int,
+        default=5,
+        help="children per generation without Hyperband (lambda)",
+    )
+    flag(
+        p,
+        "--hyperband",
+        help="train children through Hyperband rungs (accepts --hyperband, --hyperband True/False)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=123,
+        help="fixes sampling, splits, initialisation and augmentation",
+    )
+    p.add_argument(
+        "--data_dir",
+        default=None,
+        help="image folder with train/ and test/, or 'digits' (default: $EVOBAND_DATA, micro17flower/, ../shared/micro17flower)",
+    )
+    p.add_argument(
+        "--image_size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="resize images on load",
+    )
+    p.add_argument(
+        "--space",
+        choices=sorted(SPACES),
+        default=SearchConfig.space,
+        help="search space (course: the reference task's space exactly)",
+    )
+    p.add_argument(
+        "--cv_folds", type=int, default=3, help="K of stratified K-fold cross-validation"
+    )
+    p.add_argument(
+        "--run_dir",
+        default=None,
+        help="run directory (default: runs/<algorithm, constraints, seed, date>)",
+    )
     flag(p, "--resume", help="continue the run in --run_dir where it stopped")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:1, ...")
-    p.add_argument("--workers", type=workers_arg, default="auto", help="worker processes training the CV folds in parallel (CPU; one thread each); auto: one per core up to the number of folds on a CPU, 1 on a GPU")
-    p.add_argument("--eval_cost_share", type=float, default=SearchSettings.eval_cost_share, help="largest predicted cost of one full evaluation (max epochs, all folds) as a share of --max_time; larger children are shrunk")
-    p.add_argument("--max_evaluations", type=int, default=None, help="stop after this many evaluations (member x budget)")
-    p.add_argument("--eval_time_limit", type=float, default=None, help="seconds one evaluation may train (default: 4x its predicted cost, at least 10 s)")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:1, ..."
+    )
+    p.add_argument(
+        "--workers",
+        type=workers_arg,
+        default="auto",
+        help="worker processes training the CV folds in parallel (CPU; one thread each); auto: one per core up to the number of folds on a CPU, 1 on a GPU",
+    )
+    p.add_argument(
+        "--eval_cost_share",
+        type=float,
+        default=SearchSettings.eval_cost_share,
+        help="largest predicted cost of one full evaluation (max epochs, all folds) as a share of --max_time; larger children are shrunk",
+    )
+    p.add_argument(
+        "--max_evaluations",
+        type=int,
+        default=None,
+        help="stop after this many evaluations (member x budget)",
+    )
+    p.add_argument(
+        "--eval_time_limit",
+        type=float,
+        default=None,
+        help="seconds one evaluation may train (default: 4x its predicted cost, at least 10 s)",
+    )
     p.add_argument("--no_progress", action="store_true", help="log lines only, no progress bar")
-    p.add_argument("--dry_run", action="store_true", help="print the Hyperband schedule and its cost, then exit")
+    p.add_argument(
+        "--dry_run",
+        action="store_true",
+        help="print the Hyperband schedule and its cost, then exit",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -59,20 +151,38 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
 def config_from_args(args: argparse.Namespace, random_search: bool = False) -> SearchConfig:
     """Validate the arguments (one line per problem, before any work) into a SearchConfig."""
     if not 0 < args.constraint_min_precision <= 1:
-        raise ConfigError(f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1].")
+        raise ConfigError(
+            f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1]."
+        )
     if args.cv_folds < 2:
         raise ConfigError(f"--cv_folds is {args.cv_folds}, but must be >= 2.")
     settings = SearchSettings(
-        pop_size=args.pop_size, num_children=args.num_children, hyperband=args.hyperband,
-        min_epochs=args.min_epochs, max_epochs=args.epochs, eta=args.eta, max_time=args.max_time,
-        max_evaluations=args.max_evaluations, eval_time_limit=args.eval_time_limit, eval_cost_share=args.eval_cost_share, seed=args.seed,
+        pop_size=args.pop_size,
+        num_children=args.num_children,
+        hyperband=args.hyperband,
+        min_epochs=args.min_epochs,
+        max_epochs=args.epochs,
+        eta=args.eta,
+        max_time=args.max_time,
+        max_evaluations=args.max_evaluations,
+        eval_time_limit=args.eval_time_limit,
+        eval_cost_share=args.eval_cost_share,
+        seed=args.seed,
         random_search=random_search,
     )
     return SearchConfig(
-        settings=settings, max_params=args.constraint_max_model_size, min_precision=args.constraint_min_precision,
-        space=args.space, data_dir=args.data_dir, image_size=tuple(args.image_size) if args.image_size else None,
-        cv_folds=args.cv_folds, run_dir=args.run_dir, resume=args.resume, device=args.device,
-        progress=not args.no_progress, workers=None if args.workers == "auto" else args.workers,
+        settings=settings,
+        max_params=args.constraint_max_model_size,
+        min_precision=args.constraint_min_precision,
+        space=args.space,
+        data_dir=args.data_dir,
+        image_size=tuple(args.image_size) if args.image_size else None,
+        cv_folds=args.cv_folds,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        device=args.device,
+        progress=not args.no_progress,
+        workers=None if args.workers == "auto" else args.workers,
     )
 
 
@@ -84,9 +194,13 @@ def main(argv: list[str] | None = None, random_search: bool = False) -> int:
         if config.settings.hyperband:
             schedule = HyperbandSchedule(args.min_epochs, args.epochs, args.eta)
             print(schedule)
-            print(f"  x {args.cv_folds} folds = {schedule.epochs_cost() * args.cv_folds} epoch-folds per generation")
+            print(
+                f"  x {args.cv_folds} folds = {schedule.epochs_cost() * args.cv_folds} epoch-folds per generation"
+            )
         else:
-            print(f"No Hyperband: {args.num_children} children x {args.epochs} epochs x {args.cv_folds} folds per generation")
+            print(
+                f"No Hyperband: {args.num_children} children x {args.epochs} epochs x {args.cv_folds} folds per generation"
+            )
         return EXIT_OK
     report = run_search(config)
     print(report.format())

@@ -1,6 +1,6 @@
 """Random search baseline: the same flags, target and outputs as AutoML.py, children drawn at random.
 
-    python src/AutoML_random_search.py --pop_size 6 --max_time 120
+python src/AutoML_random_search.py --pop_size 6 --max_time 120
 """
 
 from __future__ import annotations

@@ -16,14 +16,14 @@ import logging
 import sys
 from pathlib import Path
 
-from evoband.analysis import load_groups
 from evoband.cli import EXIT_BAD_INPUT, EXIT_OK, flag, model_size, run_cli, setup_logging
 from evoband.errors import ConfigError
+from evoband.files import write_json
 from evoband.paths import resolve_default, resolve_user
 from evoband.plots import save_figures
 from evoband.retrain import test_optima
+from evoband.runs import load_groups
 from evoband.significance import significance_tests
-from evoband.store import write_json
 from evoband.summary import markdown_summary, markdown_tests, summary_table
 
 logger = logging.getLogger("evoband")
@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs = [run for members in groups.values() for run in members]
     if not runs:
-        print(f"error: none of the {len(entries)} runs is usable: {'; '.join(problems)}", file=sys.stderr)
+        print(
+            f"error: none of the {len(entries)} runs is usable: {'; '.join(problems)}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Train one configuration from scratch and score it: K-fold CV, or train -> test with -t.
 
-    python src/main.py -c runs/<run>/opt_cfg.json -t True
+python src/main.py -c runs/<run>/opt_cfg.json -t True
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from evoband.cli import (
 from evoband.cnn import build_model
 from evoband.constraints import Constraints
 from evoband.data import load_data
-from evoband.ea import SearchSettings
 from evoband.errors import ConfigError
+from evoband.files import write_json
 from evoband.metrics import confusion_matrix
 from evoband.paths import resolve_user
+from evoband.settings import SearchSettings
 from evoband.space import SPACES, get_space, load_config
-from evoband.store import read_training_record, write_json
+from evoband.store import read_training_record
 from evoband.target import Task, evaluate
 from evoband.train import resolve_device
 
@@ -41,19 +42,70 @@ DEFAULT_EPOCHS = SearchSettings().max_epochs
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
-    p.add_argument("-c", "--configuration", required=True, help="JSON file with the configuration (e.g. opt_cfg.json)")
-    flag(p, "-t", "--use_test_data", help="train on the whole training split and evaluate on the test split")
-    p.add_argument("-e", "--epochs", type=int, default=None, help=f"epochs to train (default: the epochs the configuration was selected at, from <configuration>.training.json beside it, else {DEFAULT_EPOCHS})")
-    p.add_argument("--seed", type=int, default=123, help="fixes splits, initialisation and training randomness")
-    p.add_argument("-m", "--model_path", default=None, help="save the trained model's state_dict here (test mode)")
-    p.add_argument("-s", "--constraint_max_model_size", type=model_size, default=int(2e7), help="max trainable parameters")
-    p.add_argument("-p", "--constraint_min_precision", type=float, default=0.39, help="min precision")
-    p.add_argument("--space", choices=["auto", *sorted(SPACES)], default="auto", help="space to validate the configuration in")
-    p.add_argument("--cv_folds", type=int, default=3, help="K of stratified K-fold cross-validation")
-    p.add_argument("--data_dir", default=None, help="image folder with train/ and test/, or 'digits'")
-    p.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), default=None, help="resize images on load")
+    p.add_argument(
+        "-c",
+        "--configuration",
+        required=True,
+        help="JSON file with the configuration (e.g. opt_cfg.json)",
+    )
+    flag(
+        p,
+        "-t",
+        "--use_test_data",
+        help="train on the whole training split and evaluate on the test split",
+    )
+    p.add_argument(
+        "-e",
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"epochs to train (default: the epochs the configuration was selected at, from <configuration>.training.json beside it, else {DEFAULT_EPOCHS})",
+    )
+    p.add_argument(
+        "--seed", type=int, default=123, help="fixes splits, initialisation and training randomness"
+    )
+    p.add_argument(
+        "-m",
+        "--model_path",
+        default=None,
+        help="save the trained model's state_dict here (test mode)",
+    )
+    p.add_argument(
+        "-s",
+        "--constraint_max_model_size",
+        type=model_size,
+        default=int(2e7),
+        help="max trainable parameters",
+    )
+    p.add_argument(
+        "-p", "--constraint_min_precision", type=float, default=0.39, help="min precision"
+    )
+    p.add_argument(
+        "--space",
+        choices=["auto", *sorted(SPACES)],
+        default="auto",
+        help="space to validate the configuration in",
+    )
+    p.add_argument(
+        "--cv_folds", type=int, default=3, help="K of stratified K-fold cross-validation"
+    )
+    p.add_argument(
+        "--data_dir", default=None, help="image folder with train/ and test/, or 'digits'"
+    )
+    p.add_argument(
+        "--image_size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="resize images on load",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--out", default=None, help="result JSON path (default: result_cv.json / result_test.json next to the configuration)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="result JSON path (default: result_cv.json / result_test.json next to the configuration)",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -86,16 +138,37 @@ def main(argv: list[str] | None = None) -> int:
     segments: list[int] = []
     if args.epochs is None and selected is not None:
         args.epochs, segments = selected["epochs"], selected["segments"]
-        logger.info("Training %d epochs with LR cycles ending at %s, as the configuration was selected "
-                    "(%s); pass -e to override.", args.epochs, segments, cfg_path.stem + ".training.json")
+        logger.info(
+            "Training %d epochs with LR cycles ending at %s, as the configuration was selected "
+            "(%s); pass -e to override.",
+            args.epochs,
+            segments,
+            cfg_path.stem + ".training.json",
+        )
     elif args.epochs is None:
         args.epochs = DEFAULT_EPOCHS
     segments = [b for b in segments if b <= args.epochs]
     data = load_data(args.data_dir, args.image_size)
     device = resolve_device(args.device)
-    model = build_model(config, data.input_shape, data.n_classes)  # raises ConfigError before training
-    print(summary(model, input_size=(1, *data.input_shape), verbose=0, depth=3, col_names=("output_size", "num_params")))
-    task = Task(data, cv_folds=args.cv_folds, split_seed=args.seed, device=device, use_test=args.use_test_data)
+    model = build_model(
+        config, data.input_shape, data.n_classes
+    )  # raises ConfigError before training
+    print(
+        summary(
+            model,
+            input_size=(1, *data.input_shape),
+            verbose=0,
+            depth=3,
+            col_names=("output_size", "num_params"),
+        )
+    )
+    task = Task(
+        data,
+        cv_folds=args.cv_folds,
+        split_seed=args.seed,
+        device=device,
+        use_test=args.use_test_data,
+    )
     mode = "test" if args.use_test_data else "cv"
 
     def bar(fold: int):
@@ -109,25 +182,48 @@ def main(argv: list[str] | None = None) -> int:
             progress.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
             if done >= args.epochs:
                 progress.close()
+
         return update
 
-    result = evaluate(config, args.epochs, task=task, seed=args.seed, segments=segments, on_epoch=bar, keep_predictions=True)
+    result = evaluate(
+        config,
+        args.epochs,
+        task=task,
+        seed=args.seed,
+        segments=segments,
+        on_epoch=bar,
+        keep_predictions=True,
+    )
     violated = constraints.violated(result)
-    rows = [("top-3 accuracy", f"{result.top3:.4f}"), ("top-1 accuracy", f"{result.top1:.4f}"),
-            ("precision", f"{result.precision:.4f}"), ("num_params", f"{result.num_params:,}"),
-            ("status", result.status)]
+    rows = [
+        ("top-3 accuracy", f"{result.top3:.4f}"),
+        ("top-1 accuracy", f"{result.top1:.4f}"),
+        ("precision", f"{result.precision:.4f}"),
+        ("num_params", f"{result.num_params:,}"),
+        ("status", result.status),
+    ]
     rows += [(c.describe(), "violated" if c in violated else "met") for c in constraints.all]
     print(f"\n{'mode':<28}{'test split' if args.use_test_data else f'{len(task.splits)}-fold CV'}")
     for name, value in rows:
         print(f"{name:<28}{value}")
     out = Path(args.out) if args.out else cfg_path.with_name(f"result_{mode}.json")
-    record = {"mode": mode, "configuration": config, "space": space_name, "epochs": args.epochs,
-              "segments": segments, "seed": args.seed,
-              "data": data.describe(), "constraints": {c.name: c.describe() for c in constraints.all},
-              "violated": [c.name for c in violated], **result.to_dict()}
+    record = {
+        "mode": mode,
+        "configuration": config,
+        "space": space_name,
+        "epochs": args.epochs,
+        "segments": segments,
+        "seed": args.seed,
+        "data": data.describe(),
+        "constraints": {c.name: c.describe() for c in constraints.all},
+        "violated": [c.name for c in violated],
+        **result.to_dict(),
+    }
     if args.use_test_data:
         fold = result.folds[0]
-        cm = confusion_matrix(torch.tensor(fold.predicted), torch.tensor(fold.labels), data.n_classes)
+        cm = confusion_matrix(
+            torch.tensor(fold.predicted), torch.tensor(fold.labels), data.n_classes
+        )
         record["classes"] = list(data.classes)
         record["confusion_matrix"] = cm.tolist()
         if args.model_path and fold.model is not None:
@@ -135,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out, record)
     print(f"Wrote {out}")
     if violated or not result.ok:
-        print("Constraint violated: " + ", ".join(c.describe() for c in violated) if violated else f"Training {result.status}.")
+        print(
+            "Constraint violated: " + ", ".join(c.describe() for c in violated)
+            if violated
+            else f"Training {result.status}."
+        )
         return EXIT_VIOLATED
     return EXIT_OK
 

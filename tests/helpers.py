@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from evoband.hyperband import HyperbandSchedule
-from evoband.member import MUTATED, SAMPLED, Member
+from evoband.member import Member, Origin
+from evoband.results import Result, Status
 from evoband.store import RunStore
-from evoband.target import Result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,9 @@ RUN_CONFIG: dict[str, Any] = dict(SMALL_CONFIG, batch_size=8, n_channels_fc_0=8)
 """The configuration of the members of synthetic runs (write_run)."""
 
 
-def analytic_param_count(config: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> int:
+def analytic_param_count(
+    config: Mapping[str, Any], input_shape: Sequence[int], n_classes: int
+) -> int:
     """The trainable parameters of the course/extended network family, by the formula.
 
     Per stage ``convs_per_stage`` (default 1) convs k x k (same padding) + bias, each with an
@@ -161,14 +164,26 @@ def script(name: str, *args: str) -> list[str]:
 
 def run_script(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run ``src/<name>`` in a fresh Python process from the repository root."""
-    return subprocess.run(script(name, *args), cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        script(name, *args),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-def run_scripts_concurrently(commands: Sequence[list[str]], timeout: float = 300) -> list[tuple[int, str, str]]:
+def run_scripts_concurrently(
+    commands: Sequence[list[str]], timeout: float = 300
+) -> list[tuple[int, str, str]]:
     """Start every command at once (start-up time dominates) and wait for all of them."""
-    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for cmd in commands]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for cmd in commands
+    ]
     results = []
     for proc in procs:
         try:
@@ -183,8 +198,12 @@ def run_scripts_concurrently(commands: Sequence[list[str]], timeout: float = 300
 def snapshot(directory: Path) -> dict[str, tuple[int, str]]:
     """Every file under ``directory``: relative path -> (mtime in ns, SHA-256 of the bytes)."""
     return {
-        str(p.relative_to(directory)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(directory.rglob("*")) if p.is_file()
+        str(p.relative_to(directory)): (
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        )
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -233,7 +252,7 @@ def write_run(
             config,
             seed=member_id,
             num_params=int(rng.choice([3_000, 8_000, 30_000])),
-            origin=SAMPLED if generation == 0 or random_search else MUTATED,
+            origin=Origin.SAMPLED if generation == 0 or random_search else Origin.MUTATED,
             parents=() if generation == 0 else (0,),
             generation=generation,
             bracket=bracket,
@@ -251,8 +270,8 @@ def write_run(
             1.0, quality[member.member_id] + 0.04 * math.log2(epochs) + float(rng.normal(0, 0.02))
         )
         precision = min(1.0, top3 * float(rng.uniform(0.6, 1.0)))
-        status = "diverged" if rng.random() < 0.05 else "ok"
-        if status != "ok":
+        status = Status.DIVERGED if rng.random() < 0.05 else Status.OK
+        if status != Status.OK:
             top3 = precision = 0.0
         result = Result(top3, top3 * 0.6, precision, member.num_params, epochs, 1.0, status)
         member.results[epochs] = result
@@ -316,3 +335,22 @@ def write_run(
     )
     store.close()
     return run_dir
+
+
+def frame_of(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A ledger-like frame; unspecified columns take harmless defaults."""
+    base = {
+        "status": Status.OK,
+        "top1": 0.0,
+        "seconds": 1.0,
+        "elapsed": 0.0,
+        "finished": 0.0,
+        "generation": 0,
+        "bracket": None,
+        "rung": None,
+        "epochs": 2,
+        "origin": Origin.SAMPLED,
+        "parents": (),
+    }
+    out = [{**base, "finished": float(i), "elapsed": float(i), **row} for i, row in enumerate(rows)]
+    return pd.DataFrame(out)

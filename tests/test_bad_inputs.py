@@ -26,13 +26,16 @@ Case = Callable[[Path, Path], tuple[list[str], str]]
 
 
 def resume_missing_run_dir(tmp: Path, data: Path) -> tuple[list[str], str]:
-    return script("AutoML.py", "--data_dir", str(data), "--resume", "--run_dir", str(tmp / "nothing")), \
-        "Nothing to resume"
+    return script(
+        "AutoML.py", "--data_dir", str(data), "--resume", "--run_dir", str(tmp / "nothing")
+    ), "Nothing to resume"
 
 
 def run_dir_is_a_file(tmp: Path, data: Path) -> tuple[list[str], str]:
     (tmp / "afile").write_text("keep me")
-    return script("AutoML.py", "--data_dir", str(data), "--run_dir", str(tmp / "afile")), "is a file"
+    return script(
+        "AutoML.py", "--data_dir", str(data), "--run_dir", str(tmp / "afile")
+    ), "is a file"
 
 
 def used_run_dir_without_resume(tmp: Path, data: Path) -> tuple[list[str], str]:
@@ -43,18 +46,22 @@ def used_run_dir_without_resume(tmp: Path, data: Path) -> tuple[list[str], str]:
 
 def one_class(tmp: Path, data: Path) -> tuple[list[str], str]:
     single = make_image_folder(tmp / "single", classes=("only",))
-    return script("AutoML.py", "--data_dir", str(single), "--run_dir", str(tmp / "r1")), "at least 2"
+    return script(
+        "AutoML.py", "--data_dir", str(single), "--run_dir", str(tmp / "r1")
+    ), "at least 2"
 
 
 def no_train_split(tmp: Path, data: Path) -> tuple[list[str], str]:
     (tmp / "empty_data").mkdir()
-    return script("AutoML.py", "--data_dir", str(tmp / "empty_data"), "--run_dir", str(tmp / "r2")), \
-        "No image data found"
+    return script(
+        "AutoML.py", "--data_dir", str(tmp / "empty_data"), "--run_dir", str(tmp / "r2")
+    ), "No image data found"
 
 
 def precision_out_of_range(tmp: Path, data: Path) -> tuple[list[str], str]:
-    return script("AutoML.py", "--data_dir", str(data), "-p", "1.5", "--run_dir", str(tmp / "r3")), \
-        "constraint_min_precision"
+    return script(
+        "AutoML.py", "--data_dir", str(data), "-p", "1.5", "--run_dir", str(tmp / "r3")
+    ), "constraint_min_precision"
 
 
 def zero_workers(tmp: Path, data: Path) -> tuple[list[str], str]:
@@ -73,8 +80,9 @@ def unknown_hyperparameter(tmp: Path, data: Path) -> tuple[list[str], str]:
 def broken_training_record(tmp: Path, data: Path) -> tuple[list[str], str]:
     (tmp / "opt_cfg.json").write_text(json.dumps(SMALL_CONFIG))
     (tmp / "opt_cfg.training.json").write_text("[1, 2]")
-    return script("main.py", "-c", str(tmp / "opt_cfg.json"), "--data_dir", str(data)), \
-        "opt_cfg.training.json"
+    return script(
+        "main.py", "-c", str(tmp / "opt_cfg.json"), "--data_dir", str(data)
+    ), "opt_cfg.training.json"
 
 
 def evaluation_of_no_run(tmp: Path, data: Path) -> tuple[list[str], str]:
@@ -82,9 +90,17 @@ def evaluation_of_no_run(tmp: Path, data: Path) -> tuple[list[str], str]:
 
 
 CASES: list[Case] = [
-    resume_missing_run_dir, run_dir_is_a_file, used_run_dir_without_resume, one_class,
-    no_train_split, precision_out_of_range, zero_workers, missing_configuration,
-    unknown_hyperparameter, broken_training_record, evaluation_of_no_run,
+    resume_missing_run_dir,
+    run_dir_is_a_file,
+    used_run_dir_without_resume,
+    one_class,
+    no_train_split,
+    precision_out_of_range,
+    zero_workers,
+    missing_configuration,
+    unknown_hyperparameter,
+    broken_training_record,
+    evaluation_of_no_run,
 ]
 
 
@@ -100,7 +116,9 @@ def test_every_bad_input_is_one_error_line_exit_2_and_nothing_changed(tmp_path: 
         dirs.append(case_dir)
     before = [snapshot(d) for d in dirs]
     results = run_scripts_concurrently(commands, timeout=300)
-    for case, (code, _, stderr), expected, case_dir, files in zip(CASES, results, words, dirs, before, strict=True):
+    for case, (code, _, stderr), expected, case_dir, files in zip(
+        CASES, results, words, dirs, before, strict=True
+    ):
         lines = error_lines(stderr)
         assert code == 2, f"{case.__name__}: exit {code}\n{stderr}"
         assert len(lines) == 1, f"{case.__name__}: {stderr}"

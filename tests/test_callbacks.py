@@ -8,7 +8,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -21,9 +20,10 @@ from evoband.callbacks import (
     ScatterOpt,
     ScatterPop,
 )
-from evoband.ea import SearchSettings
 from evoband.errors import ConfigError
 from evoband.search import SearchConfig, run_search
+from evoband.settings import SearchSettings
+from evoband.store import RunStore
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("fitness.png", "optimisation.png", "overview.png", "population.png")
@@ -34,7 +34,7 @@ class Broken(PlotCallback):
 
     filename = "broken.png"
 
-    def draw(self, ax: Axes, optimizer: Any) -> None:
+    def draw(self, ax: Axes, search: Any) -> None:
         raise RuntimeError("drawing failed on purpose")
 
 
@@ -45,18 +45,29 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def fake_optimizer(run_dir: Path, *, evaluations: int = 1, replayed: int = 0) -> SimpleNamespace:
-    """What PlotFitness reads of an optimizer: the store's run_dir and generations, the counts."""
-    generations = pd.DataFrame(
-        {
-            "generation": [0, 1, 2],
-            "avg_acc": [0.4, 0.5, 0.55],
-            "best_acc": [0.6, 0.7, 0.7],
-            "best_feasible_acc": [None, 0.65, 0.7],
-        }
-    )
-    store = SimpleNamespace(run_dir=run_dir, generations_frame=lambda: generations)
-    return SimpleNamespace(store=store, n_evaluations=evaluations, n_replayed=replayed)
+def fake_search(run_dir: Path, *, replaying: bool = False) -> SimpleNamespace:
+    """What PlotFitness reads of a search: its run directory (with a ledger of three generations)
+    and whether it replays."""
+    store = RunStore(run_dir)
+    rows = [(0, 0.4, 0.6, None), (1, 0.5, 0.7, 0.65), (2, 0.55, 0.7, 0.7)]
+    for generation, avg_acc, best_acc, best_feasible_acc in rows:
+        store.record_generation(
+            generation,
+            {
+                "elapsed": float(generation),
+                "population": [],
+                "avg_acc": avg_acc,
+                "best_acc": best_acc,
+                "avg_prec": None,
+                "best_prec": None,
+                "best_feasible_acc": best_feasible_acc,
+                "n_evaluated": 0,
+                "n_feasible": 0,
+                "epochs_spent": 0,
+            },
+        )
+    store.close()
+    return SimpleNamespace(run_dir=run_dir, replaying=replaying)
 
 
 def test_plot_callbacks_draw_their_figures_during_a_search(
@@ -92,9 +103,9 @@ def test_plot_callbacks_draw_their_figures_during_a_search(
 def test_a_failed_write_keeps_the_previous_figure_and_is_logged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    optimizer = fake_optimizer(tmp_path)
+    search = fake_search(tmp_path)
     plot = PlotFitness()
-    path = plot.redraw(optimizer)
+    path = plot.redraw(search)
     assert path == tmp_path / "figures" / "fitness.png"
     before = path.read_bytes()
 
@@ -104,7 +115,7 @@ def test_a_failed_write_keeps_the_previous_figure_and_is_logged(
 
     monkeypatch.setattr(Figure, "savefig", half_written)
     with caplog.at_level(logging.WARNING, logger="evoband.callbacks"):
-        plot.on_generation_end(optimizer, 3, [])
+        plot.on_generation_end(search, 3, [])
 
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["fitness.png"]
@@ -113,7 +124,7 @@ def test_a_failed_write_keeps_the_previous_figure_and_is_logged(
 
 def test_nothing_is_drawn_while_a_resumed_run_replays_until_the_run_ends(tmp_path: Path) -> None:
     plot = PlotFitness()
-    replaying = fake_optimizer(tmp_path, evaluations=5, replayed=5)
+    replaying = fake_search(tmp_path, replaying=True)
     plot.on_generation_end(replaying, 2, [])
     assert not (tmp_path / "figures").exists()
     plot.on_run_end(replaying, None)

@@ -74,11 +74,27 @@ def test_min_epochs_above_epochs_is_fine_without_hyperband() -> None:
     assert code == 0 and "No Hyperband" in stdout
 
 
-def test_max_model_size_below_smallest_network_refused(tiny_image_root: Path, tmp_path: Path) -> None:
-    code, _, stderr = call_cli(AutoML.main, [
-        "--data_dir", str(tiny_image_root), "--space", "course", "-s", "100", "--run_dir", str(tmp_path / "run"),
-        "--pop_size", "3", "--epochs", "2", "--no_progress",
-    ])
+def test_max_model_size_below_smallest_network_refused(
+    tiny_image_root: Path, tmp_path: Path
+) -> None:
+    code, _, stderr = call_cli(
+        AutoML.main,
+        [
+            "--data_dir",
+            str(tiny_image_root),
+            "--space",
+            "course",
+            "-s",
+            "100",
+            "--run_dir",
+            str(tmp_path / "run"),
+            "--pop_size",
+            "3",
+            "--epochs",
+            "2",
+            "--no_progress",
+        ],
+    )
     assert code == 2
     lines = error_lines(stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -87,8 +103,24 @@ def test_max_model_size_below_smallest_network_refused(tiny_image_root: Path, tm
 
 def test_refused_max_model_size_leaves_no_run_dir(tiny_image_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    call_cli(AutoML.main, ["--data_dir", str(tiny_image_root), "--space", "course", "-s", "100", "--run_dir", str(run_dir),
-                           "--pop_size", "3", "--epochs", "2", "--no_progress"])
+    call_cli(
+        AutoML.main,
+        [
+            "--data_dir",
+            str(tiny_image_root),
+            "--space",
+            "course",
+            "-s",
+            "100",
+            "--run_dir",
+            str(run_dir),
+            "--pop_size",
+            "3",
+            "--epochs",
+            "2",
+            "--no_progress",
+        ],
+    )
     assert not run_dir.exists() or not any(run_dir.iterdir())
 
 
@@ -127,8 +159,21 @@ def test_dry_run_prints_the_schedule() -> None:
     assert str(HyperbandSchedule(4, 32, 2)) in stdout
     assert "bracket s=3: 8x4  4x8  2x16  1x32" in stdout
     assert "x 3 folds = 1176 epoch-folds per generation" in stdout
-    code, stdout, _ = call_cli(AutoML.main, ["--hyperband", "-e", "27", "--min_epochs", "1",
-                                             "--eta", "3", "--cv_folds", "2", "--dry_run"])
+    code, stdout, _ = call_cli(
+        AutoML.main,
+        [
+            "--hyperband",
+            "-e",
+            "27",
+            "--min_epochs",
+            "1",
+            "--eta",
+            "3",
+            "--cv_folds",
+            "2",
+            "--dry_run",
+        ],
+    )
     assert code == 0
     assert "bracket s=3: 27x1  9x3  3x9  1x27" in stdout
 
@@ -164,8 +209,11 @@ HELP_FLAGS = [
     ("help_random", ["--constraint_max_model_size", "--max_time", "--pop_size"]),
     ("help_main", ["--configuration", "--use_test_data", "--constraint_min_precision"]),
 ]
-MAINS = {"help_automl": AutoML.main, "help_random": AutoML_random_search.main,
-         "help_main": main_script.main}
+MAINS = {
+    "help_automl": AutoML.main,
+    "help_random": AutoML_random_search.main,
+    "help_main": main_script.main,
+}
 
 
 @pytest.mark.parametrize("case, flags", HELP_FLAGS)
@@ -236,13 +284,28 @@ def test_main_missing_configuration_file(tmp_path: Path) -> None:
     assert code == 2 and "nope.json" in error_lines(stderr)[0]
 
 
-def test_main_test_split_writes_result_with_confusion_matrix(tiny_image_root: Path,
-                                                             tmp_path: Path) -> None:
+def test_main_test_split_writes_result_with_confusion_matrix(
+    tiny_image_root: Path, tmp_path: Path
+) -> None:
     cfg = write_config(tmp_path / "opt_cfg.json", SMALL_CONFIG)
-    code, stdout, stderr = call_cli(main_script.main, [
-        "-c", str(cfg), "-t", "True", "-e", "3", "--data_dir", str(tiny_image_root), "-p", "0.01",
-        "--no_progress", "-m", str(tmp_path / "model.pt"),
-    ])
+    code, stdout, stderr = call_cli(
+        main_script.main,
+        [
+            "-c",
+            str(cfg),
+            "-t",
+            "True",
+            "-e",
+            "3",
+            "--data_dir",
+            str(tiny_image_root),
+            "-p",
+            "0.01",
+            "--no_progress",
+            "-m",
+            str(tmp_path / "model.pt"),
+        ],
+    )
     assert code == 0, stdout + stderr
     out = tmp_path / "result_test.json"
     assert out.is_file() and f"Wrote {out}" in stdout
@@ -265,10 +328,22 @@ def test_main_test_split_writes_result_with_confusion_matrix(tiny_image_root: Pa
 def test_main_exit_1_when_precision_constraint_violated(tmp_path: Path) -> None:
     noise = make_image_folder(tmp_path / "noise", informative=False)
     cfg = write_config(tmp_path / "opt_cfg.json", SMALL_CONFIG)
-    code, stdout, stderr = call_cli(main_script.main, [
-        "-c", str(cfg), "-e", "1", "--cv_folds", "2", "--data_dir", str(noise), "-p", "0.99",
-        "--no_progress",
-    ])
+    code, stdout, stderr = call_cli(
+        main_script.main,
+        [
+            "-c",
+            str(cfg),
+            "-e",
+            "1",
+            "--cv_folds",
+            "2",
+            "--data_dir",
+            str(noise),
+            "-p",
+            "0.99",
+            "--no_progress",
+        ],
+    )
     assert code == 1, stdout + stderr
     assert "Constraint violated: precision >= 0.99" in stdout
     result = read_json(tmp_path / "result_cv.json")
@@ -279,17 +354,39 @@ def test_main_exit_1_when_precision_constraint_violated(tmp_path: Path) -> None:
 
 def test_main_exit_1_when_model_too_big(tiny_image_root: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "opt_cfg.json", SMALL_CONFIG)
-    code, stdout, _ = call_cli(main_script.main, [
-        "-c", str(cfg), "-e", "1", "--cv_folds", "2", "--data_dir", str(tiny_image_root),
-        "-s", "100", "-p", "0.01", "--no_progress", "--out", str(tmp_path / "r.json"),
-    ])
+    code, stdout, _ = call_cli(
+        main_script.main,
+        [
+            "-c",
+            str(cfg),
+            "-e",
+            "1",
+            "--cv_folds",
+            "2",
+            "--data_dir",
+            str(tiny_image_root),
+            "-s",
+            "100",
+            "-p",
+            "0.01",
+            "--no_progress",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert code == 1
     assert "num_params <= 100" in stdout
     assert read_json(tmp_path / "r.json")["violated"] == ["max_params"]
 
 
-@pytest.mark.parametrize("argv, words", [(["-e", "0"], "--epochs"), (["-p", "0"], "min_precision"),
-                                         (["-t", "perhaps"], "--use_test_data")])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["-e", "0"], "--epochs"),
+        (["-p", "0"], "min_precision"),
+        (["-t", "perhaps"], "--use_test_data"),
+    ],
+)
 def test_main_bad_flags(tmp_path: Path, argv: list[str], words: str) -> None:
     cfg = write_config(tmp_path / "opt_cfg.json", SMALL_CONFIG)
     code, _, stderr = call_cli(main_script.main, ["-c", str(cfg), "--data_dir", "digits", *argv])
@@ -298,11 +395,25 @@ def test_main_bad_flags(tmp_path: Path, argv: list[str], words: str) -> None:
     assert len(lines) == 1 and words in lines[0]
 
 
-def test_main_retrains_at_the_recorded_epochs_and_segments(tiny_image_root: Path, tmp_path: Path) -> None:
+def test_main_retrains_at_the_recorded_epochs_and_segments(
+    tiny_image_root: Path, tmp_path: Path
+) -> None:
     config = dict(RECIPES["bn-cnn-small"], n_conv_layers=2, batch_size=16)
     cfg = write_config(tmp_path / "opt_cfg.json", config)
-    (tmp_path / "opt_cfg.training.json").write_text(json.dumps({"epochs": 3, "segments": [1, 3, 6]}))
-    argv = ["-c", str(cfg), "-t", "True", "--data_dir", str(tiny_image_root), "-p", "0.01", "--no_progress"]
+    (tmp_path / "opt_cfg.training.json").write_text(
+        json.dumps({"epochs": 3, "segments": [1, 3, 6]})
+    )
+    argv = [
+        "-c",
+        str(cfg),
+        "-t",
+        "True",
+        "--data_dir",
+        str(tiny_image_root),
+        "-p",
+        "0.01",
+        "--no_progress",
+    ]
     code, stdout, stderr = call_cli(main_script.main, argv)
     assert code in (0, 1), stdout + stderr
     result = read_json(tmp_path / "result_test.json")
@@ -311,7 +422,9 @@ def test_main_retrains_at_the_recorded_epochs_and_segments(tiny_image_root: Path
     # the same network as training to 3 epochs with LR cycles ending at 1 and 3
     task = Task(load_data(tiny_image_root), use_test=True)
     again = evaluate(config, 3, task=task, seed=123, segments=(1, 3))
-    assert result["top3"] == pytest.approx(again.top3) and result["precision"] == pytest.approx(again.precision)
+    assert result["top3"] == pytest.approx(again.top3) and result["precision"] == pytest.approx(
+        again.precision
+    )
     # -e overrides the record
     code, _, _ = call_cli(main_script.main, [*argv, "-e", "2"])
     assert read_json(tmp_path / "result_test.json")["epochs"] == 2
@@ -320,7 +433,9 @@ def test_main_retrains_at_the_recorded_epochs_and_segments(tiny_image_root: Path
 def test_main_broken_training_record_refused(tiny_image_root: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "opt_cfg.json", SMALL_CONFIG)
     (tmp_path / "opt_cfg.training.json").write_text('{"segments": [1]}')
-    code, _, stderr = call_cli(main_script.main, ["-c", str(cfg), "--data_dir", str(tiny_image_root)])
+    code, _, stderr = call_cli(
+        main_script.main, ["-c", str(cfg), "--data_dir", str(tiny_image_root)]
+    )
     assert code == 2
     lines = error_lines(stderr)
     assert len(lines) == 1 and "opt_cfg.training.json" in lines[0]

@@ -9,15 +9,23 @@ import pytest
 
 from evoband.constraints import Constraints, MaxParams, MinPrecision
 from evoband.errors import ConfigError
-from evoband.target import Result
-from evoband.train import DIVERGED, FAILED, OK, TIMED_OUT
+from evoband.results import Result, Status
 
 LIMITS = Constraints.of(max_params=1000, min_precision=0.5)
 
 
-def result(top3: float, precision: float, num_params: int = 100, status: str = OK) -> Result:
-    return Result(top3=top3, top1=top3 / 2, precision=precision, num_params=num_params, epochs=2,
-                  seconds=1.0, status=status)
+def result(
+    top3: float, precision: float, num_params: int = 100, status: Status = Status.OK
+) -> Result:
+    return Result(
+        top3=top3,
+        top1=top3 / 2,
+        precision=precision,
+        num_params=num_params,
+        epochs=2,
+        seconds=1.0,
+        status=status,
+    )
 
 
 def ranked(results: list[Result]) -> list[Result]:
@@ -33,11 +41,23 @@ def test_feasible_by_top3_then_infeasible_by_precision_then_failed() -> None:
     infeasible_prec_hi = result(0.99, 0.45)  # best top-3 of all, but violates min precision
     infeasible_prec_lo = result(0.95, 0.1)
     too_big = result(0.99, 0.8, num_params=1001)  # infeasible: ranked by its precision
-    failed = result(0.0, 0.0, status=FAILED)
-    diverged = result(0.0, 0.0, status=DIVERGED)
-    timed_out = result(0.95, 0.9, status=TIMED_OUT)  # good scores, but not a finished evaluation
-    order = ranked([failed, infeasible_prec_lo, feasible_lo, too_big, diverged, timed_out,
-                    infeasible_prec_hi, feasible_hi])
+    failed = result(0.0, 0.0, status=Status.FAILED)
+    diverged = result(0.0, 0.0, status=Status.DIVERGED)
+    timed_out = result(
+        0.95, 0.9, status=Status.TIMED_OUT
+    )  # good scores, but not a finished evaluation
+    order = ranked(
+        [
+            failed,
+            infeasible_prec_lo,
+            feasible_lo,
+            too_big,
+            diverged,
+            timed_out,
+            infeasible_prec_hi,
+            feasible_hi,
+        ]
+    )
     assert order[:2] == [feasible_hi, feasible_lo]
     assert order[2:5] == [too_big, infeasible_prec_hi, infeasible_prec_lo]
     assert {id(r) for r in order[5:]} == {id(failed), id(diverged), id(timed_out)}
@@ -46,9 +66,21 @@ def test_feasible_by_top3_then_infeasible_by_precision_then_failed() -> None:
 
 
 def test_no_result_sorts_last() -> None:
-    keys = sorted([None, result(0.0, 0.0, status=FAILED), result(0.1, 0.1)], key=LIMITS.rank_key)
+    keys = sorted(
+        [None, result(0.0, 0.0, status=Status.FAILED), result(0.1, 0.1)], key=LIMITS.rank_key
+    )
     assert keys[-1] is None
-    assert LIMITS.rank_key(None) > LIMITS.rank_key(result(0.0, 0.0, status=FAILED))
+    assert LIMITS.rank_key(None) > LIMITS.rank_key(result(0.0, 0.0, status=Status.FAILED))
+
+
+def test_ranked_breaks_ties_by_member_id_and_says_each_verdict() -> None:
+    a, b, c = result(0.8, 0.6), result(0.8, 0.9), result(0.9, 0.3)
+    entries = [(5, a), (2, b), (1, c), (0, None)]
+    order = LIMITS.ranked(entries, result=lambda e: e[1], member_id=lambda e: e[0])
+    assert [member_id for member_id, _ in order] == [2, 5, 1, 0]  # a and b tie: the older first
+    assert LIMITS.verdict(a) == "feasible"
+    assert LIMITS.verdict(c) == "violates precision >= 0.5"
+    assert LIMITS.verdict(result(0.9, 0.9, status=Status.DIVERGED)) == "diverged"
 
 
 def test_ties_keep_equal_keys_and_sort_stably() -> None:
@@ -67,7 +99,7 @@ def test_ties_keep_equal_keys_and_sort_stably() -> None:
         (result(0.5, 0.49), False, ["min_precision"]),
         (result(0.5, 0.9, num_params=1001), False, ["max_params"]),
         (result(0.5, 0.1, num_params=5000), False, ["max_params", "min_precision"]),
-        (result(0.9, 0.9, status=FAILED), False, []),  # not ok: never feasible
+        (result(0.9, 0.9, status=Status.FAILED), False, []),  # not ok: never feasible
     ],
 )
 def test_feasible_and_violated(res: Result, feasible: bool, violated: list[str]) -> None:

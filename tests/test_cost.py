@@ -40,10 +40,23 @@ def test_observed_timings_refit_the_correction_as_a_median_ratio() -> None:
     assert m.correction == pytest.approx(3.0)
 
 
+def test_full_evaluation_ignores_the_refit_and_time_limits_follow_it() -> None:
+    m, config = model(), RECIPES["bn-cnn"]
+    full = m.full_evaluation_seconds(config, 32, 3)
+    assert full == pytest.approx(m.seconds(config, 32, folds=3))
+    assert m.time_limit(config, 32, 3) == pytest.approx(max(10.0, 4 * full))
+    m.observe(config, 4, 3, 50 * m.seconds(config, 4, folds=3))
+    assert m.full_evaluation_seconds(config, 32, 3) == full  # the same seed, the same search
+    assert m.time_limit(config, 32, 3) == pytest.approx(4 * 50 * full)
+    assert m.time_limit(config, 0, 3) == 10.0
+
+
 def test_cost_cap_repairs_every_sampled_child_under_the_cap() -> None:
     space, m = extended_space(), model()
     cap = m.seconds(RECIPES["bn-cnn"], 32, folds=3)
-    budget = ParamBudget(space, tiny_count, 10**9, cost=lambda c: m.seconds(c, 32, folds=3), cost_limit=cap)
+    budget = ParamBudget(
+        space, tiny_count, 10**9, cost=lambda c: m.seconds(c, 32, folds=3), cost_limit=cap
+    )
     sampler, rng = RandomSampling(space), np.random.default_rng(0)
     repaired = [budget.repair(sampler([], rng), rng) for _ in range(200)]
     kept = [c for c in repaired if c is not None]

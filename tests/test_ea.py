@@ -18,10 +18,10 @@ import AutoML
 from evoband.cnn import count_params
 from evoband.cost import CostModel
 from evoband.data import load_data
-from evoband.ea import SearchSettings
 from evoband.errors import ConfigError, StoreError
-from evoband.member import MUTATED, RECIPE, RECOMBINED, SAMPLED
+from evoband.member import Origin
 from evoband.search import SearchConfig, SearchReport, run_search
+from evoband.settings import SearchSettings
 from evoband.space import RECIPES
 from evoband.store import PROGRESS_COLUMNS, load_run
 from evoband.target import Task
@@ -41,15 +41,40 @@ MAX_PARAMS = 20_000
 OUTPUTS = ("history.sqlite", "opt_cfg.json", "automl_run.json", "progress.csv", "run.json")
 
 
-def search_config(data_dir: Path, run_dir: Path, *, cap: int | None, hyperband: bool = True,
-                  seed: int = 1, min_precision: float = 0.1, max_params: float = MAX_PARAMS,
-                  resume: bool = False, random_search: bool = False) -> SearchConfig:
-    settings = SearchSettings(pop_size=3, num_children=2, hyperband=hyperband, min_epochs=1,
-                              max_epochs=2, eta=2, max_evaluations=cap, seed=seed,
-                              random_search=random_search)
-    return SearchConfig(settings=settings, max_params=max_params, min_precision=min_precision,
-                        space="course", data_dir=str(data_dir), cv_folds=2, run_dir=str(run_dir),
-                        resume=resume, progress=False)
+def search_config(
+    data_dir: Path,
+    run_dir: Path,
+    *,
+    cap: int | None,
+    hyperband: bool = True,
+    seed: int = 1,
+    min_precision: float = 0.1,
+    max_params: float = MAX_PARAMS,
+    resume: bool = False,
+    random_search: bool = False,
+) -> SearchConfig:
+    settings = SearchSettings(
+        pop_size=3,
+        num_children=2,
+        hyperband=hyperband,
+        min_epochs=1,
+        max_epochs=2,
+        eta=2,
+        max_evaluations=cap,
+        seed=seed,
+        random_search=random_search,
+    )
+    return SearchConfig(
+        settings=settings,
+        max_params=max_params,
+        min_precision=min_precision,
+        space="course",
+        data_dir=str(data_dir),
+        cv_folds=2,
+        run_dir=str(run_dir),
+        resume=resume,
+        progress=False,
+    )
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -61,8 +86,12 @@ def assert_same_evaluations(a: list[dict], b: list[dict], tol: float = 1e-6) -> 
     for x, y in zip(a, b, strict=True):
         where = f"member {x['member_id']} at {x['epochs']} epochs"
         assert x["configuration"] == y["configuration"], where
-        assert (x["parents"], x["origin"], x["status"], x["num_params"]) == \
-            (y["parents"], y["origin"], y["status"], y["num_params"]), where
+        assert (x["parents"], x["origin"], x["status"], x["num_params"]) == (
+            y["parents"],
+            y["origin"],
+            y["status"],
+            y["num_params"],
+        ), where
         for key in ("top3", "top1", "precision"):
             assert abs(x[key] - y[key]) <= tol, f"{key} of {where}: {x[key]} != {y[key]}"
 
@@ -73,7 +102,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, SearchReport]:
+def reference(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> tuple[Path, SearchReport]:
     """A Hyperband search stopped by max_evaluations=6, done in one go (never modified)."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
     report = run_search(search_config(data_dir, run_dir, cap=6))
@@ -81,6 +112,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple
 
 
 # -- settings -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "kwargs, words",
@@ -119,6 +151,7 @@ def test_settings_algorithm_names() -> None:
 
 # -- real searches --------------------------------------------------------------------------------
 
+
 def test_hyperband_search_respects_the_budget_and_max_params(reference) -> None:
     run_dir, report = reference
     for name in OUTPUTS:
@@ -136,8 +169,10 @@ def test_hyperband_search_respects_the_budget_and_max_params(reference) -> None:
     assert [(r["member_id"], r["epochs"]) for r in rows[:3]] == [(i, 1) for i in range(3)]
     assert rows[3]["member_id"] in (0, 1, 2) and rows[3]["epochs"] == 2
     assert [(r["member_id"], r["epochs"]) for r in rows[4:]] == [(3, 1), (4, 1)]
-    assert [r["origin"] for r in rows[:3]] == [SAMPLED] * 3
-    assert all(r["origin"] in (MUTATED, RECOMBINED) and r["parents"] for r in rows[4:])
+    assert [r["origin"] for r in rows[:3]] == [Origin.SAMPLED] * 3
+    assert all(
+        r["origin"] in (Origin.MUTATED, Origin.RECOMBINED) and r["parents"] for r in rows[4:]
+    )
     assert all(set(r["parents"]) <= {0, 1, 2} for r in rows[4:])
     frame = load_run(run_dir)
     assert frame["bracket"].tolist() == [1] * 6 and frame["rung"].tolist() == [0, 0, 0, 1, 0, 0]
@@ -161,7 +196,7 @@ def test_search_without_hyperband(data_dir: Path, tmp_path: Path) -> None:
     # every member trains the full budget at once
     assert all(r["epochs"] == 2 for r in rows)
     assert [r["member_id"] for r in rows] == [0, 1, 2, 3, 4]
-    assert all(r["origin"] in (MUTATED, RECOMBINED) for r in rows[3:])
+    assert all(r["origin"] in (Origin.MUTATED, Origin.RECOMBINED) for r in rows[3:])
     assert all(r["num_params"] <= MAX_PARAMS for r in rows)
     frame = load_run(run_dir)
     assert frame["bracket"].isna().all()
@@ -175,7 +210,7 @@ def test_random_search_children_are_fresh_samples(data_dir: Path, tmp_path: Path
     run_search(search_config(data_dir, run_dir, cap=4, hyperband=False, random_search=True))
     rows = records(run_dir)
     assert len(rows) == 4
-    assert all(r["origin"] == SAMPLED and r["parents"] == [] for r in rows)
+    assert all(r["origin"] == Origin.SAMPLED and r["parents"] == [] for r in rows)
     assert read_json(run_dir / "run.json")["algorithm"] == "RS"
 
 
@@ -201,6 +236,7 @@ def test_unmeetable_precision_reports_infeasible_and_still_writes_outputs(tmp_pa
 
 # -- resume ---------------------------------------------------------------------------------------
 
+
 def test_resume_with_a_larger_cap_equals_one_go(reference, data_dir: Path, tmp_path: Path) -> None:
     ref_dir, _ = reference
     run_dir = tmp_path / "run"
@@ -216,8 +252,9 @@ def test_resume_with_a_larger_cap_equals_one_go(reference, data_dir: Path, tmp_p
     assert read_json(run_dir / "opt_cfg.json") == read_json(ref_dir / "opt_cfg.json")
 
 
-def test_corrupted_checkpoint_on_resume_is_retrained(reference, data_dir: Path, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupted_checkpoint_on_resume_is_retrained(
+    reference, data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     ref_dir, _ = reference
     run_dir = tmp_path / "run"
     run_search(search_config(data_dir, run_dir, cap=3))
@@ -235,8 +272,9 @@ def test_corrupted_checkpoint_on_resume_is_retrained(reference, data_dir: Path, 
     assert_same_evaluations(rows, records(ref_dir)[:4])
 
 
-def test_resume_with_different_seed_or_constraint_refused(reference, data_dir: Path,
-                                                          tmp_path: Path) -> None:
+def test_resume_with_different_seed_or_constraint_refused(
+    reference, data_dir: Path, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(reference[0], run_dir)
     before = snapshot(run_dir)
@@ -246,7 +284,9 @@ def test_resume_with_different_seed_or_constraint_refused(reference, data_dir: P
     assert "seed: run has 1, now 2" in message
     assert "min_precision: run has 0.1, now 0.5" in message
     assert "max_params" not in message and "pop_size" not in message
-    with pytest.raises(StoreError, match=r"^Cannot resume .*\(max_params: run has 20000, now 30000\)"):
+    with pytest.raises(
+        StoreError, match=r"^Cannot resume .*\(max_params: run has 20000, now 30000\)"
+    ):
         run_search(search_config(data_dir, run_dir, cap=8, max_params=30_000, resume=True))
     after = snapshot(run_dir)
     exports = [name for name in before if not name.startswith("history.sqlite")]
@@ -268,7 +308,9 @@ def test_resume_of_a_folder_that_is_not_a_run_refused(data_dir: Path, tmp_path: 
     assert snapshot(folder) == before and not (folder / "history.sqlite").exists()
 
 
-def test_resume_of_a_run_killed_before_its_ledger_starts_afresh(data_dir: Path, tmp_path: Path) -> None:
+def test_resume_of_a_run_killed_before_its_ledger_starts_afresh(
+    data_dir: Path, tmp_path: Path
+) -> None:
     (tmp_path / "new" / "checkpoints").mkdir(parents=True)
     report = run_search(search_config(data_dir, tmp_path / "new", cap=1, resume=True))
     assert report.n_evaluations == 1 and len(records(tmp_path / "new")) == 1
@@ -284,11 +326,33 @@ def test_refused_overwrite_of_a_used_run_dir(reference, data_dir: Path, tmp_path
     run_dir = tmp_path / "run"
     shutil.copytree(reference[0], run_dir)
     before = snapshot(run_dir)
-    code, _, stderr = call_cli(AutoML.main, [
-        "--data_dir", str(data_dir), "--run_dir", str(run_dir), "--epochs", "2", "--min_epochs", "1",
-        "--pop_size", "3", "--hyperband", "--max_evaluations", "6", "-s", str(MAX_PARAMS),
-        "-p", "0.1", "--cv_folds", "2", "--seed", "1", "--no_progress",
-    ])
+    code, _, stderr = call_cli(
+        AutoML.main,
+        [
+            "--data_dir",
+            str(data_dir),
+            "--run_dir",
+            str(run_dir),
+            "--epochs",
+            "2",
+            "--min_epochs",
+            "1",
+            "--pop_size",
+            "3",
+            "--hyperband",
+            "--max_evaluations",
+            "6",
+            "-s",
+            str(MAX_PARAMS),
+            "-p",
+            "0.1",
+            "--cv_folds",
+            "2",
+            "--seed",
+            "1",
+            "--no_progress",
+        ],
+    )
     assert code == 2
     lines = error_lines(stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--resume" in lines[0]
@@ -297,13 +361,37 @@ def test_refused_overwrite_of_a_used_run_dir(reference, data_dir: Path, tmp_path
 
 # -- reproducibility ------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_same_seed_same_search_in_fresh_processes(reference, data_dir: Path, tmp_path: Path) -> None:
+def test_same_seed_same_search_in_fresh_processes(
+    reference, data_dir: Path, tmp_path: Path
+) -> None:
     def command(run: str) -> list[str]:
-        return script("AutoML.py", "--data_dir", str(data_dir), "--run_dir", str(tmp_path / run),
-                      "--epochs", "2", "--min_epochs", "1", "--pop_size", "3", "--hyperband",
-                      "--max_evaluations", "6", "-s", str(MAX_PARAMS), "-p", "0.1",
-                      "--cv_folds", "2", "--seed", "5", "--no_progress")
+        return script(
+            "AutoML.py",
+            "--data_dir",
+            str(data_dir),
+            "--run_dir",
+            str(tmp_path / run),
+            "--epochs",
+            "2",
+            "--min_epochs",
+            "1",
+            "--pop_size",
+            "3",
+            "--hyperband",
+            "--max_evaluations",
+            "6",
+            "-s",
+            str(MAX_PARAMS),
+            "-p",
+            "0.1",
+            "--cv_folds",
+            "2",
+            "--seed",
+            "5",
+            "--no_progress",
+        )
 
     results = run_scripts_concurrently([command("a"), command("b")])
     for code, _, stderr in results:
@@ -323,36 +411,79 @@ def test_search_on_images_too_small_for_three_poolings(tmp_path: Path) -> None:
     # 4x4 images allow at most 2 conv layers: the default network and 3-layer children are
     # repaired like oversized ones instead of crashing the search
     root = make_image_folder(tmp_path / "small_images", size=4)
-    settings = SearchSettings(pop_size=3, hyperband=True, min_epochs=1, max_epochs=2, max_evaluations=4, seed=1)
-    config = SearchConfig(settings=settings, max_params=50_000, min_precision=0.3, data_dir=str(root),
-                          run_dir=str(tmp_path / "run"), progress=False)
+    settings = SearchSettings(
+        pop_size=3, hyperband=True, min_epochs=1, max_epochs=2, max_evaluations=4, seed=1
+    )
+    config = SearchConfig(
+        settings=settings,
+        max_params=50_000,
+        min_precision=0.3,
+        data_dir=str(root),
+        run_dir=str(tmp_path / "run"),
+        progress=False,
+    )
     report = run_search(config)
     assert report.n_evaluations == 4
     records = json.loads((tmp_path / "run" / "automl_run.json").read_text())
     assert all(r["configuration"]["n_conv_layers"] <= 2 for r in records)
 
 
-def test_initial_population_starts_from_the_recipes_that_fit(data_dir: Path, tmp_path: Path) -> None:
-    settings = SearchSettings(pop_size=4, hyperband=True, min_epochs=1, max_epochs=2, eta=2,
-                              max_evaluations=5, seed=1, max_time=3600)
-    config = SearchConfig(settings=settings, max_params=100_000, min_precision=0.1, space="extended",
-                          data_dir=str(data_dir), cv_folds=2, run_dir=str(tmp_path / "run"), progress=False)
+def test_initial_population_starts_from_the_recipes_that_fit(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    settings = SearchSettings(
+        pop_size=4,
+        hyperband=True,
+        min_epochs=1,
+        max_epochs=2,
+        eta=2,
+        max_evaluations=5,
+        seed=1,
+        max_time=3600,
+    )
+    config = SearchConfig(
+        settings=settings,
+        max_params=100_000,
+        min_precision=0.1,
+        space="extended",
+        data_dir=str(data_dir),
+        cv_folds=2,
+        run_dir=str(tmp_path / "run"),
+        progress=False,
+    )
     run_search(config)
     rows = records(tmp_path / "run")
     # bn-cnn (290k parameters) and sgd-cosine are over the limit; bn-cnn-small fits
-    assert rows[0]["configuration"] == RECIPES["bn-cnn-small"] and rows[0]["origin"] == RECIPE
+    assert (
+        rows[0]["configuration"] == RECIPES["bn-cnn-small"] and rows[0]["origin"] == Origin.RECIPE
+    )
     # the extended default is bn-cnn itself: nothing else to add before the samples
-    assert [r["origin"] for r in rows[1:4]] == [SAMPLED] * 3
+    assert [r["origin"] for r in rows[1:4]] == [Origin.SAMPLED] * 3
     # all four climb the first rung; the best goes on to the second
     assert [r["epochs"] for r in rows] == [1, 1, 1, 1, 2]
     assert read_json(tmp_path / "run" / "opt_cfg.training.json")["segments"] == [1, 2]
 
 
 def test_cost_cap_keeps_every_trained_member_under_it(data_dir: Path, tmp_path: Path) -> None:
-    settings = SearchSettings(pop_size=6, hyperband=False, max_epochs=2, max_evaluations=8, seed=3,
-                              max_time=1.0, eval_cost_share=1.0)
-    config = SearchConfig(settings=settings, max_params=1e7, min_precision=0.1, space="extended",
-                          data_dir=str(data_dir), cv_folds=2, run_dir=str(tmp_path / "run"), progress=False)
+    settings = SearchSettings(
+        pop_size=6,
+        hyperband=False,
+        max_epochs=2,
+        max_evaluations=8,
+        seed=3,
+        max_time=1.0,
+        eval_cost_share=1.0,
+    )
+    config = SearchConfig(
+        settings=settings,
+        max_params=1e7,
+        min_precision=0.1,
+        space="extended",
+        data_dir=str(data_dir),
+        cv_folds=2,
+        run_dir=str(tmp_path / "run"),
+        progress=False,
+    )
     task = Task(load_data(data_dir), cv_folds=2, split_seed=3)
     model = CostModel(task.input_shape, task.n_classes, len(task.splits[0].y_train))
     run_search(config)

@@ -1,4 +1,4 @@
-"""Tests of src/evaluation.py (and evoband.plots) on synthetic run directories."""
+"""Tests of src/evaluation.py (and evoband.plots, .run_plots) on synthetic run directories."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import evaluation
-from evoband import analysis as an
-from evoband import plots
+from evoband import plot_panels, plots, run_plots
+from evoband.runs import read_run
 from helpers import write_run
 
 FIGURES = (
@@ -106,8 +106,10 @@ def test_runs_without_groups_are_grouped_by_algorithm(tmp_path: Path) -> None:
 
 
 def test_figures_as_pdf(tmp_path: Path) -> None:
-    run = an.read_run(write_run(tmp_path / "run"))
-    path = plots.save(plots.feasible_fraction({"EA+HB": [run]}), tmp_path / "feasible_fraction.pdf")
+    run = read_run(write_run(tmp_path / "run"))
+    path = plot_panels.save(
+        plots.feasible_fraction({"EA+HB": [run]}), tmp_path / "feasible_fraction.pdf"
+    )
     assert path.read_bytes().startswith(b"%PDF")
 
 
@@ -149,7 +151,7 @@ def test_constraint_flags_override_run_json(tmp_path: Path) -> None:
 
 
 def test_hyperband_figure_of_a_run_without_rungs_says_so(tmp_path: Path) -> None:
-    run = an.read_run(write_run(tmp_path / "run", generations=0))
+    run = read_run(write_run(tmp_path / "run", generations=0))
     assert not run.uses_hyperband
-    fig = plots.hyperband_rungs(run)
+    fig = run_plots.hyperband_rungs(run)
     assert any("no Hyperband" in t.get_text() for ax in fig.axes for t in ax.texts)

@@ -41,8 +41,18 @@ def test_brackets_match_hand_computed_table(args: tuple[int, int, int]) -> None:
 
 @pytest.mark.parametrize(
     "min_epochs, max_epochs, eta",
-    [(1, 1, 2), (1, 2, 2), (2, 3, 2), (2, 50, 2), (1, 27, 3), (3, 100, 3), (1, 50, 4), (5, 50, 2),
-     (2, 64, 2), (1, 10, 10)],
+    [
+        (1, 1, 2),
+        (1, 2, 2),
+        (2, 3, 2),
+        (2, 50, 2),
+        (1, 27, 3),
+        (3, 100, 3),
+        (1, 50, 4),
+        (5, 50, 2),
+        (2, 64, 2),
+        (1, 10, 10),
+    ],
 )
 def test_last_rung_is_max_epochs_and_rungs_grow(min_epochs: int, max_epochs: int, eta: int) -> None:
     schedule = HyperbandSchedule(min_epochs, max_epochs, eta)

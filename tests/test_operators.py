@@ -12,7 +12,7 @@ from ConfigSpace import ConfigurationSpace
 from evoband.cnn import count_params
 from evoband.constraints import Constraints
 from evoband.data import load_data
-from evoband.ea import EvolutionaryOptimizer, SearchSettings
+from evoband.ea import EvolutionaryOptimizer
 from evoband.errors import ConfigError
 from evoband.operators import (
     LocalMutation,
@@ -27,6 +27,7 @@ from evoband.operators import (
     plus_selection,
     smallest_config,
 )
+from evoband.settings import SearchSettings
 from evoband.space import default_config, get_space, sample, validate
 from evoband.store import RunStore
 from evoband.target import Task
@@ -39,8 +40,11 @@ OPERATORS = {
     "uniform_crossover": UniformCrossover,
     "random_sampling": RandomSampling,
 }
-DEPENDENTS = {"n_conv_layers": "n_channels_conv_", "n_fc_layers": "n_channels_fc_",
-              "use_weight_decay": "weight_decay"}
+DEPENDENTS = {
+    "n_conv_layers": "n_channels_conv_",
+    "n_fc_layers": "n_channels_fc_",
+    "use_weight_decay": "weight_decay",
+}
 
 
 def make_operator(name: str, space: ConfigurationSpace = SPACE) -> Variation:
@@ -86,7 +90,8 @@ def test_analytic_count_matches_meta_device_count() -> None:
     configs += [{**c, "use_BN": True, "global_avg_pooling": False} for c in configs[:5]]
     for config in configs:
         assert analytic_param_count(config, TINY_SHAPE, TINY_CLASSES) == count_params(
-            config, TINY_SHAPE, TINY_CLASSES)
+            config, TINY_SHAPE, TINY_CLASSES
+        )
 
 
 @pytest.mark.parametrize("limit", [50_000, 20_000_000], ids=["5e4", "2e7"])
@@ -129,8 +134,11 @@ def test_repair_shrinks_only_structure_keys() -> None:
     config = default_config(SPACE)  # 6.4M parameters on the tiny images
     repaired = ParamBudget(SPACE, tiny_count, 50_000).repair(config, rng)
     assert repaired is not None and tiny_count(repaired) <= 50_000
-    untouched = {k for k in config if not k.startswith(("n_channels_", "n_conv_layers", "n_fc_layers",
-                                                        "kernel_size"))}
+    untouched = {
+        k
+        for k in config
+        if not k.startswith(("n_channels_", "n_conv_layers", "n_fc_layers", "kernel_size"))
+    }
     assert {k: repaired[k] for k in untouched} == {k: config[k] for k in untouched}
 
 
@@ -156,7 +164,9 @@ def test_children_deterministic_for_a_seeded_generator(name: str) -> None:
 
 
 @pytest.mark.parametrize("space_name", ["course", "extended"])
-def test_local_mutation_changes_one_key_or_a_structure_key_and_its_dependents(space_name: str) -> None:
+def test_local_mutation_changes_one_key_or_a_structure_key_and_its_dependents(
+    space_name: str,
+) -> None:
     space = get_space(space_name)
     mutation = LocalMutation(space)
     rng = np.random.default_rng(11)
@@ -252,8 +262,9 @@ def test_tournament_selection_prefers_the_front_of_the_ranking() -> None:
     assert abs(counts["m0"] / 20_000 - 0.271) < 0.02
     frequencies = [counts[m] for m in ranked]
     assert frequencies == sorted(frequencies, reverse=True)
-    assert TournamentSelection(3).select(ranked, 50, np.random.default_rng(1)) == \
-        TournamentSelection(3).select(ranked, 50, np.random.default_rng(1))
+    assert TournamentSelection(3).select(
+        ranked, 50, np.random.default_rng(1)
+    ) == TournamentSelection(3).select(ranked, 50, np.random.default_rng(1))
 
 
 def test_tournament_selection_single_member_and_bad_size() -> None:
@@ -294,11 +305,21 @@ def test_max_size_below_smallest_network_refused_at_construction(tiny_task: Task
     store = RunStore(tmp_path / "run")
     try:
         with pytest.raises(ConfigError, match="smaller than the smallest network") as info:
-            EvolutionaryOptimizer(SPACE, tiny_task, Constraints.of(smallest - 1, 0.5),
-                                  SearchSettings(pop_size=2, max_epochs=1, hyperband=False), store)
+            EvolutionaryOptimizer(
+                SPACE,
+                tiny_task,
+                Constraints.of(smallest - 1, 0.5),
+                SearchSettings(pop_size=2, max_epochs=1, hyperband=False),
+                store,
+            )
         assert f"{smallest:,}" in str(info.value)
         # exactly the smallest network is allowed
-        EvolutionaryOptimizer(SPACE, tiny_task, Constraints.of(smallest, 0.5),
-                              SearchSettings(pop_size=2, max_epochs=1, hyperband=False), store)
+        EvolutionaryOptimizer(
+            SPACE,
+            tiny_task,
+            Constraints.of(smallest, 0.5),
+            SearchSettings(pop_size=2, max_epochs=1, hyperband=False),
+            store,
+        )
     finally:
         store.close()

@@ -18,16 +18,40 @@ REPO = Path(__file__).resolve().parents[1]
 
 def automl_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, str(REPO / "src" / "AutoML.py"), "--data_dir", str(data_dir), "--run_dir", str(run_dir),
-        "--hyperband", "--space", "course", "--pop_size", "3", "--epochs", "8", "--min_epochs", "1", "-s", "50000",
-        "--max_evaluations", "300", "--max_time", "3600", "--seed", "7", "--no_progress", *extra,
+        sys.executable,
+        str(REPO / "src" / "AutoML.py"),
+        "--data_dir",
+        str(data_dir),
+        "--run_dir",
+        str(run_dir),
+        "--hyperband",
+        "--space",
+        "course",
+        "--pop_size",
+        "3",
+        "--epochs",
+        "8",
+        "--min_epochs",
+        "1",
+        "-s",
+        "50000",
+        "--max_evaluations",
+        "300",
+        "--max_time",
+        "3600",
+        "--seed",
+        "7",
+        "--no_progress",
+        *extra,
     ]
 
 
 def ledger_rows(run_dir: Path) -> tuple[list[tuple], list[tuple], list[tuple]]:
     conn = sqlite3.connect(run_dir / "history.sqlite")
     try:
-        members = conn.execute("SELECT member_id, config, seed, origin, parents FROM members ORDER BY member_id").fetchall()
+        members = conn.execute(
+            "SELECT member_id, config, seed, origin, parents FROM members ORDER BY member_id"
+        ).fetchall()
         evals = conn.execute(
             "SELECT member_id, epochs, status, top3, top1, precision, num_params FROM evaluations ORDER BY member_id, epochs"
         ).fetchall()
@@ -50,24 +74,38 @@ def assert_same_rows(a: list[tuple], b: list[tuple]) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(tiny_image_root: Path, tmp_path: Path) -> None:
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(
+    tiny_image_root: Path, tmp_path: Path
+) -> None:
     straight = tmp_path / "straight"
-    subprocess.run(automl_command(tiny_image_root, straight), check=False, capture_output=True, timeout=600)
+    subprocess.run(
+        automl_command(tiny_image_root, straight), check=False, capture_output=True, timeout=600
+    )
     assert (straight / "opt_cfg.json").exists()
 
     killed = tmp_path / "killed"
     rng = np.random.default_rng(2026)
     kills = 0
     for _ in range(5):
-        extra = ("--resume",) if killed.exists() else ()  # a kill may land before the run dir exists
-        proc = subprocess.Popen(automl_command(tiny_image_root, killed, *extra),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        extra = (
+            ("--resume",) if killed.exists() else ()
+        )  # a kill may land before the run dir exists
+        proc = subprocess.Popen(
+            automl_command(tiny_image_root, killed, *extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(float(rng.uniform(2.0, 9.0)))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
-    final = subprocess.run(automl_command(tiny_image_root, killed, "--resume"), capture_output=True, text=True, timeout=600)
+    final = subprocess.run(
+        automl_command(tiny_image_root, killed, "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert final.returncode in (0, 1), final.stderr
     assert kills >= 3, "the run finished before it could be killed: make it longer"
 
@@ -76,7 +114,9 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(tiny_ima
     assert members_a == members_b
     assert_same_rows(evals_a, evals_b)  # nothing lost, nothing duplicated, same metrics
     assert_same_rows(folds_a, folds_b)
-    assert json.loads((killed / "opt_cfg.json").read_text()) == json.loads((straight / "opt_cfg.json").read_text())
+    assert json.loads((killed / "opt_cfg.json").read_text()) == json.loads(
+        (straight / "opt_cfg.json").read_text()
+    )
     records = json.loads((killed / "automl_run.json").read_text())
     assert len(records) == len(evals_a) == 300
 
@@ -84,8 +124,12 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(tiny_ima
 @pytest.mark.slow
 def test_sigterm_writes_outputs_and_exits_143(tiny_image_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(automl_command(tiny_image_root, run_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        automl_command(tiny_image_root, run_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (run_dir / "automl_run.json").exists():
         time.sleep(0.2)

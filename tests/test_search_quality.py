@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from evoband.constraints import Constraints
-from evoband.ea import SearchSettings
 from evoband.hyperband import HyperbandSchedule
+from evoband.results import Result
+from evoband.settings import SearchSettings
 from evoband.space import complete, get_space
-from evoband.target import Result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "search_quality.py"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evoband import analysis as an
 from evoband import retrain, significance, summary
+from evoband.runs import RunData, read_run
 from helpers import write_run
 
 
@@ -34,7 +34,7 @@ def test_wilcoxon_paired_by_seed() -> None:
     assert math.isnan(significance.wilcoxon_paired({1: 0.5, 2: 0.6}, {1: 0.4, 2: 0.3})[2])
 
 
-def _fake_test(run: an.RunData, top3: float, correct: list[bool]) -> retrain.TestResult:
+def _fake_test(run: RunData, top3: float, correct: list[bool]) -> retrain.TestResult:
     labels = np.arange(len(correct)) % 3
     predicted = np.where(correct, labels, (labels + 1) % 3)
     return retrain.TestResult(
@@ -43,9 +43,9 @@ def _fake_test(run: an.RunData, top3: float, correct: list[bool]) -> retrain.Tes
 
 
 def test_significance_tests_between_groups(tmp_path: Path) -> None:
-    ea = [an.read_run(write_run(tmp_path / f"ea{s}", seed=s, generations=1)) for s in range(3)]
+    ea = [read_run(write_run(tmp_path / f"ea{s}", seed=s, generations=1)) for s in range(3)]
     rs = [
-        an.read_run(write_run(tmp_path / f"rs{s}", seed=s, generations=1, random_search=True))
+        read_run(write_run(tmp_path / f"rs{s}", seed=s, generations=1, random_search=True))
         for s in range(3)
     ]
     a = [True] * 8 + [False] * 2 + [True] * 5 + [False] * 3

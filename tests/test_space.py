@@ -51,7 +51,9 @@ def test_extended_default_is_the_first_recipe_and_holds_the_default_network() ->
     assert_same_config(default_config(space), RECIPES["bn-cnn"])
     # the reference default network is a configuration of the extended space too
     extras = {k: v for k, v in default_config(space).items() if k not in DEFAULT_NETWORK}
-    extras.update(aug_flip=False, aug_shift=0, label_smoothing=0.0, lr_schedule="constant", convs_per_stage=1)
+    extras.update(
+        aug_flip=False, aug_shift=0, label_smoothing=0.0, lr_schedule="constant", convs_per_stage=1
+    )
     validate(space, dict(DEFAULT_NETWORK, **extras))
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import evoband.store as store_module
+import evoband.files as files_module
 from evoband.errors import StoreError
-from evoband.member import MUTATED, Member
+from evoband.member import Member, Origin
+from evoband.results import FoldResult, Result, Status
 from evoband.store import (
     APPLICATION_ID,
     LEDGER,
@@ -22,28 +23,59 @@ from evoband.store import (
     SCHEMA_VERSION,
     RunStore,
     load_run,
-    write_json,
 )
-from evoband.target import FoldResult, Result
-from evoband.train import OK
 from helpers import SMALL_CONFIG
 
 TABLES = {"meta", "run", "members", "evaluations", "folds", "generations", "state"}
-LOAD_RUN_COLUMNS = {"member_id", "epochs", "status", "top3", "top1", "precision", "num_params",
-                    "seconds", "elapsed", "generation", "bracket", "rung", "origin", "parents"}
+LOAD_RUN_COLUMNS = {
+    "member_id",
+    "epochs",
+    "status",
+    "top3",
+    "top1",
+    "precision",
+    "num_params",
+    "seconds",
+    "elapsed",
+    "generation",
+    "bracket",
+    "rung",
+    "origin",
+    "parents",
+}
 
 
-def make_member(member_id: int, config: dict | None = None, parents: tuple[int, ...] = ()) -> Member:
-    return Member(member_id=member_id, config=dict(config or SMALL_CONFIG), seed=1000 + member_id,
-                  num_params=811, origin=MUTATED if parents else "sampled", parents=parents,
-                  generation=1 if parents else 0, bracket=2 if parents else None)
+def make_member(
+    member_id: int, config: dict | None = None, parents: tuple[int, ...] = ()
+) -> Member:
+    return Member(
+        member_id=member_id,
+        config=dict(config or SMALL_CONFIG),
+        seed=1000 + member_id,
+        num_params=811,
+        origin=Origin.MUTATED if parents else Origin.SAMPLED,
+        parents=parents,
+        generation=1 if parents else 0,
+        bracket=2 if parents else None,
+    )
 
 
-def make_result(epochs: int = 2, top3: float = 0.9, precision: float = 0.6, folds: int = 2) -> Result:
+def make_result(
+    epochs: int = 2, top3: float = 0.9, precision: float = 0.6, folds: int = 2
+) -> Result:
     fold_results = [
-        FoldResult(fold=k, top3=top3 + 0.01 * k, top1=0.5, precision=precision - 0.01 * k,
-                   loss=0.25 + k, epochs=epochs, seconds=1.5, status=OK, message="",
-                   checkpoint_sha256=f"{k:064x}")
+        FoldResult(
+            fold=k,
+            top3=top3 + 0.01 * k,
+            top1=0.5,
+            precision=precision - 0.01 * k,
+            loss=0.25 + k,
+            epochs=epochs,
+            seconds=1.5,
+            status=Status.OK,
+            message="",
+            checkpoint_sha256=f"{k:064x}",
+        )
         for k in range(folds)
     ]
     return Result.from_folds(fold_results, num_params=811, epochs=epochs)
@@ -52,8 +84,15 @@ def make_result(epochs: int = 2, top3: float = 0.9, precision: float = 0.6, fold
 def record(store: RunStore, member: Member, result: Result, generation: int = 0) -> None:
     for fold in result.folds:
         store.record_fold(member.member_id, result.epochs, fold)
-    store.record_evaluation(member.member_id, result, generation=generation, bracket=member.bracket,
-                            rung=0, elapsed=12.5, state={"generation": generation, "n": 1})
+    store.record_evaluation(
+        member.member_id,
+        result,
+        generation=generation,
+        bracket=member.bracket,
+        rung=0,
+        elapsed=12.5,
+        state={"generation": generation, "n": 1},
+    )
 
 
 @pytest.fixture
@@ -124,14 +163,19 @@ def test_latest_checkpoint_hash_is_the_highest_budget(store: RunStore) -> None:
     member = make_member(0)
     store.add_member(member)
     for epochs, digest in ((1, "a" * 64), (4, "c" * 64), (2, "b" * 64)):
-        store.record_fold(0, epochs, FoldResult(0, 1, 1, 1, 0.1, epochs, 1.0, checkpoint_sha256=digest))
+        store.record_fold(
+            0, epochs, FoldResult(0, 1, 1, 1, 0.1, epochs, 1.0, checkpoint_sha256=digest)
+        )
     assert store.latest_checkpoint_hashes(0) == {0: "c" * 64}
 
 
 def test_run_info_and_state(store: RunStore) -> None:
     store.set_run_info({"search": {"seed": 3, "space": "course"}, "versions": {"evoband": "x"}})
     store.set_run_info({"versions": {"evoband": "y"}})
-    assert store.run_info() == {"search": {"seed": 3, "space": "course"}, "versions": {"evoband": "y"}}
+    assert store.run_info() == {
+        "search": {"seed": 3, "space": "course"},
+        "versions": {"evoband": "y"},
+    }
     assert not store.is_empty()
     store.set_state({"rng": {"state": 2**100}, "elapsed": 3.5})
     assert store.state() == {"rng": {"state": 2**100}, "elapsed": 3.5}
@@ -216,16 +260,29 @@ def test_readonly_needs_an_existing_ledger(tmp_path: Path) -> None:
 
 def fill(store: RunStore) -> tuple[Member, Member]:
     a, b = make_member(0), make_member(1, {**SMALL_CONFIG, "kernel_size": 5}, parents=(0,))
-    for member, result in ((a, make_result(1, 0.8, 0.3)), (b, make_result(1, 0.95, 0.7)),
-                           (b, make_result(2, 0.97, 0.8))):
+    for member, result in (
+        (a, make_result(1, 0.8, 0.3)),
+        (b, make_result(1, 0.95, 0.7)),
+        (b, make_result(2, 0.97, 0.8)),
+    ):
         if store.member_config(member.member_id) is None:
             store.add_member(member)
         record(store, member, result)
-    store.record_generation(0, {
-        "elapsed": 30.0, "population": [1, 0], "avg_acc": 0.9, "best_acc": 0.97, "avg_prec": 0.55,
-        "best_prec": 0.8, "best_feasible_acc": 0.97, "n_evaluated": 3, "n_feasible": 2,
-        "epochs_spent": 8,
-    })
+    store.record_generation(
+        0,
+        {
+            "elapsed": 30.0,
+            "population": [1, 0],
+            "avg_acc": 0.9,
+            "best_acc": 0.97,
+            "avg_prec": 0.55,
+            "best_prec": 0.8,
+            "best_feasible_acc": 0.97,
+            "n_evaluated": 3,
+            "n_feasible": 2,
+            "epochs_spent": 8,
+        },
+    )
     return a, b
 
 
@@ -248,8 +305,17 @@ def test_exports_written_atomically(store: RunStore) -> None:
     records = json.loads((run / "automl_run.json").read_text())
     assert len(records) == 3
     for rec in records:
-        assert {"configuration", "top3", "precision", "num_params", "epochs", "status", "member_id",
-                "parents", "seconds"} <= set(rec)
+        assert {
+            "configuration",
+            "top3",
+            "precision",
+            "num_params",
+            "epochs",
+            "status",
+            "member_id",
+            "parents",
+            "seconds",
+        } <= set(rec)
     assert [(r["member_id"], r["epochs"]) for r in records] == [(0, 1), (1, 1), (1, 2)]
     assert records[2]["configuration"] == b.config
     assert records[2]["parents"] == [0]
@@ -268,7 +334,9 @@ def test_export_without_best_writes_no_opt_cfg(store: RunStore) -> None:
     assert not (store.run_dir / "opt_cfg.json").exists()
 
 
-def test_failed_export_is_not_swallowed_and_keeps_the_old_file(store: RunStore, monkeypatch) -> None:
+def test_failed_export_is_not_swallowed_and_keeps_the_old_file(
+    store: RunStore, monkeypatch
+) -> None:
     fill(store)
     store.export(SMALL_CONFIG)
     before = (store.run_dir / "automl_run.json").read_bytes()
@@ -278,19 +346,12 @@ def test_failed_export_is_not_swallowed_and_keeps_the_old_file(store: RunStore, 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.os, "replace", broken_replace)
+    monkeypatch.setattr(files_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space left"):
         store.export(SMALL_CONFIG)
     # a reader still sees the complete previous export, never half of a new one
     assert (store.run_dir / "automl_run.json").read_bytes() == before
     assert len(json.loads(before)) == 3
-
-
-def test_write_json_handles_numpy_and_paths(tmp_path: Path) -> None:
-    write_json(tmp_path / "x.json", {"a": np.int64(3), "b": np.float32(0.5), "p": Path("/x")})
-    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 3, "b": 0.5, "p": "/x"}
-    with pytest.raises(TypeError):
-        write_json(tmp_path / "y.json", {"a": object()})
 
 
 def test_load_run_while_a_writer_holds_the_ledger_open(store: RunStore) -> None:

@@ -9,18 +9,19 @@ import pytest
 
 from evoband import analysis as an
 from evoband import summary
+from evoband.runs import best_run, read_run
 from evoband.space import DEFAULT_NETWORK
 from helpers import write_run
 
 
 def test_summary_table_rows(tmp_path: Path) -> None:
-    runs = [an.read_run(write_run(tmp_path / f"r{i}", seed=i)) for i in range(3)]
+    runs = [read_run(write_run(tmp_path / f"r{i}", seed=i)) for i in range(3)]
     table = summary.summary_table({"EA+HB": runs})
     assert table["level"].tolist() == ["run", "run", "run", "group"]
     group = table.iloc[-1]
     assert group["cv_top3"] == pytest.approx(table["cv_top3"].iloc[:3].mean())
     assert group["evaluations"] == pytest.approx(np.mean([len(r.evaluations) for r in runs]))
-    best = an.best_run(runs)
+    best = best_run(runs)
     assert group["run"] == best.name
     first = table.iloc[0]
     assert first["feasible_rate"] == pytest.approx(

@@ -1,4 +1,4 @@
-"""Tests of evoband.target: K-fold evaluation, checkpoints and continuation, results."""
+"""Tests of evoband.target: K-fold evaluation, checkpoints and continuation."""
 
 from __future__ import annotations
 
@@ -13,15 +13,13 @@ import torch
 
 from evoband.cnn import build_model, count_params
 from evoband.data import load_data
+from evoband.results import FoldResult, Result, Status
 from evoband.target import (
-    FoldResult,
-    Result,
     Task,
     checkpoint_path,
     evaluate,
     file_sha256,
 )
-from evoband.train import DIVERGED, FAILED, OK, TIMED_OUT
 
 TINY: dict[str, Any] = {
     "learning_rate_init": 1e-2,
@@ -84,7 +82,7 @@ def test_task_use_test(tiny_image_root: Path) -> None:
     assert split.x_train.mean(dim=(0, 2, 3)).abs().max() < 1e-5
 
     result = evaluate(TINY, 3, task=task, seed=0)
-    assert result.status == OK
+    assert result.status == Status.OK
     assert len(result.folds) == 1
     assert result.folds[0].epochs == 3
     assert 0.0 <= result.top1 <= 1.0 and result.top3 == 1.0  # 3 classes: top-3 is always right
@@ -104,11 +102,11 @@ def test_task_use_test_without_test_split(tiny_image_root: Path) -> None:
 def test_evaluate_result(task: Task, seed: int) -> None:
     result = evaluate(TINY, 2, task=task, seed=seed)
 
-    assert result.status == OK and result.ok
+    assert result.status == Status.OK and result.ok
     assert result.epochs == 2
     assert result.num_params == count_params(TINY, (3, 8, 8), 3)
     assert [f.fold for f in result.folds] == [0, 1, 2]
-    assert all(f.epochs == 2 and f.status == OK for f in result.folds)
+    assert all(f.epochs == 2 and f.status == Status.OK for f in result.folds)
     assert all(f.checkpoint_sha256 == "" for f in result.folds)  # no checkpoint dir
     assert result.top1 == pytest.approx(sum(f.top1 for f in result.folds) / 3)
     assert result.precision == pytest.approx(sum(f.precision for f in result.folds) / 3)
@@ -164,7 +162,7 @@ def test_checkpoint_continuation_equals_training_from_scratch(
         on_epoch=lambda k: lambda e, loss, acc: epochs_trained.append((k, e)),
     )
 
-    assert first.status == resumed.status == OK
+    assert first.status == resumed.status == Status.OK
     assert [f.epochs for f in first.folds] == [2, 2, 2]
     # Only the extra epochs were trained.
     assert epochs_trained == [(k, e) for k in range(3) for e in (3, 4, 5)]
@@ -209,10 +207,16 @@ def test_damaged_checkpoint_retrains_from_scratch(
 
     with caplog.at_level(logging.WARNING, logger="evoband.target"):
         resumed = evaluate(
-            TINY, 3, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt, checkpoint_sha256=hashes
+            TINY,
+            3,
+            task=task,
+            seed=0,
+            segments=(2, 3),
+            checkpoint_dir=ckpt,
+            checkpoint_sha256=hashes,
         )
 
-    assert resumed.status == OK
+    assert resumed.status == Status.OK
     assert_same_folds(resumed, scratch)
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(messages) == 1 and str(path) in messages[0]
@@ -246,7 +250,12 @@ def test_checkpoint_that_fails_halfway_leaves_no_trace(
     if damage == "other_architecture":
         # Same conv layer, narrower FC layer: conv tensors match, the rest does not.
         evaluate(
-            dict(TINY, n_channels_fc_0=8), 2, task=task, seed=7, segments=(2, 3), checkpoint_dir=ckpt
+            dict(TINY, n_channels_fc_0=8),
+            2,
+            task=task,
+            seed=7,
+            segments=(2, 3),
+            checkpoint_dir=ckpt,
         )
     else:
         evaluate(TINY, 2, task=task, seed=7, segments=(2, 3), checkpoint_dir=ckpt)
@@ -305,9 +314,9 @@ def test_diverged_fold(task: Task) -> None:
     )
     result = evaluate(config, 20, task=task, seed=0)
 
-    assert result.status == DIVERGED
+    assert result.status == Status.DIVERGED
     assert len(result.folds) == 3  # a diverged fold does not stop the others
-    diverged = [f for f in result.folds if f.status == DIVERGED]
+    diverged = [f for f in result.folds if f.status == Status.DIVERGED]
     assert diverged and all(f.top3 == 0.0 and f.message for f in diverged)
     assert "non-finite" in result.message
 
@@ -325,46 +334,7 @@ def test_deadline_in_the_past_times_out_and_stops(task: Task, tmp_path: Path) ->
         on_fold=seen.append,
     )
 
-    assert result.status == TIMED_OUT and not result.ok
+    assert result.status == Status.TIMED_OUT and not result.ok
     assert len(result.folds) == 1 and seen == result.folds  # the remaining folds are not started
     assert result.folds[0].message
     assert not checkpoint_path(ckpt, 0).exists()  # an unfinished state is not saved
-
-
-# --- Result.from_folds --------------------------------------------------------------------------
-
-
-def _fold(k: int, status: str, top3: float = 0.5) -> FoldResult:
-    return FoldResult(k, top3, 0.3, 0.2, 1.0, 2, 0.5, status, "" if status == OK else status)
-
-
-@pytest.mark.parametrize(
-    ("statuses", "expected"),
-    [
-        ([OK, OK, OK], OK),
-        ([OK, TIMED_OUT, OK], TIMED_OUT),
-        ([TIMED_OUT, DIVERGED, OK], DIVERGED),
-        ([DIVERGED, FAILED, TIMED_OUT], FAILED),
-        ([FAILED, OK], FAILED),
-        ([], FAILED),
-    ],
-)
-def test_result_status_is_the_worst(statuses: list[str], expected: str) -> None:
-    folds = [_fold(k, s) for k, s in enumerate(statuses)]
-    result = Result.from_folds(folds, num_params=123, epochs=2)
-
-    assert result.status == expected
-    assert result.ok == (expected == OK)
-    assert result.num_params == 123 and result.epochs == 2
-    for k, s in enumerate(statuses):
-        if s != OK:
-            assert f"fold {k}: {s}" in result.message
-
-
-def test_result_means_over_folds() -> None:
-    folds = [_fold(0, OK, 0.2), _fold(1, OK, 0.4), _fold(2, OK, 0.9)]
-    result = Result.from_folds(folds, 10, 3)
-    assert result.top3 == pytest.approx(0.5)
-    assert result.top1 == pytest.approx(0.3)
-    assert result.seconds == pytest.approx(1.5)
-    assert result.message == ""

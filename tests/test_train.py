@@ -13,11 +13,9 @@ import pytest
 import torch
 
 from evoband.data import channel_stats, load_data, normalize
+from evoband.results import Status
 from evoband.train import (
-    DIVERGED,
     FINAL_LR_FACTOR,
-    OK,
-    TIMED_OUT,
     TrainState,
     derive_seed,
     evaluate_model,
@@ -128,7 +126,9 @@ def assert_same_state(a: TrainState, b: TrainState) -> None:
 def test_two_then_five_epochs_equals_five_in_one_go(tiny: Tensors, name: str, seed: int) -> None:
     config = CONTINUATION_CONFIGS[name]
     one_go = fresh_state(tiny, config, seed)
-    out_one_go = train(one_go, tiny.x, tiny.y, config=config, epochs=5, seed=seed, segments=SEGMENTS)
+    out_one_go = train(
+        one_go, tiny.x, tiny.y, config=config, epochs=5, seed=seed, segments=SEGMENTS
+    )
 
     resumed = fresh_state(tiny, config, seed)
     first = train(resumed, tiny.x, tiny.y, config=config, epochs=2, seed=seed, segments=SEGMENTS)
@@ -144,8 +144,8 @@ def test_two_then_five_epochs_equals_five_in_one_go(tiny: Tensors, name: str, se
         on_epoch=lambda e, loss, acc: epochs_seen.append(e),
     )
 
-    assert (first.status, first.epochs_done) == (OK, 2)
-    assert (second.status, second.epochs_done) == (OK, 5)
+    assert (first.status, first.epochs_done) == (Status.OK, 2)
+    assert (second.status, second.epochs_done) == (Status.OK, 5)
     assert out_one_go == second
     assert epochs_seen == [3, 4, 5]
     assert_same_state(resumed, one_go)
@@ -194,18 +194,25 @@ def test_schedules_decay_within_each_segment_and_restart(kind: str) -> None:
     config = dict(TINY, lr_schedule=kind, learning_rate_init=0.1)
     segments = (4, 8, 16)
     for start, end in [(0, 4), (4, 8), (8, 16)]:
-        rates = [learning_rate(config, start + (end - start) * i / 100, segments) for i in range(100)]
+        rates = [
+            learning_rate(config, start + (end - start) * i / 100, segments) for i in range(100)
+        ]
         peak = max(rates)
         assert peak == pytest.approx(0.1, rel=0.02)
         # after the peak the rate only falls, to the floor at the segment's end
         top = rates.index(peak)
         assert all(a >= b for a, b in zip(rates[top:], rates[top + 1 :], strict=False))
-        assert learning_rate(config, end - 1e-6, segments) == pytest.approx(0.1 * FINAL_LR_FACTOR, rel=1e-3)
+        assert learning_rate(config, end - 1e-6, segments) == pytest.approx(
+            0.1 * FINAL_LR_FACTOR, rel=1e-3
+        )
         if kind == "onecycle":
             assert rates[0] == pytest.approx(0.01) and top > 0  # warm-up from a tenth
         else:
             assert top == 0
-    assert learning_rate(dict(TINY, lr_schedule="constant"), 3.5, segments) == TINY["learning_rate_init"]
+    assert (
+        learning_rate(dict(TINY, lr_schedule="constant"), 3.5, segments)
+        == TINY["learning_rate_init"]
+    )
 
 
 def test_the_step_learning_rate_follows_the_schedule(tiny: Tensors) -> None:
@@ -223,7 +230,7 @@ def test_training_to_fewer_epochs_than_done_is_a_no_op(tiny: Tensors) -> None:
     train(state, tiny.x, tiny.y, config=TINY, epochs=2, seed=0)
     weights = copy.deepcopy(state.model.state_dict())
     outcome = train(state, tiny.x, tiny.y, config=TINY, epochs=1, seed=0)
-    assert outcome.status == OK and outcome.epochs_done == 2
+    assert outcome.status == Status.OK and outcome.epochs_done == 2
     assert all(torch.equal(v, state.model.state_dict()[k]) for k, v in weights.items())
 
 
@@ -248,7 +255,7 @@ def test_non_finite_loss_is_diverged(tiny: Tensors, config: dict[str, Any], seed
         on_epoch=lambda e, loss, acc: epochs_seen.append(e),
     )
 
-    assert outcome.status == DIVERGED
+    assert outcome.status == Status.DIVERGED
     assert not math.isfinite(outcome.loss)
     assert outcome.epochs_done < 20
     assert outcome.epochs_done == state.epochs_done == len(epochs_seen)
@@ -260,7 +267,7 @@ def test_deadline_in_the_past_is_timed_out(tiny: Tensors) -> None:
         state, tiny.x, tiny.y, config=TINY, epochs=3, seed=0, deadline=time.monotonic() - 1.0
     )
 
-    assert outcome.status == TIMED_OUT
+    assert outcome.status == Status.TIMED_OUT
     assert outcome.epochs_done == 0 == state.epochs_done
     assert math.isfinite(outcome.loss)
 
@@ -270,7 +277,7 @@ def test_far_deadline_does_not_stop_training(tiny: Tensors) -> None:
     outcome = train(
         state, tiny.x, tiny.y, config=TINY, epochs=2, seed=0, deadline=time.monotonic() + 3600
     )
-    assert outcome.status == OK and outcome.epochs_done == 2
+    assert outcome.status == Status.OK and outcome.epochs_done == 2
 
 
 def test_training_learns_the_tiny_data(tiny: Tensors, seed: int) -> None:
@@ -289,7 +296,7 @@ def test_training_learns_the_tiny_data(tiny: Tensors, seed: int) -> None:
     )
     after, logits = evaluate_model(state.model, tiny.x_test, tiny.y_test, TINY)
 
-    assert outcome.status == OK and outcome.epochs_done == 10
+    assert outcome.status == Status.OK and outcome.epochs_done == 10
     assert [e for e, _, _ in history] == list(range(1, 11))
     assert outcome.loss == pytest.approx(history[-1][1])
     assert history[-1][1] < history[0][1] / 2

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .callbacks import Callback
 from .constraints import Constraints
-from .ea import EvolutionaryOptimizer, SearchSettings
+from .hooks import BaseCallback, Callback, SearchView
 from .member import Member
 from .search import SearchConfig, run_search
+from .settings import SearchSettings
 
 
-class _KeepPopulation(Callback):
+class _KeepPopulation(BaseCallback):
     def __init__(self) -> None:
         self.population: list[Member] = []
 
-    def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
-        self.population = list(optimizer.population)
+    def on_run_end(self, search: SearchView, best: Member | None) -> None:
+        self.population = list(search.population)
 
 
 def fit(
@@ -44,15 +44,25 @@ def fit(
         progress: show a progress bar.
     """
     if isinstance(constraints, Constraints):
-        max_params, min_precision = float(constraints.max_params.limit), constraints.min_precision.limit
+        max_params, min_precision = (
+            float(constraints.max_params.limit),
+            constraints.min_precision.limit,
+        )
     else:
         max_params, min_precision = float(constraints[0]), float(constraints[1])
     data_dir = None if data in (None, "micro17flower") else str(data)
     resume = (Path(run_dir) / "history.sqlite").exists()
     keep = _KeepPopulation()
     config = SearchConfig(
-        settings=settings or SearchSettings(), max_params=max_params, min_precision=min_precision,
-        space=space, data_dir=data_dir, run_dir=str(run_dir), resume=resume, device=device, progress=progress,
+        settings=settings or SearchSettings(),
+        max_params=max_params,
+        min_precision=min_precision,
+        space=space,
+        data_dir=data_dir,
+        run_dir=str(run_dir),
+        resume=resume,
+        device=device,
+        progress=progress,
     )
     run_search(config, callbacks=[*callbacks, keep])
     return keep.population

@@ -1,4 +1,4 @@
-"""Callbacks: hooks the optimizer calls as a search goes; every hook is a no-op by default.
+"""Callbacks: hooks the optimizer calls as a search goes (the interface is :mod:`evoband.hooks`).
 
 Besides :class:`CbAll` and :class:`ProgressBar`, the plot callbacks of AutoFlux: :class:`PlotFitness`,
 :class:`ScatterPop` and :class:`ScatterOpt` redraw a figure of the search into
@@ -21,74 +21,42 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
+from .hooks import BaseCallback, Callback, CbAll, SearchView
+from .store import load_generations
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .ea import EvolutionaryOptimizer
     from .member import Member
-    from .target import Result
+    from .results import Result
+
+__all__ = [
+    "BaseCallback",
+    "Callback",
+    "CbAll",
+    "FigureCallback",
+    "MultiPlot",
+    "PlotCallback",
+    "PlotFitness",
+    "ProgressBar",
+    "ScatterOpt",
+    "ScatterPop",
+    "SearchView",
+]
 
 logger = logging.getLogger(__name__)
 
 
-class Callback:
-    """Base class; override the hooks you need."""
-
-    def on_run_start(self, optimizer: EvolutionaryOptimizer) -> None:
-        """Before the first evaluation (also on resume)."""
-
-    def on_evaluation(
-        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
-    ) -> None:
-        """After each evaluation (replayed ones included)."""
-
-    def on_generation_end(
-        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
-    ) -> None:
-        """After each generation, with the surviving population (best first)."""
-
-    def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
-        """When the search stops, for whatever reason."""
-
-
-class CbAll(Callback):
-    """Several callbacks as one, called in order."""
-
-    def __init__(self, *callbacks: Callback) -> None:
-        self.callbacks = callbacks
-
-    def on_run_start(self, optimizer: EvolutionaryOptimizer) -> None:
-        for cb in self.callbacks:
-            cb.on_run_start(optimizer)
-
-    def on_evaluation(
-        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
-    ) -> None:
-        for cb in self.callbacks:
-            cb.on_evaluation(optimizer, member, result)
-
-    def on_generation_end(
-        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
-    ) -> None:
-        for cb in self.callbacks:
-            cb.on_generation_end(optimizer, generation, population)
-
-    def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
-        for cb in self.callbacks:
-            cb.on_run_end(optimizer, best)
-
-
-class ProgressBar(Callback):
+class ProgressBar(BaseCallback):
     """A tqdm bar over the time budget; its postfix shows generation, evaluations and the best."""
 
     def __init__(self, **tqdm_kwargs: Any) -> None:
         self.kwargs = tqdm_kwargs
         self.bar: tqdm | None = None
 
-    def on_run_start(self, optimizer: EvolutionaryOptimizer) -> None:
-        total = float(optimizer.settings.max_time)
+    def on_run_start(self, search: SearchView) -> None:
+        total = float(search.settings.max_time)
         self.bar = tqdm(
             total=total,
             unit="s",
@@ -96,44 +64,42 @@ class ProgressBar(Callback):
             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
             **self.kwargs,
         )
-        self._update(optimizer)
+        self._update(search)
 
-    def _update(self, optimizer: EvolutionaryOptimizer) -> None:
+    def _update(self, search: SearchView) -> None:
         if self.bar is None:
             return
-        self.bar.n = min(optimizer.elapsed(), self.bar.total)
-        best = optimizer.best_member()
-        postfix: dict[str, object] = {"gen": optimizer.generation, "evals": optimizer.n_evaluations}
+        self.bar.n = min(search.elapsed, self.bar.total)
+        best = search.best
+        postfix: dict[str, object] = {"gen": search.generation, "evals": search.n_evaluations}
         if best is not None and best.result is not None:
-            tag = "best" if optimizer.constraints.feasible(best.result) else "best(infeasible)"
+            tag = "best" if search.constraints.feasible(best.result) else "best(infeasible)"
             postfix[tag] = f"top3 {best.result.top3:.3f} prec {best.result.precision:.3f}"
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.refresh()
 
-    def on_evaluation(
-        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
-    ) -> None:
-        self._update(optimizer)
+    def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
+        self._update(search)
 
     def on_generation_end(
-        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
+        self, search: SearchView, generation: int, population: Sequence[Member]
     ) -> None:
-        self._update(optimizer)
+        self._update(search)
 
-    def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
+    def on_run_end(self, search: SearchView, best: Member | None) -> None:
         if self.bar is not None:
-            self._update(optimizer)
+            self._update(search)
             self.bar.close()
             self.bar = None
 
 
 # -- figures -----------------------------------------------------------------------------------
 #
-# The drawing lives in evoband.plots, imported when a figure is first drawn: it imports
+# The drawing lives in evoband.plot_panels, imported when a figure is first drawn: it imports
 # matplotlib (about a second), which a search that draws nothing should not pay for.
 
 
-class FigureCallback(Callback, ABC):
+class FigureCallback(BaseCallback, ABC):
     """A figure of the search, redrawn after each generation into ``<run_dir>/figures/``.
 
     Subclasses build the figure in :meth:`figure`. Writing it is atomic (a reader sees the
@@ -149,57 +115,54 @@ class FigureCallback(Callback, ABC):
     _stale = False
 
     @abstractmethod
-    def figure(self, optimizer: EvolutionaryOptimizer) -> Figure:
+    def figure(self, search: SearchView) -> Figure:
         """The figure of the search as it stands."""
 
-    def path(self, optimizer: EvolutionaryOptimizer) -> Path:
+    def path(self, search: SearchView) -> Path:
         """Where the figure of this run is written."""
-        return Path(optimizer.store.run_dir) / "figures" / self.filename
+        return Path(search.run_dir) / "figures" / self.filename
 
-    def redraw(self, optimizer: EvolutionaryOptimizer) -> Path | None:
+    def redraw(self, search: SearchView) -> Path | None:
         """Draw and write the figure now; its path, or None when that failed (and was logged)."""
         self._stale = False
         try:
-            from .plots import save
+            from .plot_panels import save
 
-            return save(self.figure(optimizer), self.path(optimizer))
+            return save(self.figure(search), self.path(search))
         except Exception:  # a figure is never worth a search
             logger.warning(
                 "Could not draw figures/%s; the search goes on.", self.filename, exc_info=True
             )
             return None
 
-    def on_evaluation(
-        self, optimizer: EvolutionaryOptimizer, member: Member, result: Result
-    ) -> None:
+    def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
         self._stale = True
 
     def on_generation_end(
-        self, optimizer: EvolutionaryOptimizer, generation: int, population: Sequence[Member]
+        self, search: SearchView, generation: int, population: Sequence[Member]
     ) -> None:
         self._stale = True
         # a resumed run replays hundreds of generations in seconds; drawing each would take minutes
-        replaying = 0 < optimizer.n_evaluations == optimizer.n_replayed
-        if not replaying:
-            self.redraw(optimizer)
+        if not search.replaying:
+            self.redraw(search)
 
-    def on_run_end(self, optimizer: EvolutionaryOptimizer, best: Member | None) -> None:
+    def on_run_end(self, search: SearchView, best: Member | None) -> None:
         if self._stale:
-            self.redraw(optimizer)
+            self.redraw(search)
 
 
 class PlotCallback(FigureCallback):
     """A figure of one panel, drawn by :meth:`draw`; :class:`MultiPlot` combines several."""
 
     @abstractmethod
-    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
+    def draw(self, ax: Axes, search: SearchView) -> None:
         """Draw the panel onto ``ax``."""
 
-    def figure(self, optimizer: EvolutionaryOptimizer) -> Figure:
-        from .plots import panels
+    def figure(self, search: SearchView) -> Figure:
+        from .plot_panels import panels
 
         fig, (ax,) = panels(1)
-        self.draw(ax, optimizer)
+        self.draw(ax, search)
         return fig
 
 
@@ -211,10 +174,10 @@ class PlotFitness(PlotCallback):
 
     filename = "fitness.png"
 
-    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
-        from .plots import fitness_panel
+    def draw(self, ax: Axes, search: SearchView) -> None:
+        from .plot_panels import fitness_panel
 
-        fitness_panel(ax, optimizer.store.generations_frame())
+        fitness_panel(ax, load_generations(search.run_dir))
 
 
 class ScatterPop(PlotCallback):
@@ -225,11 +188,11 @@ class ScatterPop(PlotCallback):
 
     filename = "population.png"
 
-    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
-        from .plots import population_panel
+    def draw(self, ax: Axes, search: SearchView) -> None:
+        from .plot_panels import population_panel
 
-        population = _results_frame(optimizer.population)
-        population_panel(ax, population, optimizer.constraints, optimizer.generation)
+        population = _results_frame(search.population)
+        population_panel(ax, population, search.constraints, search.generation)
 
 
 class ScatterOpt(PlotCallback):
@@ -240,10 +203,10 @@ class ScatterOpt(PlotCallback):
 
     filename = "optimisation.png"
 
-    def draw(self, ax: Axes, optimizer: EvolutionaryOptimizer) -> None:
-        from .plots import optimisation_panel
+    def draw(self, ax: Axes, search: SearchView) -> None:
+        from .plot_panels import optimisation_panel
 
-        optimisation_panel(ax, _results_frame(optimizer.members), optimizer.constraints)
+        optimisation_panel(ax, _results_frame(search.members), search.constraints)
 
 
 class MultiPlot(FigureCallback):
@@ -267,12 +230,12 @@ class MultiPlot(FigureCallback):
         self.plots = plots
         self.filename = filename
 
-    def figure(self, optimizer: EvolutionaryOptimizer) -> Figure:
-        from .plots import panels
+    def figure(self, search: SearchView) -> Figure:
+        from .plot_panels import panels
 
         fig, axes = panels(len(self.plots))
         for plot, ax in zip(self.plots, axes, strict=True):
-            plot.draw(ax, optimizer)
+            plot.draw(ax, search)
         return fig
 
 

@@ -22,7 +22,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default is None or "default:" in text or (action.default is False and action.nargs == 0):
+        if (
+            action.default is None
+            or "default:" in text
+            or (action.default is False and action.nargs == 0)
+        ):
             return text
         return super()._get_help_string(action)
 
@@ -41,7 +45,9 @@ def str2bool(value: str | bool) -> bool:
 
 def flag(parser: argparse.ArgumentParser, *names: str, help: str, default: bool = False) -> None:
     """A boolean option usable as ``--x``, ``--x True`` or ``--x no``."""
-    parser.add_argument(*names, type=str2bool, nargs="?", const=True, default=default, metavar="BOOL", help=help)
+    parser.add_argument(
+        *names, type=str2bool, nargs="?", const=True, default=default, metavar="BOOL", help=help
+    )
 
 
 def model_size(value: str) -> int:
@@ -62,7 +68,9 @@ def workers_arg(value: str) -> int | str:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a whole number >= 1, got {value!r}"
+        ) from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {value!r}")
     return number

@@ -55,7 +55,9 @@ class ConvBlock(nn.Module):
     network's layer); further convs are ``extra.<j>``.
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, use_bn: bool, activation: str, n_convs: int = 1) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, use_bn: bool, activation: str, n_convs: int = 1
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, padding=(kernel - 1) // 2)
         self.act = ACTIVATIONS[activation]()
@@ -93,7 +95,9 @@ class DenseBlock(nn.Module):
 class ConfigurableCNN(nn.Module):
     """The searched network family; see the module docstring for its layout."""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+    ) -> None:
         super().__init__()
         c_in, h, w = input_shape
         kernel = int(config.get("kernel_size", 5))
@@ -137,14 +141,18 @@ def build_model(
     return ConfigurableCNN(config, input_shape, n_classes)
 
 
-def count_params(config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> int:
+def count_params(
+    config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+) -> int:
     """Trainable parameters of ``build_model(...)``, counted on the meta device (no allocation)."""
     with torch.device("meta"):
         model = build_model(config, input_shape, n_classes)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def macs_per_sample(config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> int:
+def macs_per_sample(
+    config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+) -> int:
     """Multiply-accumulates of one forward pass (convolutions and linear layers)."""
     c_in, h, w = input_shape
     kernel = int(config.get("kernel_size", 5))

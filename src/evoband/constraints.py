@@ -7,11 +7,14 @@ by precision descending, then failed / diverged / timed-out ones.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import ConfigError
-from .target import Result
+from .results import Result
+
+T = TypeVar("T")
 
 
 class Constraint(ABC):
@@ -36,7 +39,9 @@ class MaxParams(Constraint):
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
-            raise ConfigError(f"The value of `max_params` is {limit}, but must be `max_params >= 1`.")
+            raise ConfigError(
+                f"The value of `max_params` is {limit}, but must be `max_params >= 1`."
+            )
         self.limit = int(limit)
 
     def satisfied(self, result: Result) -> bool:
@@ -57,7 +62,9 @@ class MinPrecision(Constraint):
 
     def __init__(self, limit: float) -> None:
         if not 0.0 < limit <= 1.0:
-            raise ConfigError(f"The value of `min_precision` is {limit}, but must be `0 < min_precision <= 1`.")
+            raise ConfigError(
+                f"The value of `min_precision` is {limit}, but must be `0 < min_precision <= 1`."
+            )
         self.limit = float(limit)
 
     def satisfied(self, result: Result) -> bool:
@@ -91,6 +98,14 @@ class Constraints:
         """A successful evaluation that meets every constraint."""
         return result.ok and not self.violated(result)
 
+    def verdict(self, result: Result) -> str:
+        """``feasible``, the status of a result that is not ok, or the constraints it violates."""
+        if self.feasible(result):
+            return "feasible"
+        if not result.ok:
+            return result.status
+        return "violates " + ", ".join(c.describe() for c in self.violated(result))
+
     def rank_key(self, result: Result | None) -> tuple[int, float]:
         """Sort key, smaller is better: (group, -score). No result sorts last."""
         if result is None:
@@ -100,3 +115,17 @@ class Constraints:
         if self.feasible(result):
             return (0, -result.top3)
         return (1, -result.precision)
+
+    def ranked(
+        self,
+        items: Iterable[T],
+        result: Callable[[T], Result | None],
+        member_id: Callable[[T], int],
+    ) -> list[T]:
+        """``items`` in the one ranking order of evoband, best first.
+
+        By :meth:`rank_key` of each item's result, ties to the older member (the smaller
+        ``member_id``). Members (:func:`evoband.member.rank_members`) and ledger rows
+        (:func:`evoband.analysis.rank`) are ranked by it.
+        """
+        return sorted(items, key=lambda item: (self.rank_key(result(item)), member_id(item)))

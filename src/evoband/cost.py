@@ -20,6 +20,14 @@ from typing import Any
 import numpy as np
 
 from .cnn import activation_elements, macs_per_sample
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ELEMENT_SECONDS",
+    "DEFAULT_MAC_RATE",
+    "DEFAULT_STEP_OVERHEAD",
+    "CostModel",
+]
 
 DEFAULT_MAC_RATE = 9.0e10
 """Multiply-accumulates per second of one CPU thread on small CNNs. This and the two constants
@@ -67,6 +75,24 @@ class CostModel:
     def seconds(self, config: Mapping[str, Any], epochs: float, folds: int = 1) -> float:
         """Predicted seconds to train ``epochs`` epochs on each of ``folds`` folds."""
         return self.seconds_per_epoch(config) * epochs * folds
+
+    def full_evaluation_seconds(self, config: Mapping[str, Any], epochs: int, folds: int) -> float:
+        """Predicted seconds to train ``epochs`` epochs on each of ``folds`` folds from scratch.
+
+        Under the default constants, not the refit, so that what is decided on it (which
+        children are repaired) depends on the seed only: the same seed gives the same search
+        anywhere. A network the input is too small for costs infinitely much.
+        """
+        try:
+            per_epoch = self.base_seconds_per_epoch(config)
+        except ConfigError:
+            return float("inf")
+        return per_epoch * epochs * folds
+
+    def time_limit(self, config: Mapping[str, Any], epochs: float, folds: int) -> float:
+        """Seconds a step of ``epochs`` epochs on ``folds`` folds may train: four times its
+        predicted cost (refitted to this machine's timings so far), and at least 10 s."""
+        return max(10.0, 4.0 * self.seconds(config, epochs, folds))
 
     def observe(self, config: Mapping[str, Any], epochs: float, folds: int, seconds: float) -> None:
         """Record a measured training time (ignored when nothing was trained)."""

@@ -140,12 +140,15 @@ def check_class_count(n_classes: int, where: str) -> None:
     if n_classes < 4:
         logger.warning(
             "%s has only %d classes: top-3 accuracy is 1.0 for any network; judge runs by precision.",
-            where, n_classes,
+            where,
+            n_classes,
         )
 
 
 def _class_names(split_dir: Path) -> list[str]:
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(
+        p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if not classes:
         raise DataError(f"No class folders in {split_dir}; expected {split_dir}/<class>/<image>.")
     return classes
@@ -166,7 +169,9 @@ def load_image_folder(
         if not folder.is_dir():
             raise DataError(f"Class folder {folder} is missing (it exists in the training split).")
         files = sorted(folder.iterdir())
-        wanted = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+        wanted = [
+            f for f in files if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+        ]
         skipped += len(files) - len(wanted)
         if not wanted:
             raise DataError(f"Class folder {folder} holds no images.")
@@ -184,7 +189,9 @@ def load_image_folder(
     if not images:
         raise DataError(f"Split {split_dir} holds no images.")
     channels = max(a.shape[2] for a in images)
-    stacked = np.stack([np.repeat(a, channels, axis=2) if a.shape[2] < channels else a for a in images])
+    stacked = np.stack(
+        [np.repeat(a, channels, axis=2) if a.shape[2] < channels else a for a in images]
+    )
     tensor = torch.from_numpy(np.ascontiguousarray(stacked.transpose(0, 3, 1, 2)))
     return ImageSet(tensor, torch.tensor(labels, dtype=torch.int64))
 
@@ -202,10 +209,14 @@ def read_image(path: Path, image_size: Sequence[int] | None = None) -> np.ndarra
                 # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255
                 wide = np.asarray(img, dtype=np.float64)
                 top = 65535.0 if wide.max(initial=0) > 255 else 255.0
-                img = Image.fromarray(np.clip(wide * (255.0 / top), 0, 255).round().astype(np.uint8))
+                img = Image.fromarray(
+                    np.clip(wide * (255.0 / top), 0, 255).round().astype(np.uint8)
+                )
             pixels = img.convert("L" if img.mode in _GRAY_MODES else "RGB")
             if image_size is not None:
-                pixels = pixels.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR)
+                pixels = pixels.resize(
+                    (int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR
+                )
             array = np.asarray(pixels, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"Cannot read image {path}: {exc}") from exc
@@ -225,11 +236,14 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0) -> DataSource:
     idx_train, idx_test = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
     )
+
     def subset(idx: np.ndarray) -> ImageSet:
         return ImageSet(torch.from_numpy(pixels[idx]), torch.from_numpy(labels[idx]))
 
     classes = tuple(str(c) for c in bunch.target_names)
-    return DataSource(DIGITS, "sklearn.datasets.load_digits", classes, subset(idx_train), subset(idx_test))
+    return DataSource(
+        DIGITS, "sklearn.datasets.load_digits", classes, subset(idx_train), subset(idx_test)
+    )
 
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,9 +307,11 @@ def augment(
         padded = torch.nn.functional.pad(x, (s, s, s, s))
         dy = torch.randint(0, 2 * s + 1, (n,), generator=generator).to(x.device)
         dx = torch.randint(0, 2 * s + 1, (n,), generator=generator).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # n x h
-        cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # n x w
+        rows = dy[:, None] + torch.arange(h, device=x.device)[None, :]  # n x h
+        cols = dx[:, None] + torch.arange(w, device=x.device)[None, :]  # n x w
         batch = torch.arange(n, device=x.device)[:, None, None]
         # gather per-sample crops: index padded[b, :, rows[b], cols[b]]
-        x = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        x = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(
+            0, 3, 1, 2
+        )
     return x.contiguous()

@@ -8,121 +8,33 @@ the search continues exactly where it stopped with the same population and RNG s
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 
 import numpy as np
 from ConfigSpace import ConfigurationSpace
 
-from .callbacks import Callback, CbAll
-from .cnn import count_params
+from .breeding import Breeder
 from .constraints import Constraints
 from .cost import CostModel
 from .errors import ConfigError
-from .hyperband import Bracket, HyperbandSchedule
-from .member import DEFAULT, MUTATED, RECIPE, RECOMBINED, SAMPLED, Member
+from .hooks import Callback, CbAll, SearchView
+from .hyperband import Bracket
+from .member import Member, Origin, best_member, population_summary, rank_members
 from .operators import (
-    LocalMutation,
     ParamBudget,
-    RandomSampling,
     Selection,
-    TournamentSelection,
-    UniformCrossover,
-    UniformMutation,
     Variation,
     plus_selection,
-    smallest_config,
 )
-from .space import Config, default_config, recipes
+from .results import Result
+from .settings import SearchSettings, check_max_params
+from .space import Config
 from .store import RunStore
-from .target import FoldExecutor, Result, Task, evaluate
-from .train import OK, derive_seed
+from .target import FoldExecutor, Task, evaluate
+from .train import derive_seed
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchSettings:
-    """Everything that defines a search's budget and schedule.
-
-    Attributes:
-        pop_size: members kept between generations (mu).
-        num_children: children per generation without Hyperband (lambda).
-        hyperband: one Hyperband iteration per generation instead of plain children.
-        min_epochs, max_epochs, eta: the Hyperband budgets and halving rate.
-        max_time: seconds; checked before every training job.
-        max_evaluations: optional cap on evaluations (member x budget).
-        eval_time_limit: seconds one evaluation may train; None derives it from the step's
-            predicted cost (see :attr:`EvolutionaryOptimizer.time_limit`).
-        eval_cost_share: no member is trained whose full evaluation (max_epochs on every fold)
-            is predicted to take more than this share of max_time; larger children are repaired.
-        seed: fixes every random decision.
-        crossover_prob: chance that a child is recombined from two parents.
-        tournament_size: parent selection pressure.
-        random_search: children are fresh samples instead of variations of the population.
-    """
-
-    pop_size: int = 10
-    num_children: int = 5
-    hyperband: bool = True
-    min_epochs: int = 4
-    max_epochs: int = 32
-    eta: int = 2
-    max_time: float = 86400.0
-    max_evaluations: int | None = None
-    eval_time_limit: float | None = None
-    eval_cost_share: float = 1 / 3
-    seed: int = 123
-    crossover_prob: float = 0.5
-    tournament_size: int = 3
-    random_search: bool = False
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.pop_size >= 2, f"The value of `pop_size` is {self.pop_size}, but must be `pop_size >= 2`."),
-            (self.num_children >= 1, f"The value of `num_children` is {self.num_children}, but must be `num_children >= 1`."),
-            (self.max_epochs >= 1, f"The value of `epochs` is {self.max_epochs}, but must be `epochs >= 1`."),
-            (self.max_time > 0, f"The value of `max_time` is {self.max_time}, but must be `max_time > 0`."),
-            (self.max_evaluations is None or self.max_evaluations >= 1,
-             f"The value of `max_evaluations` is {self.max_evaluations}, but must be `max_evaluations >= 1`."),
-            (0 < self.eval_cost_share <= 1, f"The value of `eval_cost_share` is {self.eval_cost_share}, but must be in (0, 1]."),
-            (self.eval_time_limit is None or self.eval_time_limit > 0,
-             f"The value of `eval_time_limit` is {self.eval_time_limit}, but must be `eval_time_limit > 0`."),
-            (0.0 <= self.crossover_prob <= 1.0, f"The value of `crossover_prob` is {self.crossover_prob}, but must be in [0, 1]."),
-            (self.tournament_size >= 1, f"The value of `tournament_size` is {self.tournament_size}, but must be `tournament_size >= 1`."),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        # eta and min_epochs are checked with or without Hyperband, so that a bad value never
-        # reaches run.json; min_epochs <= epochs only matters with Hyperband
-        top = self.max_epochs if self.hyperband else max(self.max_epochs, self.min_epochs)
-        HyperbandSchedule(self.min_epochs, top, self.eta)
-
-    @property
-    def max_eval_seconds(self) -> float:
-        """The predicted cost cap of one full evaluation (see ``eval_cost_share``)."""
-        return self.max_time * self.eval_cost_share
-
-    @property
-    def algorithm(self) -> str:
-        name = "RS" if self.random_search else "EA"
-        return f"{name}+HB" if self.hyperband else name
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def check_max_params(space: ConfigurationSpace, constraints: Constraints, count: Callable[[Config], int]) -> None:
-    """Refuse a parameter limit below the smallest network the space can make."""
-    smallest = count(smallest_config(space, count))
-    if smallest > constraints.max_params.limit:
-        raise ConfigError(
-            f"The max model size {constraints.max_params.limit:,} is smaller than the smallest "
-            f"network of the {space.name} space ({smallest:,} parameters); raise it."
-        )
 
 
 class StopSearch(Exception):
@@ -165,18 +77,26 @@ class EvolutionaryOptimizer:
         self.settings = settings
         self.store = store
         self.callback = CbAll(*callbacks)
-        self.selection = selection or TournamentSelection(settings.tournament_size)
-        self.mutations = list(mutations) if mutations is not None else [UniformMutation(space), LocalMutation(space)]
-        self.crossover = crossover or UniformCrossover(space)
         self.executor = executor
-        self.sampler = RandomSampling(space)
         self.cost_model = CostModel(task.input_shape, task.n_classes, len(task.splits[0].y_train))
         self.param_budget = ParamBudget(
-            space, self.count_params, constraints.max_params.limit,
-            cost=self.full_evaluation_cost, cost_limit=settings.max_eval_seconds,
+            space,
+            self.task.count_params,
+            constraints.max_params.limit,
+            cost=self.full_evaluation_cost,
+            cost_limit=settings.max_eval_seconds,
         )
-        check_max_params(space, constraints, self.count_params)
-        self.schedule = HyperbandSchedule(settings.min_epochs, settings.max_epochs, settings.eta) if settings.hyperband else None
+        check_max_params(space, constraints, self.task.count_params)
+        self.breeder = Breeder(
+            space,
+            self.param_budget,
+            constraints.max_params,
+            settings,
+            selection=selection,
+            mutations=mutations,
+            crossover=crossover,
+        )
+        self.schedule = settings.schedule
         self.rng = np.random.default_rng(settings.seed)
         self.members: list[Member] = []
         self.population: list[Member] = []
@@ -193,39 +113,19 @@ class EvolutionaryOptimizer:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def count_params(self, config: Config) -> int:
-        """Parameters of ``config`` on this task, without allocating it.
-
-        A network the input is too small for (more poolings than pixels) counts as infinitely
-        large, so that the parameter repair shrinks it like any other oversized child.
-        """
-        try:
-            return count_params(config, self.task.input_shape, self.task.n_classes)
-        except ConfigError:
-            return sys.maxsize
-
     def full_evaluation_cost(self, config: Config) -> float:
-        """Predicted seconds to train ``config`` to max_epochs on every fold.
-
-        Uses the cost model's fixed reference constants, not its refit, so that which children
-        are repaired depends on the seed only (the same seed gives the same search anywhere).
-        """
-        try:
-            per_epoch = self.cost_model.base_seconds_per_epoch(config)
-        except ConfigError:
-            return float("inf")
-        return per_epoch * self.settings.max_epochs * len(self.task.splits)
+        """Predicted seconds to train ``config`` to max_epochs on every fold, by the seed-only
+        reference constants (:meth:`CostModel.full_evaluation_seconds`)."""
+        folds = len(self.task.splits)
+        return self.cost_model.full_evaluation_seconds(config, self.settings.max_epochs, folds)
 
     def time_limit(self, member: Member, budget: int) -> float:
-        """Seconds the evaluation of ``member`` at ``budget`` may train.
-
-        The explicit ``eval_time_limit``, else four times the step's predicted cost (refitted to
-        this machine's timings so far) and at least 10 s.
-        """
+        """Seconds the evaluation of ``member`` at ``budget`` may train: the explicit
+        ``eval_time_limit``, else :meth:`CostModel.time_limit` of the step."""
         if self.settings.eval_time_limit is not None:
             return self.settings.eval_time_limit
-        predicted = self.cost_model.seconds(member.config, budget - member.epochs, len(self.task.splits))
-        return max(10.0, 4.0 * predicted)
+        folds = len(self.task.splits)
+        return self.cost_model.time_limit(member.config, budget - member.epochs, folds)
 
     def segments(self, member: Member) -> tuple[int, ...]:
         """The budgets ``member``'s LR schedule is planned over: its bracket's rungs."""
@@ -238,29 +138,37 @@ class EvolutionaryOptimizer:
         return self._spent_before + time.monotonic() - self._session_start
 
     def rank(self, members: Sequence[Member], budget: int | None = None) -> list[Member]:
-        """Feasibility-first order, best first (ties: older member first).
-
-        Members are compared by their :attr:`Member.result`, or by their result at ``budget``.
-        """
-        def key(m: Member) -> tuple[tuple[int, float], int]:
-            result = m.results.get(budget) if budget is not None else m.result
-            return self.constraints.rank_key(result), m.member_id
-
-        return sorted(members, key=key)
+        """:func:`evoband.member.rank_members` under the search's constraints."""
+        return rank_members(members, self.constraints, budget)
 
     def best_member(self) -> Member | None:
         """The best member evaluated so far (the most precise one if none is feasible)."""
-        evaluated = [m for m in self.members if m.results]
-        return self.rank(evaluated)[0] if evaluated else None
+        return best_member(self.members, self.constraints)
+
+    def view(self) -> SearchView:
+        """The search as callbacks see it now."""
+        return SearchView(
+            settings=self.settings,
+            constraints=self.constraints,
+            run_dir=self.store.run_dir,
+            generation=self.generation,
+            members=tuple(self.members),
+            population=tuple(self.population),
+            n_evaluations=self.n_evaluations,
+            elapsed=self.elapsed(),
+            replaying=0 < self.n_evaluations == self.n_replayed,
+        )
 
     # -- making members ------------------------------------------------------------------------
 
-    def _new_member(self, config: Config, origin: str, parents: tuple[int, ...], bracket: int | None) -> Member:
+    def _new_member(
+        self, config: Config, origin: Origin, parents: tuple[int, ...], bracket: int | None
+    ) -> Member:
         member = Member(
             member_id=len(self.members),
             config=config,
             seed=derive_seed(self.settings.seed, len(self.members)),
-            num_params=self.count_params(config),
+            num_params=self.task.count_params(config),
             origin=origin,
             parents=parents,
             generation=self.generation,
@@ -278,39 +186,18 @@ class EvolutionaryOptimizer:
         self.members.append(member)
         return member
 
-    def _sample_config(self) -> Config:
-        while True:
-            config = self.param_budget.repair(self.sampler([], self.rng), self.rng)
-            if config is not None:
-                return config
-
     def _make_child(self, bracket: int | None) -> Member:
-        ranked = self.rank(self.population)
-        usable = [m for m in ranked if m.result is not None and m.result.ok]
-        if self.settings.random_search or not usable:
-            return self._new_member(self._sample_config(), SAMPLED, (), bracket)
-        for _ in range(10):
-            if len(usable) >= 2 and self.rng.random() < self.settings.crossover_prob:
-                first = self.selection.select(usable, 1, self.rng)[0]
-                parents = [first, self.selection.select([m for m in usable if m is not first], 1, self.rng)[0]]
-                config = self.crossover([p.config for p in parents], self.rng)
-                origin = RECOMBINED
-            else:
-                parents = self.selection.select(usable, 1, self.rng)
-                mutation = self.mutations[int(self.rng.integers(len(self.mutations)))]
-                config = mutation([parents[0].config], self.rng)
-                origin = MUTATED
-            repaired = self.param_budget.repair(config, self.rng)
-            if repaired is not None:
-                ids = tuple(dict.fromkeys(p.member_id for p in parents))
-                return self._new_member(repaired, origin, ids, bracket)
-        logger.warning("No child within %s after 10 tries; sampling a fresh one.", self.constraints.max_params.describe())
-        return self._new_member(self._sample_config(), SAMPLED, (), bracket)
+        usable = [m for m in self.rank(self.population) if m.result is not None and m.result.ok]
+        config, origin, parents = self.breeder.child(usable, self.rng)
+        return self._new_member(config, origin, parents, bracket)
 
     # -- evaluating ----------------------------------------------------------------------------
 
     def _check_evaluation_cap(self) -> None:
-        if self.settings.max_evaluations is not None and self.n_evaluations >= self.settings.max_evaluations:
+        if (
+            self.settings.max_evaluations is not None
+            and self.n_evaluations >= self.settings.max_evaluations
+        ):
             self.stopped_by = f"max_evaluations ({self.settings.max_evaluations}) reached"
             raise StopSearch
 
@@ -320,7 +207,9 @@ class EvolutionaryOptimizer:
             self.stopped_by = f"max_time ({self.settings.max_time:g} s) reached"
             raise StopSearch
 
-    def evaluate(self, member: Member, budget: int, bracket: int | None = None, rung: int | None = None) -> Result:
+    def evaluate(
+        self, member: Member, budget: int, bracket: int | None = None, rung: int | None = None
+    ) -> Result:
         """Train ``member`` to ``budget`` epochs (continuing from its checkpoint) and record it."""
         self._check_evaluation_cap()
         previous = member.epochs
@@ -333,7 +222,10 @@ class EvolutionaryOptimizer:
             self._check_time()
             start = time.monotonic()
             result = evaluate(
-                member.config, budget, task=self.task, seed=member.seed,
+                member.config,
+                budget,
+                task=self.task,
+                seed=member.seed,
                 segments=self.segments(member),
                 checkpoint_dir=member.checkpoint_dir,
                 checkpoint_sha256=self.store.latest_checkpoint_hashes(member.member_id),
@@ -343,34 +235,48 @@ class EvolutionaryOptimizer:
                 executor=self.executor,
             )
         if result.ok:
-            self.cost_model.observe(member.config, budget - previous, len(result.folds), result.seconds)
+            self.cost_model.observe(
+                member.config, budget - previous, len(result.folds), result.seconds
+            )
         member.results[budget] = result
         self.n_evaluations += 1
         self.epochs_spent += (budget - previous) * len(result.folds)
         if cached is None:
-            self.peak_checkpoint_bytes = max(self.peak_checkpoint_bytes, self.store.checkpoint_bytes())
+            self.peak_checkpoint_bytes = max(
+                self.peak_checkpoint_bytes, self.store.checkpoint_bytes()
+            )
             self.store.record_evaluation(
-                member.member_id, result, generation=self.generation, bracket=bracket, rung=rung,
+                member.member_id,
+                result,
+                generation=self.generation,
+                bracket=bracket,
+                rung=rung,
                 elapsed=self.elapsed(),
                 state={
-                    "elapsed": self.elapsed(), "generation": self.generation, "bracket": bracket,
-                    "rung": rung, "n_evaluations": self.n_evaluations,
-                    "rng": self.rng.bit_generator.state, "peak_checkpoint_bytes": self.peak_checkpoint_bytes,
+                    "elapsed": self.elapsed(),
+                    "generation": self.generation,
+                    "bracket": bracket,
+                    "rung": rung,
+                    "n_evaluations": self.n_evaluations,
+                    "rng": self.rng.bit_generator.state,
+                    "peak_checkpoint_bytes": self.peak_checkpoint_bytes,
                 },
             )
             self._export()
             self._log(member, result)
-        self.callback.on_evaluation(self, member, result)
+        self.callback.on_evaluation(self.view(), member, result)
         return result
 
     def _log(self, member: Member, result: Result) -> None:
-        verdict = "feasible" if self.constraints.feasible(result) else (
-            result.status if not result.ok else "violates " + ", ".join(c.describe() for c in self.constraints.violated(result))
-        )
         logger.info(
             "%s, %d epochs: top3 %.3f, precision %.3f, %s params, %.1f s [%s]",
-            member.describe(), result.epochs, result.top3, result.precision, f"{result.num_params:,}",
-            result.seconds, verdict,
+            member.describe(),
+            result.epochs,
+            result.top3,
+            result.precision,
+            f"{result.num_params:,}",
+            result.seconds,
+            self.constraints.verdict(result),
         )
 
     def _release(self, members: Sequence[Member]) -> None:
@@ -383,8 +289,12 @@ class EvolutionaryOptimizer:
         if best is None or best.result is None:
             self.store.export(None)
             return
-        training = {"epochs": best.result.epochs, "segments": list(self.segments(best)),
-                    "seed": self.settings.seed, "member_id": best.member_id}
+        training = {
+            "epochs": best.result.epochs,
+            "segments": list(self.segments(best)),
+            "seed": self.settings.seed,
+            "member_id": best.member_id,
+        }
         self.store.export(best.config, training)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -397,13 +307,12 @@ class EvolutionaryOptimizer:
         """
         bracket = self.schedule.brackets[0] if self.schedule is not None else None
         s = bracket.s if bracket is not None else None
-        initial: list[Member] = []
-        starts = [(c, RECIPE) for c in recipes(self.space)] + [(default_config(self.space), DEFAULT)]
-        for config, origin in starts:
-            if len(initial) < self.settings.pop_size and config not in [m.config for m in initial] and self.param_budget.fits(config):
-                initial.append(self._new_member(config, origin, (), s))
+        initial = [
+            self._new_member(config, origin, (), s)
+            for config, origin in self.breeder.starts(self.settings.pop_size)
+        ]
         while len(initial) < self.settings.pop_size:
-            initial.append(self._new_member(self._sample_config(), SAMPLED, (), s))
+            initial.append(self._new_member(self.breeder.sample(self.rng), Origin.SAMPLED, (), s))
         if bracket is None:
             for member in initial:
                 self.evaluate(member, self.settings.max_epochs)
@@ -426,7 +335,7 @@ class EvolutionaryOptimizer:
             for member in alive:
                 self.evaluate(member, budget, s, rung)
             ranked = self.rank(alive, budget)
-            promotable = [m for m in ranked if budget in m.results and m.results[budget].status == OK]
+            promotable = [m for m in ranked if budget in m.results and m.results[budget].ok]
             next_n = sizes[rung + 1] if rung + 1 < len(sizes) else 0
             self._release([m for m in ranked if m not in promotable[:next_n]])
             alive = promotable[:next_n] if next_n else ranked
@@ -443,33 +352,28 @@ class EvolutionaryOptimizer:
             for child in children:
                 self.evaluate(child, self.settings.max_epochs)
                 self._release([child])
-            self.population = plus_selection(self.rank(self.population + children), self.settings.pop_size)
+            self.population = plus_selection(
+                self.rank(self.population + children), self.settings.pop_size
+            )
             return
         for bracket in self.schedule.brackets:
             survivors = self._run_bracket(bracket)
-            self.population = plus_selection(self.rank(self.population + survivors), self.settings.pop_size)
+            self.population = plus_selection(
+                self.rank(self.population + survivors), self.settings.pop_size
+            )
 
     def _end_generation(self) -> None:
-        results = [m.result for m in self.population if m.result is not None and m.result.ok]
-        evaluated = [m for m in self.members if m.results]
-        feasible = [m for m in evaluated if m.result is not None and self.constraints.feasible(m.result)]
         row = {
             "elapsed": self.elapsed(),
-            "population": [m.member_id for m in self.population],
-            "avg_acc": float(np.mean([r.top3 for r in results])) if results else None,
-            "best_acc": max((r.top3 for r in results), default=None),
-            "avg_prec": float(np.mean([r.precision for r in results])) if results else None,
-            "best_prec": max((r.precision for r in results), default=None),
-            "best_feasible_acc": max((m.result.top3 for m in feasible if m.result), default=None),
+            **population_summary(self.population, self.members, self.constraints),
             "n_evaluated": self.n_evaluations,
-            "n_feasible": len(feasible),
             "epochs_spent": self.epochs_spent,
         }
         # A generation replayed to its end keeps the row the original session wrote.
         if not (self._replaying and self.store.has_generation(self.generation)):
             self.store.record_generation(self.generation, row)
         self._export()
-        self.callback.on_generation_end(self, self.generation, self.population)
+        self.callback.on_generation_end(self.view(), self.generation, self.population)
 
     def run(self) -> Member | None:
         """Search until the budget is used up; return the best member (see :meth:`best_member`).
@@ -477,7 +381,7 @@ class EvolutionaryOptimizer:
         A ``KeyboardInterrupt`` (or any exception) leaves the ledger and exports consistent and
         propagates; the run can then be resumed.
         """
-        self.callback.on_run_start(self)
+        self.callback.on_run_start(self.view())
         try:
             self._initial_population()
             self._end_generation()
@@ -489,5 +393,5 @@ class EvolutionaryOptimizer:
             self._end_generation()
         finally:
             self._export()
-            self.callback.on_run_end(self, self.best_member())
+            self.callback.on_run_end(self.view(), self.best_member())
         return self.best_member()

@@ -16,7 +16,8 @@ from multiprocessing.pool import Pool
 import torch
 
 from .errors import ConfigError
-from .target import FoldExecutor, FoldJob, FoldResult, Task, run_fold
+from .results import FoldResult
+from .target import FoldExecutor, FoldJob, Task, run_fold
 from .train import EpochCallback
 
 _WORKER_TASK: Task | None = None
@@ -55,13 +56,18 @@ class ProcessExecutor(FoldExecutor):
             raise ConfigError("Worker processes train on the CPU only; use one worker with a GPU.")
         if self._pool is None or self._task is not task:
             self.close()
-            context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+            context = multiprocessing.get_context(
+                "spawn"
+            )  # no fork of a process holding torch threads
             self._pool = context.Pool(self.workers, initializer=_init_worker, initargs=(task,))
             self._task = task
         return self._pool
 
     def run(
-        self, jobs: Sequence[FoldJob], task: Task, on_epoch: Callable[[int], EpochCallback | None] | None = None
+        self,
+        jobs: Sequence[FoldJob],
+        task: Task,
+        on_epoch: Callable[[int], EpochCallback | None] | None = None,
     ) -> Iterator[FoldResult]:
         if not jobs:
             return

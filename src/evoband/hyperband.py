@@ -7,6 +7,11 @@ from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
 
+__all__ = [
+    "Bracket",
+    "HyperbandSchedule",
+]
+
 
 @dataclass(frozen=True)
 class Bracket:
@@ -42,11 +47,17 @@ class HyperbandSchedule:
         for name in ("min_epochs", "max_epochs", "eta"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"The '{name}' parameter of Hyperband must be an int. Got {value!r} instead.")
+                raise ConfigError(
+                    f"The '{name}' parameter of Hyperband must be an int. Got {value!r} instead."
+                )
         if self.eta < 2:
-            raise ConfigError(f"The 'eta' parameter of Hyperband must be an int >= 2. Got {self.eta} instead.")
+            raise ConfigError(
+                f"The 'eta' parameter of Hyperband must be an int >= 2. Got {self.eta} instead."
+            )
         if self.min_epochs < 1:
-            raise ConfigError(f"The 'min_epochs' parameter must be an int >= 1. Got {self.min_epochs} instead.")
+            raise ConfigError(
+                f"The 'min_epochs' parameter must be an int >= 1. Got {self.min_epochs} instead."
+            )
         if self.min_epochs > self.max_epochs:
             raise ConfigError(
                 f"The 'min_epochs' parameter ({self.min_epochs}) must not exceed the max epochs ({self.max_epochs})."
@@ -62,7 +73,9 @@ class HyperbandSchedule:
     def bracket(self, s: int) -> Bracket:
         s_max = self.s_max
         n = math.ceil((s_max + 1) / (s + 1) * self.eta**s)
-        budgets = [self.min_epochs * self.eta ** (s_max - s + i) for i in range(s)] + [self.max_epochs]
+        budgets = [self.min_epochs * self.eta ** (s_max - s + i) for i in range(s)] + [
+            self.max_epochs
+        ]
         members = [max(1, n // self.eta**i) for i in range(s + 1)]
         return Bracket(s, tuple(members), tuple(budgets))
 
@@ -79,9 +92,13 @@ class HyperbandSchedule:
         return {**asdict(self), "brackets": [asdict(b) for b in self.brackets]}
 
     def __str__(self) -> str:
-        lines = [f"Hyperband schedule: epochs {self.min_epochs}..{self.max_epochs}, eta {self.eta}, s_max {self.s_max}"]
+        lines = [
+            f"Hyperband schedule: epochs {self.min_epochs}..{self.max_epochs}, eta {self.eta}, s_max {self.s_max}"
+        ]
         for b in self.brackets:
             rungs = "  ".join(f"{n}x{r}" for n, r in zip(b.n_members, b.budgets, strict=True))
-            lines.append(f"  bracket s={b.s}: {rungs}   (members x epochs; {b.epochs_cost()} epochs per fold)")
+            lines.append(
+                f"  bracket s={b.s}: {rungs}   (members x epochs; {b.epochs_cost()} epochs per fold)"
+            )
         lines.append(f"  one generation: {self.epochs_cost()} epochs per fold")
         return "\n".join(lines)

@@ -47,7 +47,9 @@ def macro_precision(predicted: torch.Tensor, labels: torch.Tensor, n_classes: in
     return float(per_class[present].mean()) if bool(present.any()) else 0.0
 
 
-def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, loss: float = float("nan")) -> Metrics:
+def compute_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, loss: float = float("nan")
+) -> Metrics:
     """All scores of ``logits`` against ``labels``."""
     n_classes = logits.shape[1]
     predicted = logits.argmax(dim=1)

@@ -19,13 +19,37 @@ from ConfigSpace import (
     OrdinalHyperparameter,
 )
 
+from .files import builtin
 from .space import Config, complete, is_active, sample, sample_value
+
+__all__ = [
+    "COST_KEYS",
+    "STRUCTURE_PREFIXES",
+    "LocalMutation",
+    "NeutralSelection",
+    "ParamBudget",
+    "RandomSampling",
+    "Selection",
+    "TournamentSelection",
+    "UniformCrossover",
+    "UniformMutation",
+    "Variation",
+    "neighbour",
+    "plus_selection",
+    "smallest_config",
+]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-STRUCTURE_PREFIXES = ("n_channels_", "n_conv_layers", "n_fc_layers", "kernel_size", "convs_per_stage")
+STRUCTURE_PREFIXES = (
+    "n_channels_",
+    "n_conv_layers",
+    "n_fc_layers",
+    "kernel_size",
+    "convs_per_stage",
+)
 """Keys that set the parameter count: the ones a repair may shrink."""
 
 COST_KEYS = ("batch_size",)
@@ -85,30 +109,28 @@ class LocalMutation(Variation):
         return complete(self.space, child, rng)
 
 
-def neighbour(space: ConfigurationSpace, name: str, value: Any, rng: np.random.Generator, sigma: float = 0.15) -> Any:
+def neighbour(
+    space: ConfigurationSpace, name: str, value: Any, rng: np.random.Generator, sigma: float = 0.15
+) -> Any:
     """A value next to ``value`` for hyperparameter ``name`` (different whenever possible)."""
     hp = space[name]
     if isinstance(hp, OrdinalHyperparameter):
         seq = list(hp.sequence)
         i = seq.index(value)
         steps = [j for j in (i - 1, i + 1) if 0 <= j < len(seq)]
-        return _py(seq[int(rng.choice(steps))]) if steps else value
+        return builtin(seq[int(rng.choice(steps))]) if steps else value
     if isinstance(hp, CategoricalHyperparameter):
         others = [c for c in hp.choices if c != value]
-        return _py(others[int(rng.integers(len(others)))]) if others else value
+        return builtin(others[int(rng.integers(len(others)))]) if others else value
     vector = float(hp.to_vector(value))
     for _ in range(10):
-        new = _py(hp.to_value(np.clip(vector + rng.normal(0.0, sigma), 0.0, 1.0)))
+        new = builtin(hp.to_value(np.clip(vector + rng.normal(0.0, sigma), 0.0, 1.0)))
         if new != value:
             return new
     if isinstance(value, int):  # a narrow integer range: the adjacent value
         steps = [v for v in (value - 1, value + 1) if hp.legal_value(v)]
         return steps[int(rng.integers(len(steps)))] if steps else value
     return value
-
-
-def _py(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 class UniformCrossover(Variation):
@@ -206,32 +228,44 @@ class ParamBudget:
             if self.count(config) > self.limit:
                 keys = [k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES)]
             elif self._over_cost(config):
-                keys = [k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES) or k in COST_KEYS]
+                keys = [
+                    k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES) or k in COST_KEYS
+                ]
             else:
                 return config
             name = str(rng.choice(keys))
-            value = self._grow(name, config[name], rng) if name in COST_KEYS else self._shrink(name, config[name], rng)
+            value = (
+                self._grow(name, config[name], rng)
+                if name in COST_KEYS
+                else self._shrink(name, config[name], rng)
+            )
             config = complete(self.space, {**config, name: value}, rng)
         if self.fits(config):
             return config
         self.discarded += 1
-        what = f"{self.limit:,} parameters" + ("" if self.cost is None else f" or {self.cost_limit:.0f} s of training")
-        logger.warning("Discarded a child that stays above %s after %d repair steps (%d discarded so far).",
-                       what, self.max_tries, self.discarded)
+        what = f"{self.limit:,} parameters" + (
+            "" if self.cost is None else f" or {self.cost_limit:.0f} s of training"
+        )
+        logger.warning(
+            "Discarded a child that stays above %s after %d repair steps (%d discarded so far).",
+            what,
+            self.max_tries,
+            self.discarded,
+        )
         return None
 
     def _shrink(self, name: str, value: Any, rng: np.random.Generator) -> Any:
         hp = self.space[name]
         if isinstance(hp, OrdinalHyperparameter):
             i = list(hp.sequence).index(value)
-            return _py(hp.sequence[int(rng.integers(i + 1))])
+            return builtin(hp.sequence[int(rng.integers(i + 1))])
         upper = float(hp.to_vector(value))
-        return _py(hp.to_value(rng.uniform(0.0, upper)))
+        return builtin(hp.to_value(rng.uniform(0.0, upper)))
 
     def _grow(self, name: str, value: Any, rng: np.random.Generator) -> Any:
         hp = self.space[name]
         lower = float(hp.to_vector(value))
-        return _py(hp.to_value(rng.uniform(lower, 1.0)))
+        return builtin(hp.to_value(rng.uniform(lower, 1.0)))
 
 
 def smallest_config(space: ConfigurationSpace, count: Callable[[Config], int]) -> Config:
@@ -252,13 +286,13 @@ def smallest_config(space: ConfigurationSpace, count: Callable[[Config], int]) -
     for name in list(config):
         hp = space[name]
         if isinstance(hp, CategoricalHyperparameter) and name in config:
-            config = min((lowest({**config, name: _py(c)}) for c in hp.choices), key=count)
+            config = min((lowest({**config, name: builtin(c)}) for c in hp.choices), key=count)
     return config
 
 
 def _lowest_value(hp: Any) -> Any:
     if isinstance(hp, OrdinalHyperparameter):
-        return _py(hp.sequence[0])
+        return builtin(hp.sequence[0])
     if isinstance(hp, CategoricalHyperparameter):
-        return _py(hp.default_value)
-    return _py(hp.to_value(0.0))
+        return builtin(hp.default_value)
+    return builtin(hp.to_value(0.0))

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .analysis import RunData, member_config, optimum
+from .analysis import optimum
 from .data import DIGITS, load_data
 from .metrics import confusion_matrix
+from .results import Status
+from .runs import RunData, member_config
 from .store import read_training_record
 from .target import Task, evaluate
 from .train import resolve_device
@@ -40,7 +42,7 @@ class TestResult:
     top1: float
     precision: float
     num_params: int
-    status: str
+    status: Status
     predicted: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
@@ -116,7 +118,9 @@ def retrain_on_test(
     segments: list[int] = []
     if epochs is None:
         epochs, segments = selected_training(run, int(best["member_id"]))
-    result = evaluate(config, epochs, task=task, seed=seed, segments=segments, keep_predictions=True)
+    result = evaluate(
+        config, epochs, task=task, seed=seed, segments=segments, keep_predictions=True
+    )
     fold = result.folds[0] if result.folds else None
     return TestResult(
         run=run.name,

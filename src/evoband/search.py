@@ -20,15 +20,17 @@ import numpy as np
 import torch
 
 from . import __version__
-from .callbacks import Callback, ProgressBar
+from .callbacks import ProgressBar
 from .cnn import count_params
 from .constraints import Constraints
 from .data import DataSource, load_data
-from .ea import EvolutionaryOptimizer, SearchSettings, check_max_params
+from .ea import EvolutionaryOptimizer
 from .errors import StoreError
 from .executor import ProcessExecutor
+from .hooks import Callback
 from .member import Member
 from .paths import resolve_default
+from .settings import SearchSettings, check_max_params
 from .space import get_space
 from .store import RunStore
 from .target import Task
@@ -37,9 +39,22 @@ from .train import resolve_device
 logger = logging.getLogger(__name__)
 
 SEARCH_DEFINING = (
-    "space", "max_params", "min_precision", "cv_folds", "data", "pop_size", "num_children",
-    "hyperband", "min_epochs", "max_epochs", "eta", "seed", "crossover_prob", "tournament_size",
-    "random_search", "max_eval_seconds",
+    "space",
+    "max_params",
+    "min_precision",
+    "cv_folds",
+    "data",
+    "pop_size",
+    "num_children",
+    "hyperband",
+    "min_epochs",
+    "max_epochs",
+    "eta",
+    "seed",
+    "crossover_prob",
+    "tournament_size",
+    "random_search",
+    "max_eval_seconds",
 )
 """Arguments a resumed run must share with the run it continues."""
 
@@ -84,14 +99,18 @@ class SearchReport:
         else:
             r = self.best.result
             if self.feasible:
-                lines.append(f"Best feasible configuration ({self.best.describe()}, {r.epochs} epochs):")
+                lines.append(
+                    f"Best feasible configuration ({self.best.describe()}, {r.epochs} epochs):"
+                )
             else:
                 lines.append(
                     "NO FEASIBLE CONFIGURATION FOUND: no evaluated network met "
                     + " and ".join(c.describe() for c in self.constraints.all)
                     + ". Returning the most precise one instead:"
                 )
-            lines.append(f"  CV top-3 {r.top3:.4f}   CV precision {r.precision:.4f}   params {r.num_params:,}")
+            lines.append(
+                f"  CV top-3 {r.top3:.4f}   CV precision {r.precision:.4f}   params {r.num_params:,}"
+            )
             lines.append(f"  {json.dumps(self.best.config)}")
         rate = self.n_feasible / self.n_evaluations if self.n_evaluations else 0.0
         lines.append(
@@ -102,7 +121,9 @@ class SearchReport:
             f"({self.ledger_seconds / max(self.elapsed, 1e-9):.2%} of the run)"
         )
         if self.best is not None:
-            lines.append(f"Retrain it on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True")
+            lines.append(
+                f"Retrain it on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True"
+            )
         return "\n".join(lines)
 
 
@@ -129,11 +150,21 @@ def versions() -> dict[str, str]:
 def search_definition(config: SearchConfig, data: DataSource) -> dict[str, Any]:
     s = config.settings
     return {
-        "space": config.space, "max_params": int(config.max_params), "min_precision": float(config.min_precision),
-        "cv_folds": config.cv_folds, "data": data.location, "pop_size": s.pop_size,
-        "num_children": s.num_children, "hyperband": s.hyperband, "min_epochs": s.min_epochs,
-        "max_epochs": s.max_epochs, "eta": s.eta, "seed": s.seed, "crossover_prob": s.crossover_prob,
-        "tournament_size": s.tournament_size, "random_search": s.random_search,
+        "space": config.space,
+        "max_params": int(config.max_params),
+        "min_precision": float(config.min_precision),
+        "cv_folds": config.cv_folds,
+        "data": data.location,
+        "pop_size": s.pop_size,
+        "num_children": s.num_children,
+        "hyperband": s.hyperband,
+        "min_epochs": s.min_epochs,
+        "max_epochs": s.max_epochs,
+        "eta": s.eta,
+        "seed": s.seed,
+        "crossover_prob": s.crossover_prob,
+        "tournament_size": s.tournament_size,
+        "random_search": s.random_search,
         "max_eval_seconds": s.max_eval_seconds,
     }
 
@@ -143,7 +174,9 @@ def auto_workers(device: torch.device, n_folds: int) -> int:
     a CPU (small networks train on one thread each), one on a GPU."""
     if device.type != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     return max(1, min(cores, n_folds))
 
 
@@ -151,14 +184,24 @@ def prepare_run_dir(config: SearchConfig) -> Path:
     """The run directory; refuses to overwrite a used one unless resuming."""
     run_dir = resolve_default(config.run_dir or Path("runs") / default_run_name(config))
     if run_dir.exists() and not run_dir.is_dir():
-        raise StoreError(f"The run directory {run_dir} is a file, not a directory; choose another --run_dir.")
+        raise StoreError(
+            f"The run directory {run_dir} is a file, not a directory; choose another --run_dir."
+        )
     if config.resume and not run_dir.exists():
-        raise StoreError(f"Nothing to resume in {run_dir}: it does not exist; check --run_dir, or drop --resume to start a new run.")
+        raise StoreError(
+            f"Nothing to resume in {run_dir}: it does not exist; check --run_dir, or drop --resume to start a new run."
+        )
     used = run_dir.exists() and any(run_dir.iterdir())
     if config.resume:
         # a run killed before its ledger existed starts afresh; any other folder is not ours
-        if used and not (run_dir / "history.sqlite").exists() and any(p.name != "checkpoints" for p in run_dir.iterdir()):
-            raise StoreError(f"Cannot resume: {run_dir} holds no history.sqlite; choose the run directory of an evoband run.")
+        if (
+            used
+            and not (run_dir / "history.sqlite").exists()
+            and any(p.name != "checkpoints" for p in run_dir.iterdir())
+        ):
+            raise StoreError(
+                f"Cannot resume: {run_dir} holds no history.sqlite; choose the run directory of an evoband run."
+            )
     elif used:
         raise StoreError(
             f"The run directory {run_dir} exists and is not empty; pass --resume to continue it "
@@ -176,7 +219,9 @@ def check_resume(store: RunStore, definition: dict[str, Any]) -> None:
         if recorded.get(key) != definition[key]
     ]
     if diffs:
-        raise StoreError(f"Cannot resume {store.run_dir} with different settings ({'; '.join(diffs)}).")
+        raise StoreError(
+            f"Cannot resume {store.run_dir} with different settings ({'; '.join(diffs)})."
+        )
 
 
 def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> SearchReport:
@@ -185,7 +230,9 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
     constraints = Constraints.of(config.max_params, config.min_precision)
     space = get_space(config.space, seed=settings.seed)
     data = load_data(config.data_dir, config.image_size)
-    check_max_params(space, constraints, lambda c: count_params(c, data.input_shape, data.n_classes))
+    check_max_params(
+        space, constraints, lambda c: count_params(c, data.input_shape, data.n_classes)
+    )
     run_dir = prepare_run_dir(config)
     device = resolve_device(config.device)
     task = Task(data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device)
@@ -196,19 +243,32 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
             check_resume(store, definition)
             logger.info("Resuming %s from its ledger.", run_dir)
         else:
-            store.set_run_info({
-                "search": definition, "versions": versions(), "data": data.describe(),
-                "space_definition": space.to_serialized_dict(),
-            })
+            store.set_run_info(
+                {
+                    "search": definition,
+                    "versions": versions(),
+                    "data": data.describe(),
+                    "space_definition": space.to_serialized_dict(),
+                }
+            )
         cbs: list[Callback] = list(callbacks)
         if config.progress:
             cbs.insert(0, ProgressBar())
-        workers = config.workers if config.workers is not None else auto_workers(device, len(task.splits))
+        workers = (
+            config.workers if config.workers is not None else auto_workers(device, len(task.splits))
+        )
         executor = ProcessExecutor(workers) if workers > 1 else None
-        optimizer = EvolutionaryOptimizer(space, task, constraints, settings, store, callbacks=cbs, executor=executor)
+        optimizer = EvolutionaryOptimizer(
+            space, task, constraints, settings, store, callbacks=cbs, executor=executor
+        )
         run_json: dict[str, Any] = {
-            "algorithm": settings.algorithm, "arguments": _arguments(config), "search": definition,
-            "versions": versions(), "data": data.describe(), "device": str(device), "workers": workers,
+            "algorithm": settings.algorithm,
+            "arguments": _arguments(config),
+            "search": definition,
+            "versions": versions(),
+            "data": data.describe(),
+            "device": str(device),
+            "workers": workers,
             "started": dt.datetime.now().isoformat(timespec="seconds"),
         }
         if optimizer.schedule is not None:
@@ -223,31 +283,51 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
                 executor.close()
             best = optimizer.best_member()
             report = SearchReport(
-                run_dir=run_dir, best=best,
-                feasible=best is not None and best.result is not None and constraints.feasible(best.result),
+                run_dir=run_dir,
+                best=best,
+                feasible=best is not None
+                and best.result is not None
+                and constraints.feasible(best.result),
                 n_evaluations=optimizer.n_evaluations,
-                n_feasible=sum(1 for m in optimizer.members for r in m.results.values() if constraints.feasible(r)),
-                elapsed=optimizer.elapsed(), stopped_by=optimizer.stopped_by or ("interrupted" if interrupted else ""),
-                constraints=constraints, peak_checkpoint_bytes=optimizer.peak_checkpoint_bytes,
+                n_feasible=sum(
+                    1
+                    for m in optimizer.members
+                    for r in m.results.values()
+                    if constraints.feasible(r)
+                ),
+                elapsed=optimizer.elapsed(),
+                stopped_by=optimizer.stopped_by or ("interrupted" if interrupted else ""),
+                constraints=constraints,
+                peak_checkpoint_bytes=optimizer.peak_checkpoint_bytes,
                 ledger_seconds=store.write_seconds,
             )
-            run_json.update({
-                "finished": dt.datetime.now().isoformat(timespec="seconds"),
-                "elapsed_seconds": report.elapsed, "stopped_by": report.stopped_by,
-                "n_evaluations": report.n_evaluations, "n_replayed": optimizer.n_replayed,
-                "n_feasible": report.n_feasible, "feasible": report.feasible,
-                "peak_checkpoint_bytes": report.peak_checkpoint_bytes,
-                "ledger_write_seconds": report.ledger_seconds,
-                "children_discarded_over_max_params": optimizer.param_budget.discarded,
-                "best": None if best is None or best.result is None else {
-                    "member_id": best.member_id, "config": best.config, **best.result.to_dict()
-                },
-            })
+            run_json.update(
+                {
+                    "finished": dt.datetime.now().isoformat(timespec="seconds"),
+                    "elapsed_seconds": report.elapsed,
+                    "stopped_by": report.stopped_by,
+                    "n_evaluations": report.n_evaluations,
+                    "n_replayed": optimizer.n_replayed,
+                    "n_feasible": report.n_feasible,
+                    "feasible": report.feasible,
+                    "peak_checkpoint_bytes": report.peak_checkpoint_bytes,
+                    "ledger_write_seconds": report.ledger_seconds,
+                    "children_discarded_over_max_params": optimizer.param_budget.discarded,
+                    "best": None
+                    if best is None or best.result is None
+                    else {
+                        "member_id": best.member_id,
+                        "config": best.config,
+                        **best.result.to_dict(),
+                    },
+                }
+            )
             store.write_run_json(run_json)
             if interrupted:
                 logger.warning(
                     "Interrupted; the ledger and outputs are saved. Resume with:\n"
-                    "  python src/AutoML.py --run_dir %s --resume [the same arguments]", run_dir
+                    "  python src/AutoML.py --run_dir %s --resume [the same arguments]",
+                    run_dir,
                 )
         return report
     finally:

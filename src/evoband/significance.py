@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .analysis import RunData, best_run
 from .retrain import TestResult
+from .runs import RunData, best_run
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,27 @@ from ConfigSpace import (
 )
 
 from .errors import ConfigError
+from .files import builtin
+
+__all__ = [
+    "DEFAULT_NETWORK",
+    "MAX_LAYERS",
+    "RECIPES",
+    "SPACES",
+    "Config",
+    "complete",
+    "course_space",
+    "default_config",
+    "extended_space",
+    "get_space",
+    "is_active",
+    "load_config",
+    "plain",
+    "recipes",
+    "sample",
+    "sample_value",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +99,12 @@ def course_space(seed: int | None = None) -> ConfigurationSpace:
     cs = ConfigurationSpace(name="course", seed=seed)
     cs.add(
         [
-            Float("learning_rate_init", (1e-5, 0.1), log=True, default=DEFAULT_NETWORK["learning_rate_init"]),
+            Float(
+                "learning_rate_init",
+                (1e-5, 0.1),
+                log=True,
+                default=DEFAULT_NETWORK["learning_rate_init"],
+            ),
             Integer("batch_size", (4, 300), log=True, default=290),
             OrdinalHyperparameter("kernel_size", [3, 5, 7], default_value=5),
             Categorical("use_BN", [True, False], default=False),
@@ -86,8 +112,12 @@ def course_space(seed: int | None = None) -> ConfigurationSpace:
             Float("dropout_rate", (0.01, 0.5), log=True, default=0.2),
             Integer("n_conv_layers", (1, MAX_LAYERS), default=3),
             Integer("n_fc_layers", (1, MAX_LAYERS), default=2),
-            Categorical("optimizer", ["adam", "adamw", "sgd", "adad"], default="adamw", weights=[3, 3, 2, 1]),
-            Categorical("train_criterion", ["cross_entropy", "mse"], default="cross_entropy", weights=[4, 1]),
+            Categorical(
+                "optimizer", ["adam", "adamw", "sgd", "adad"], default="adamw", weights=[3, 3, 2, 1]
+            ),
+            Categorical(
+                "train_criterion", ["cross_entropy", "mse"], default="cross_entropy", weights=[4, 1]
+            ),
         ]
     )
     _add_layer_widths(cs, "n_channels_conv", "n_conv_layers", (16, 1024), [457, 511, 38])
@@ -121,7 +151,12 @@ def extended_space(seed: int | None = None) -> ConfigurationSpace:
             Constant("train_criterion", "cross_entropy"),
             Float("weight_decay", (1e-6, 0.1), log=True, default=0.05),
             Float("label_smoothing", (0.0, 0.3), default=0.1),
-            Categorical("lr_schedule", ["constant", "cosine", "onecycle"], default="onecycle", weights=[1, 2, 3]),
+            Categorical(
+                "lr_schedule",
+                ["constant", "cosine", "onecycle"],
+                default="onecycle",
+                weights=[1, 2, 3],
+            ),
             Categorical("activation", ["relu", "leaky_relu", "gelu", "silu"], default="relu"),
             Categorical("aug_flip", [True, False], default=True),
             Integer("aug_shift", (0, 3), default=2),
@@ -133,11 +168,25 @@ def extended_space(seed: int | None = None) -> ConfigurationSpace:
 
 
 _RECIPE_BASE: Config = {
-    "learning_rate_init": 3e-3, "batch_size": 64, "kernel_size": 3, "use_BN": True,
-    "global_avg_pooling": True, "dropout_rate": 0.1, "n_conv_layers": 3, "convs_per_stage": 2,
-    "n_channels_conv_0": 32, "n_channels_conv_1": 64, "n_channels_conv_2": 128, "n_fc_layers": 0,
-    "optimizer": "adamw", "train_criterion": "cross_entropy", "weight_decay": 0.05,
-    "label_smoothing": 0.1, "lr_schedule": "onecycle", "activation": "relu", "aug_flip": True,
+    "learning_rate_init": 3e-3,
+    "batch_size": 64,
+    "kernel_size": 3,
+    "use_BN": True,
+    "global_avg_pooling": True,
+    "dropout_rate": 0.1,
+    "n_conv_layers": 3,
+    "convs_per_stage": 2,
+    "n_channels_conv_0": 32,
+    "n_channels_conv_1": 64,
+    "n_channels_conv_2": 128,
+    "n_fc_layers": 0,
+    "optimizer": "adamw",
+    "train_criterion": "cross_entropy",
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+    "lr_schedule": "onecycle",
+    "activation": "relu",
+    "aug_flip": True,
     "aug_shift": 2,
 }
 
@@ -146,24 +195,62 @@ RECIPES: dict[str, Config] = {
     # one-cycle schedule, label smoothing, flip + shift augmentation (the usual small-image recipe).
     "bn-cnn": dict(_RECIPE_BASE),
     # The same at a quarter of the parameters, without flips (for data that is not mirror-symmetric).
-    "bn-cnn-small": {**_RECIPE_BASE, "n_channels_conv_0": 16, "n_channels_conv_1": 32,
-                     "n_channels_conv_2": 64, "aug_flip": False, "aug_shift": 1},
+    "bn-cnn-small": {
+        **_RECIPE_BASE,
+        "n_channels_conv_0": 16,
+        "n_channels_conv_1": 32,
+        "n_channels_conv_2": 64,
+        "aug_flip": False,
+        "aug_shift": 1,
+    },
     # One conv per stage, wider, with a hidden FC layer and SGD + momentum on a cosine schedule.
-    "sgd-cosine": {**_RECIPE_BASE, "convs_per_stage": 1, "n_channels_conv_0": 64,
-                   "n_channels_conv_1": 128, "n_channels_conv_2": 256, "n_fc_layers": 1,
-                   "n_channels_fc_0": 128, "dropout_rate": 0.3, "optimizer": "sgd",
-                   "learning_rate_init": 0.05, "weight_decay": 5e-4, "lr_schedule": "cosine"},
+    "sgd-cosine": {
+        **_RECIPE_BASE,
+        "convs_per_stage": 1,
+        "n_channels_conv_0": 64,
+        "n_channels_conv_1": 128,
+        "n_channels_conv_2": 256,
+        "n_fc_layers": 1,
+        "n_channels_fc_0": 128,
+        "dropout_rate": 0.3,
+        "optimizer": "sgd",
+        "learning_rate_init": 0.05,
+        "weight_decay": 5e-4,
+        "lr_schedule": "cosine",
+    },
     # The course space's network family, trained the usual way (BN, Adam, small widths).
-    "course-bn": {"learning_rate_init": 2e-3, "batch_size": 64, "kernel_size": 3, "use_BN": True,
-                  "global_avg_pooling": True, "dropout_rate": 0.1, "n_conv_layers": 3,
-                  "n_channels_conv_0": 32, "n_channels_conv_1": 64, "n_channels_conv_2": 128,
-                  "n_fc_layers": 1, "n_channels_fc_0": 64, "optimizer": "adam",
-                  "train_criterion": "cross_entropy"},
-    "course-bn-small": {"learning_rate_init": 3e-3, "batch_size": 32, "kernel_size": 3,
-                        "use_BN": True, "global_avg_pooling": True, "dropout_rate": 0.05,
-                        "n_conv_layers": 3, "n_channels_conv_0": 16, "n_channels_conv_1": 32,
-                        "n_channels_conv_2": 64, "n_fc_layers": 1, "n_channels_fc_0": 32,
-                        "optimizer": "adamw", "train_criterion": "cross_entropy"},
+    "course-bn": {
+        "learning_rate_init": 2e-3,
+        "batch_size": 64,
+        "kernel_size": 3,
+        "use_BN": True,
+        "global_avg_pooling": True,
+        "dropout_rate": 0.1,
+        "n_conv_layers": 3,
+        "n_channels_conv_0": 32,
+        "n_channels_conv_1": 64,
+        "n_channels_conv_2": 128,
+        "n_fc_layers": 1,
+        "n_channels_fc_0": 64,
+        "optimizer": "adam",
+        "train_criterion": "cross_entropy",
+    },
+    "course-bn-small": {
+        "learning_rate_init": 3e-3,
+        "batch_size": 32,
+        "kernel_size": 3,
+        "use_BN": True,
+        "global_avg_pooling": True,
+        "dropout_rate": 0.05,
+        "n_conv_layers": 3,
+        "n_channels_conv_0": 16,
+        "n_channels_conv_1": 32,
+        "n_channels_conv_2": 64,
+        "n_fc_layers": 1,
+        "n_channels_fc_0": 32,
+        "optimizer": "adamw",
+        "train_criterion": "cross_entropy",
+    },
 }
 """General starting points for the initial population (not tuned to one data set): each is used
 in the spaces where it is a valid configuration, before any random sample."""
@@ -196,10 +283,7 @@ def get_space(name: str, seed: int | None = None) -> ConfigurationSpace:
 
 def plain(values: Mapping[str, Any]) -> Config:
     """A config with numpy scalars turned into Python ones (JSON-able, comparable)."""
-    out: Config = {}
-    for key, value in values.items():
-        out[key] = value.item() if isinstance(value, np.generic) else value
-    return out
+    return {key: builtin(value) for key, value in values.items()}
 
 
 def is_active(space: ConfigurationSpace, name: str, values: Mapping[str, Any]) -> bool:
@@ -224,7 +308,9 @@ def sample(space: ConfigurationSpace, rng: np.random.Generator) -> Config:
     return complete(space, {}, rng)
 
 
-def complete(space: ConfigurationSpace, values: Mapping[str, Any], rng: np.random.Generator) -> Config:
+def complete(
+    space: ConfigurationSpace, values: Mapping[str, Any], rng: np.random.Generator
+) -> Config:
     """Make ``values`` a valid genotype: drop inactive keys, draw missing active ones.
 
     Hyperparameters are visited in the space's (topological) order, so that a child keeps its
@@ -243,9 +329,13 @@ def validate(space: ConfigurationSpace, values: Mapping[str, Any]) -> Configurat
         if key not in space:
             raise ConfigError(f"Unknown hyperparameter {key!r} (not in the {space.name} space).")
         if not isinstance(value, (bool, int, float, str, np.generic)):
-            raise ConfigError(f"Hyperparameter {key!r} must be a single value, not {type(value).__name__} {value!r}.")
+            raise ConfigError(
+                f"Hyperparameter {key!r} must be a single value, not {type(value).__name__} {value!r}."
+            )
         if not space[key].legal_value(value):
-            raise ConfigError(f"Hyperparameter {key!r} has the value {value!r}, but must be in {space[key]}.")
+            raise ConfigError(
+                f"Hyperparameter {key!r} has the value {value!r}, but must be in {space[key]}."
+            )
     try:
         return Configuration(space, values=dict(values))
     except Exception as exc:  # ConfigSpace raises several types with terse texts
@@ -271,19 +361,34 @@ def load_config(source: str | Path | Mapping[str, Any], space: ConfigurationSpac
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from exc
+            raise ConfigError(
+                f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}."
+            ) from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin} must hold a JSON object of hyperparameters, not {type(raw).__name__}.")
+        raise ConfigError(
+            f"{origin} must hold a JSON object of hyperparameters, not {type(raw).__name__}."
+        )
     for key, value in raw.items():
         if key not in space:
-            raise ConfigError(f"Unknown hyperparameter {key!r} in {origin} (not in the {space.name} space).")
+            raise ConfigError(
+                f"Unknown hyperparameter {key!r} in {origin} (not in the {space.name} space)."
+            )
         if not isinstance(value, (bool, int, float, str)):
-            raise ConfigError(f"Hyperparameter {key!r} in {origin} must be a single value, not {type(value).__name__} {value!r}.")
+            raise ConfigError(
+                f"Hyperparameter {key!r} in {origin} must be a single value, not {type(value).__name__} {value!r}."
+            )
         hp = space[key]
-        if isinstance(value, float) and value.is_integer() and isinstance(hp.default_value, (int, np.integer)) and not isinstance(hp.default_value, bool):
+        if (
+            isinstance(value, float)
+            and value.is_integer()
+            and isinstance(hp.default_value, (int, np.integer))
+            and not isinstance(hp.default_value, bool)
+        ):
             raw[key] = int(value)
         if not hp.legal_value(raw[key]):
-            raise ConfigError(f"Hyperparameter {key!r} in {origin} has the value {value!r}, which is not allowed: {hp}.")
+            raise ConfigError(
+                f"Hyperparameter {key!r} in {origin} has the value {value!r}, which is not allowed: {hp}."
+            )
     values: Config = {}
     filled: list[str] = []
     for name in space:
@@ -296,7 +401,9 @@ def load_config(source: str | Path | Mapping[str, Any], space: ConfigurationSpac
             filled.append(name)
     ignored = sorted(set(raw) - set(values))
     if ignored:
-        logger.warning("Ignoring keys of inactive hyperparameters in %s: %s", origin, ", ".join(ignored))
+        logger.warning(
+            "Ignoring keys of inactive hyperparameters in %s: %s", origin, ", ".join(ignored)
+        )
     if filled:
         logger.info("Filled missing keys from the defaults: %s", ", ".join(filled))
     validate(space, values)

@@ -11,7 +11,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -22,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from .errors import StoreError
-from .target import FoldResult, Result
+from .files import json_default, write_json, write_text
+from .results import FoldResult, Result, Status
 
 SCHEMA_VERSION = 1
 LEDGER = "history.sqlite"
@@ -51,29 +51,6 @@ CREATE TABLE IF NOT EXISTS generations (
     n_evaluated INTEGER, n_feasible INTEGER, epochs_spent INTEGER);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomic, indented JSON."""
-    write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _nan_to_none(x: float | None) -> float | None:
@@ -170,7 +147,7 @@ class RunStore:
         with self.transaction() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO run VALUES (?, ?)",
-                [(k, json.dumps(v, default=_json_default)) for k, v in info.items()],
+                [(k, json.dumps(v, default=json_default)) for k, v in info.items()],
             )
 
     def run_info(self) -> dict[str, Any]:
@@ -184,7 +161,7 @@ class RunStore:
     def _put_state(c: sqlite3.Connection, values: Mapping[str, Any]) -> None:
         c.executemany(
             "INSERT OR REPLACE INTO state VALUES (?, ?)",
-            [(k, json.dumps(v, default=_json_default)) for k, v in values.items()],
+            [(k, json.dumps(v, default=json_default)) for k, v in values.items()],
         )
 
     def state(self) -> dict[str, Any]:
@@ -193,7 +170,9 @@ class RunStore:
     # -- members and results -------------------------------------------------------------------
 
     def member_config(self, member_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT config FROM members WHERE member_id=?", (member_id,)).fetchone()
+        row = self.conn.execute(
+            "SELECT config FROM members WHERE member_id=?", (member_id,)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     def add_member(self, member: Any) -> None:
@@ -201,9 +180,17 @@ class RunStore:
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (member.member_id, json.dumps(member.config), member.seed, member.num_params,
-                 member.origin, json.dumps(list(member.parents)), member.generation, member.bracket,
-                 time.time()),
+                (
+                    member.member_id,
+                    json.dumps(member.config),
+                    member.seed,
+                    member.num_params,
+                    member.origin,
+                    json.dumps(list(member.parents)),
+                    member.generation,
+                    member.bracket,
+                    time.time(),
+                ),
             )
 
     def record_fold(self, member_id: int, epochs: int, fold: FoldResult) -> None:
@@ -211,9 +198,21 @@ class RunStore:
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO folds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (member_id, epochs, fold.fold, fold.status, fold.top3, fold.top1, fold.precision,
-                 _nan_to_none(fold.loss), fold.epochs, fold.seconds, fold.message,
-                 fold.checkpoint_sha256, time.time()),
+                (
+                    member_id,
+                    epochs,
+                    fold.fold,
+                    fold.status,
+                    fold.top3,
+                    fold.top1,
+                    fold.precision,
+                    _nan_to_none(fold.loss),
+                    fold.epochs,
+                    fold.seconds,
+                    fold.message,
+                    fold.checkpoint_sha256,
+                    time.time(),
+                ),
             )
 
     def fold_results(self, member_id: int, epochs: int) -> dict[int, FoldResult]:
@@ -224,7 +223,18 @@ class RunStore:
             (member_id, epochs),
         ).fetchall()
         return {
-            r[0]: FoldResult(r[0], r[1], r[2], r[3], float("nan") if r[4] is None else r[4], r[5], r[6], r[7], r[8], r[9])
+            r[0]: FoldResult(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                float("nan") if r[4] is None else r[4],
+                r[5],
+                r[6],
+                Status(r[7]),
+                r[8],
+                r[9],
+            )
             for r in rows
         }
 
@@ -238,16 +248,36 @@ class RunStore:
         return {fold: sha for fold, sha in rows}
 
     def record_evaluation(
-        self, member_id: int, result: Result, *, generation: int, bracket: int | None,
-        rung: int | None, elapsed: float, state: Mapping[str, Any],
+        self,
+        member_id: int,
+        result: Result,
+        *,
+        generation: int,
+        bracket: int | None,
+        rung: int | None,
+        elapsed: float,
+        state: Mapping[str, Any],
     ) -> None:
         """Commit a finished evaluation together with the optimizer state that follows it."""
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (member_id, result.epochs, result.status, result.top3, result.top1, result.precision,
-                 result.num_params, result.seconds, result.message, generation, bracket, rung,
-                 elapsed, time.time()),
+                (
+                    member_id,
+                    result.epochs,
+                    result.status,
+                    result.top3,
+                    result.top1,
+                    result.precision,
+                    result.num_params,
+                    result.seconds,
+                    result.message,
+                    generation,
+                    bracket,
+                    rung,
+                    elapsed,
+                    time.time(),
+                ),
             )
             self._put_state(c, state)
 
@@ -262,19 +292,33 @@ class RunStore:
             return None
         top3, top1, precision, num_params, n_epochs, seconds, status, message = row
         folds = list(self.fold_results(member_id, epochs).values())
-        return Result(top3, top1, precision, num_params, n_epochs, seconds, status, message, folds)
+        return Result(
+            top3, top1, precision, num_params, n_epochs, seconds, Status(status), message, folds
+        )
 
     def record_generation(self, generation: int, row: Mapping[str, Any]) -> None:
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (generation, row["elapsed"], json.dumps(row["population"]), row["avg_acc"],
-                 row["best_acc"], row["avg_prec"], row["best_prec"], row["best_feasible_acc"],
-                 row["n_evaluated"], row["n_feasible"], row["epochs_spent"]),
+                (
+                    generation,
+                    row["elapsed"],
+                    json.dumps(row["population"]),
+                    row["avg_acc"],
+                    row["best_acc"],
+                    row["avg_prec"],
+                    row["best_prec"],
+                    row["best_feasible_acc"],
+                    row["n_evaluated"],
+                    row["n_feasible"],
+                    row["epochs_spent"],
+                ),
             )
 
     def has_generation(self, generation: int) -> bool:
-        row = self.conn.execute("SELECT 1 FROM generations WHERE generation=?", (generation,)).fetchone()
+        row = self.conn.execute(
+            "SELECT 1 FROM generations WHERE generation=?", (generation,)
+        ).fetchone()
         return row is not None
 
     # -- reading for users ---------------------------------------------------------------------
@@ -300,7 +344,9 @@ class RunStore:
 
     # -- exports -------------------------------------------------------------------------------
 
-    def export(self, best_config: Mapping[str, Any] | None, training: Mapping[str, Any] | None = None) -> None:
+    def export(
+        self, best_config: Mapping[str, Any] | None, training: Mapping[str, Any] | None = None
+    ) -> None:
         """Rewrite ``automl_run.json``, ``progress.csv`` and ``opt_cfg.json`` from the ledger.
 
         ``training`` (the epochs and LR segments the optimum was scored at) goes to
@@ -313,9 +359,20 @@ class RunStore:
             "JOIN members m USING (member_id) ORDER BY e.finished, e.member_id"
         ).fetchall()
         records = [
-            {"member_id": r[0], "parents": json.loads(r[1]), "origin": r[2], "generation": r[3],
-             "configuration": json.loads(r[4]), "top3": r[5], "top1": r[6], "precision": r[7],
-             "num_params": r[8], "epochs": r[9], "status": r[10], "seconds": r[11]}
+            {
+                "member_id": r[0],
+                "parents": json.loads(r[1]),
+                "origin": r[2],
+                "generation": r[3],
+                "configuration": json.loads(r[4]),
+                "top3": r[5],
+                "top1": r[6],
+                "precision": r[7],
+                "num_params": r[8],
+                "epochs": r[9],
+                "status": r[10],
+                "seconds": r[11],
+            }
             for r in rows
         ]
         write_json(self.run_dir / "automl_run.json", records)
@@ -324,11 +381,21 @@ class RunStore:
         writer = csv.writer(buffer)
         writer.writerow(PROGRESS_COLUMNS)
         for row in gens.itertuples(index=False):
-            writer.writerow([
-                row.avg_acc, row.best_acc, row.avg_prec, row.best_prec, row.generation, row.elapsed,
-                row.best_feasible_acc, row.n_evaluated, row.n_feasible, row.epochs_spent,
-            ])
-        write_atomic(self.run_dir / "progress.csv", buffer.getvalue())
+            writer.writerow(
+                [
+                    row.avg_acc,
+                    row.best_acc,
+                    row.avg_prec,
+                    row.best_prec,
+                    row.generation,
+                    row.elapsed,
+                    row.best_feasible_acc,
+                    row.n_evaluated,
+                    row.n_feasible,
+                    row.epochs_spent,
+                ]
+            )
+        write_text(self.run_dir / "progress.csv", buffer.getvalue())
         if best_config is not None:
             write_json(self.run_dir / "opt_cfg.json", dict(best_config))
             if training is not None:
@@ -350,9 +417,18 @@ class RunStore:
 
 
 PROGRESS_COLUMNS = [
-    "avg_acc", "best_acc", "avg_prec", "best_prec", "step", "time",
-    "best_feasible_acc", "n_evaluated", "n_feasible", "epochs_spent",
+    "avg_acc",
+    "best_acc",
+    "avg_prec",
+    "best_prec",
+    "step",
+    "time",
+    "best_feasible_acc",
+    "n_evaluated",
+    "n_feasible",
+    "epochs_spent",
 ]
+
 
 def load_run(run_dir: str | Path) -> pd.DataFrame:
     """All evaluations of a run, one row per member and budget (usable while the run is live).
@@ -364,6 +440,15 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
     store = RunStore(run_dir, readonly=True)
     try:
         return store.evaluations_frame()
+    finally:
+        store.close()
+
+
+def load_generations(run_dir: str | Path) -> pd.DataFrame:
+    """The generation rows of a run (:meth:`RunStore.generations_frame`), also while it is live."""
+    store = RunStore(run_dir, readonly=True)
+    try:
+        return store.generations_frame()
     finally:
         store.close()
 
@@ -380,12 +465,17 @@ def read_training_record(config_path: Path) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(path.read_text())
-        out: dict[str, Any] = {"epochs": int(record["epochs"]), "segments": [int(b) for b in record.get("segments", [])]}
+        out: dict[str, Any] = {
+            "epochs": int(record["epochs"]),
+            "segments": [int(b) for b in record.get("segments", [])],
+        }
         if "member_id" in record:
             out["member_id"] = int(record["member_id"])
         return out
     except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"{path} is not a valid training record ({exc}); delete it or fix it.") from exc
+        raise StoreError(
+            f"{path} is not a valid training record ({exc}); delete it or fix it."
+        ) from exc
 
 
 def read_run_json(run_dir: str | Path) -> dict[str, Any]:

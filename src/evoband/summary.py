@@ -14,16 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .analysis import (
-    RunData,
-    best_run,
-    feasible_mask,
-    member_config,
-    optimum,
-    result_of,
-    time_to_first_feasible,
-)
+from .analysis import feasible_mask, optimum, result_of, time_to_first_feasible
 from .retrain import TestResult
+from .runs import RunData, best_run, member_config
 
 # -- configurations --------------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,10 @@ import torch
 
 from .cnn import count_params
 from .data import DataSource, channel_stats, normalize, stratified_folds
+from .errors import ConfigError
+from .files import write_atomic
+from .results import FoldResult, Result, Status
 from .train import (
-    DIVERGED,
-    FAILED,
-    OK,
-    TIMED_OUT,
     EpochCallback,
     TrainState,
     derive_seed,
@@ -34,8 +33,6 @@ from .train import (
 )
 
 logger = logging.getLogger(__name__)
-
-_STATUS_ORDER = [OK, TIMED_OUT, DIVERGED, FAILED]
 
 
 @dataclass(frozen=True)
@@ -95,74 +92,16 @@ class Task:
     def n_classes(self) -> int:
         return self.data.n_classes
 
+    def count_params(self, config: Mapping[str, Any]) -> int:
+        """Parameters of ``config`` on this task, without allocating it.
 
-@dataclass
-class FoldResult:
-    """The outcome of one fold at one budget."""
-
-    fold: int
-    top3: float
-    top1: float
-    precision: float
-    loss: float
-    epochs: int
-    seconds: float
-    status: str = OK
-    message: str = ""
-    checkpoint_sha256: str = ""
-    predicted: list[int] = field(default_factory=list, repr=False)
-    labels: list[int] = field(default_factory=list, repr=False)
-    model: Any = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The scores (predictions only when kept; never the model)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
-        if not self.predicted:
-            d.pop("predicted")
-            d.pop("labels")
-        return d
-
-
-@dataclass
-class Result:
-    """The outcome of one evaluation: means over folds, per-fold values and an overall status."""
-
-    top3: float
-    top1: float
-    precision: float
-    num_params: int
-    epochs: int
-    seconds: float
-    status: str
-    message: str = ""
-    folds: list[FoldResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @classmethod
-    def from_folds(cls, folds: list[FoldResult], num_params: int, epochs: int) -> Result:
-        """Means over folds; the worst fold status is the result's status."""
-        n = max(len(folds), 1)
-        status = max((f.status for f in folds), key=_STATUS_ORDER.index, default=FAILED)
-        message = "; ".join(f"fold {f.fold}: {f.message}" for f in folds if f.message)
-        return cls(
-            top3=sum(f.top3 for f in folds) / n,
-            top1=sum(f.top1 for f in folds) / n,
-            precision=sum(f.precision for f in folds) / n,
-            num_params=num_params,
-            epochs=epochs,
-            seconds=sum(f.seconds for f in folds),
-            status=status,
-            message=message,
-            folds=folds,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "folds"}
-        d["folds"] = [f.to_dict() for f in self.folds]
-        return d
+        A network the input is too small for (more poolings than pixels) counts as infinitely
+        large, so that the parameter repair of a search shrinks it like any other oversized child.
+        """
+        try:
+            return count_params(config, self.input_shape, self.n_classes)
+        except ConfigError:
+            return sys.maxsize
 
 
 def file_sha256(path: Path) -> str:
@@ -175,18 +114,15 @@ def file_sha256(path: Path) -> str:
 
 
 def save_checkpoint(path: Path, state: TrainState) -> str:
-    """Write ``state`` atomically (temp file, fsync, rename); return the file's SHA-256."""
+    """Write ``state`` atomically (see :func:`evoband.files.write_atomic`); return its SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state.state_dict(), fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda fh: torch.save(state.state_dict(), fh))
     return file_sha256(path)
 
 
-def load_checkpoint(path: Path, state: TrainState, expected_sha256: str | None, max_epochs: int) -> bool:
+def load_checkpoint(
+    path: Path, state: TrainState, expected_sha256: str | None, max_epochs: int
+) -> bool:
     """Restore ``state`` from ``path`` if it is there, intact and usable; say whether it was.
 
     A missing, truncated or mismatching file is logged and ignored: the fold is retrained; one
@@ -197,10 +133,14 @@ def load_checkpoint(path: Path, state: TrainState, expected_sha256: str | None, 
             logger.warning("Checkpoint %s is missing; retraining that fold from scratch.", path)
         return False
     if expected_sha256 and file_sha256(path) != expected_sha256:
-        logger.warning("Checkpoint %s does not match its recorded hash; retraining from scratch.", path)
+        logger.warning(
+            "Checkpoint %s does not match its recorded hash; retraining from scratch.", path
+        )
         return False
     try:
-        saved = torch.load(path, map_location=next(state.model.parameters()).device, weights_only=True)
+        saved = torch.load(
+            path, map_location=next(state.model.parameters()).device, weights_only=True
+        )
         if int(saved["epochs_done"]) > max_epochs:
             return False
         state.load_state_dict(saved)
@@ -251,12 +191,22 @@ def evaluate(
     """
     num_params = count_params(config, task.input_shape, task.n_classes)
     done = dict(done_folds or {})
-    if any(f.status in (TIMED_OUT, FAILED) for f in done.values()):
+    if any(f.status in (Status.TIMED_OUT, Status.FAILED) for f in done.values()):
         return Result.from_folds([done[k] for k in sorted(done)], num_params, epochs)
     jobs = [
-        FoldJob(dict(config), epochs, k, seed, tuple(segments), checkpoint_dir,
-                (checkpoint_sha256 or {}).get(k), deadline, keep_predictions)
-        for k in range(len(task.splits)) if k not in done
+        FoldJob(
+            dict(config),
+            epochs,
+            k,
+            seed,
+            tuple(segments),
+            checkpoint_dir,
+            (checkpoint_sha256 or {}).get(k),
+            deadline,
+            keep_predictions,
+        )
+        for k in range(len(task.splits))
+        if k not in done
     ]
     for result in (executor or SerialExecutor()).run(jobs, task, on_epoch):
         done[result.fold] = result
@@ -285,7 +235,10 @@ class FoldExecutor(ABC):
 
     @abstractmethod
     def run(
-        self, jobs: Sequence[FoldJob], task: Task, on_epoch: Callable[[int], EpochCallback | None] | None = None
+        self,
+        jobs: Sequence[FoldJob],
+        task: Task,
+        on_epoch: Callable[[int], EpochCallback | None] | None = None,
     ) -> Iterator[FoldResult]:
         """Results of ``jobs`` on ``task``, in the order they finish."""
 
@@ -297,12 +250,15 @@ class SerialExecutor(FoldExecutor):
     """Folds one after the other in this process; stops after a timed-out or failed fold."""
 
     def run(
-        self, jobs: Sequence[FoldJob], task: Task, on_epoch: Callable[[int], EpochCallback | None] | None = None
+        self,
+        jobs: Sequence[FoldJob],
+        task: Task,
+        on_epoch: Callable[[int], EpochCallback | None] | None = None,
     ) -> Iterator[FoldResult]:
         for job in jobs:
             result = run_fold(job, task, on_epoch(job.fold) if on_epoch else None)
             yield result
-            if result.status in (TIMED_OUT, FAILED):
+            if result.status in (Status.TIMED_OUT, Status.FAILED):
                 return
 
 
@@ -313,32 +269,71 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
     """
     config, epochs, k, seed = job.config, job.epochs, job.fold, job.seed
     split, checkpoint_dir = task.splits[k], job.checkpoint_dir
-    expected_sha256, deadline, keep_predictions = job.expected_sha256, job.deadline, job.keep_predictions
+    expected_sha256, deadline, keep_predictions = (
+        job.expected_sha256,
+        job.deadline,
+        job.keep_predictions,
+    )
     start = time.perf_counter()
     try:
+
         def fresh_state() -> TrainState:
             return make_state(
-                config, task.input_shape, task.n_classes, seed=derive_seed(seed, k, 0), device=task.device,
+                config,
+                task.input_shape,
+                task.n_classes,
+                seed=derive_seed(seed, k, 0),
+                device=task.device,
             )
 
         state = fresh_state()
         path = checkpoint_path(checkpoint_dir, k) if checkpoint_dir is not None else None
-        if path is not None and (path.exists() or expected_sha256) and not load_checkpoint(path, state, expected_sha256, epochs):
+        if (
+            path is not None
+            and (path.exists() or expected_sha256)
+            and not load_checkpoint(path, state, expected_sha256, epochs)
+        ):
             state = fresh_state()  # a failed load may have filled part of the state
         outcome = train(
-            state, split.x_train, split.y_train, config=config, epochs=epochs,
-            seed=derive_seed(seed, k, 1), segments=job.segments, deadline=deadline, on_epoch=on_epoch,
+            state,
+            split.x_train,
+            split.y_train,
+            config=config,
+            epochs=epochs,
+            seed=derive_seed(seed, k, 1),
+            segments=job.segments,
+            deadline=deadline,
+            on_epoch=on_epoch,
         )
         sha = ""
-        if outcome.status == DIVERGED:
-            return FoldResult(k, 0.0, 0.0, 0.0, outcome.loss, outcome.epochs_done,
-                              time.perf_counter() - start, DIVERGED, "non-finite training loss")
+        if outcome.status == Status.DIVERGED:
+            return FoldResult(
+                k,
+                0.0,
+                0.0,
+                0.0,
+                outcome.loss,
+                outcome.epochs_done,
+                time.perf_counter() - start,
+                Status.DIVERGED,
+                "non-finite training loss",
+            )
         metrics, logits = evaluate_model(state.model, split.x_valid, split.y_valid, config)
-        if path is not None and outcome.status == OK:
+        if path is not None and outcome.status == Status.OK:
             sha = save_checkpoint(path, state)
-        message = "evaluation time limit reached" if outcome.status == TIMED_OUT else ""
-        result = FoldResult(k, metrics.top3, metrics.top1, metrics.precision, metrics.loss,
-                            outcome.epochs_done, time.perf_counter() - start, outcome.status, message, sha)
+        message = "evaluation time limit reached" if outcome.status == Status.TIMED_OUT else ""
+        result = FoldResult(
+            k,
+            metrics.top3,
+            metrics.top1,
+            metrics.precision,
+            metrics.loss,
+            outcome.epochs_done,
+            time.perf_counter() - start,
+            outcome.status,
+            message,
+            sha,
+        )
         if keep_predictions:
             result.predicted = logits.argmax(1).tolist()
             result.labels = split.y_valid.cpu().tolist()
@@ -346,4 +341,6 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
         return result
     except (RuntimeError, ValueError) as exc:  # e.g. out of memory: recorded, the search goes on
         logger.warning("Fold %d failed: %s", k, exc)
-        return FoldResult(k, 0.0, 0.0, 0.0, float("nan"), 0, time.perf_counter() - start, FAILED, str(exc))
+        return FoldResult(
+            k, 0.0, 0.0, 0.0, float("nan"), 0, time.perf_counter() - start, Status.FAILED, str(exc)
+        )

@@ -23,11 +23,13 @@ from torch import nn
 from .cnn import build_model, macs_per_sample
 from .data import augment, batch_indices
 from .metrics import Metrics, compute_metrics
+from .results import Status
 
 EpochCallback = Callable[[int, float, float], None]
 """Called after each epoch with (epochs done, mean training loss, training top-1 accuracy)."""
 
-OK, DIVERGED, TIMED_OUT, FAILED = "ok", "diverged", "timed_out", "failed"
+OK = Status.OK
+"""The name of :attr:`Status.OK` before :class:`evoband.results.Status`; benchmarks still use it."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -54,7 +56,9 @@ intra-op threads cost more in synchronisation than they save, and far more (tens
 another process keeps the other cores busy (see benchmarks/epoch_speed.py)."""
 
 
-def cpu_threads_for(config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int) -> int:
+def cpu_threads_for(
+    config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+) -> int:
     """CPU threads worth giving to training this model: 1 for small work, all for large."""
     per_batch = macs_per_sample(config, input_shape, n_classes) * int(config["batch_size"])
     return 1 if per_batch < PARALLEL_MACS_PER_BATCH else torch.get_num_threads()
@@ -153,7 +157,9 @@ def make_optimizer(config: Mapping[str, Any], params: Any) -> torch.optim.Optimi
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=decay, fused=fused)
     if name == "adamw":  # torch's default decay of 0.01 unless the space searches it
-        return torch.optim.AdamW(params, lr=lr, weight_decay=decay if searched else 0.01, fused=fused)
+        return torch.optim.AdamW(
+            params, lr=lr, weight_decay=decay if searched else 0.01, fused=fused
+        )
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
     if name == "adad":
@@ -178,11 +184,15 @@ def make_state(
     return TrainState(model, optimizer, 0)
 
 
-def _loss_fn(config: Mapping[str, Any], n_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _loss_fn(
+    config: Mapping[str, Any], n_classes: int
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if config.get("train_criterion", "cross_entropy") == "mse":
+
         def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             target = nn.functional.one_hot(y, n_classes).to(logits.dtype)
             return nn.functional.mse_loss(logits.softmax(dim=1), target)
+
         return mse
     smoothing = float(config.get("label_smoothing", 0.0))
     return lambda logits, y: nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
@@ -197,7 +207,7 @@ def _n_outputs(model: nn.Module) -> int:
 class TrainOutcome:
     """How a call to :func:`train` ended."""
 
-    status: str
+    status: Status
     epochs_done: int
     loss: float
 
@@ -237,13 +247,15 @@ def train(
     plan = tuple(sorted({*segments, epochs}))
     with cpu_threads(_threads_for(config, x, n_classes)):
         while state.epochs_done < epochs:
-            status, mean_loss, accuracy = _train_epoch(state, x, y, config, seed, plan, deadline, loss_fn)
-            if status != OK:
+            status, mean_loss, accuracy = _train_epoch(
+                state, x, y, config, seed, plan, deadline, loss_fn
+            )
+            if status != Status.OK:
                 return TrainOutcome(status, state.epochs_done, mean_loss)
             state.epochs_done += 1
             if on_epoch is not None:
                 on_epoch(state.epochs_done, mean_loss, accuracy)
-    return TrainOutcome(OK, state.epochs_done, mean_loss)
+    return TrainOutcome(Status.OK, state.epochs_done, mean_loss)
 
 
 def _train_epoch(
@@ -255,7 +267,7 @@ def _train_epoch(
     plan: Sequence[int],
     deadline: float | None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-) -> tuple[str, float, float]:
+) -> tuple[Status, float, float]:
     """One epoch (number ``state.epochs_done``): status, mean loss (or the bad loss), accuracy."""
     epoch = state.epochs_done
     batch_size = int(config["batch_size"])
@@ -281,7 +293,7 @@ def _train_epoch(
             loss = loss_fn(logits, yb)
             loss_value = loss.item()  # the one host sync per batch
             if not math.isfinite(loss_value):
-                return DIVERGED, loss_value, 0.0
+                return Status.DIVERGED, loss_value, 0.0
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             state.optimizer.step()
@@ -289,18 +301,22 @@ def _train_epoch(
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(yb)
             if deadline is not None and time.monotonic() > deadline:
-                return TIMED_OUT, total_loss / seen, 0.0
-    return OK, total_loss / max(seen, 1), int(correct) / max(seen, 1)
+                return Status.TIMED_OUT, total_loss / seen, 0.0
+    return Status.OK, total_loss / max(seen, 1), int(correct) / max(seen, 1)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in evaluation mode, on the CPU."""
     model.eval()
-    return torch.cat([model(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat(
+        [model(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
+    )
 
 
-def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Mapping[str, Any]) -> tuple[Metrics, torch.Tensor]:
+def evaluate_model(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Mapping[str, Any]
+) -> tuple[Metrics, torch.Tensor]:
     """Scores of ``model`` on ``(x, y)`` and its logits."""
     with cpu_threads(_threads_for(config, x, _n_outputs(model))):
         logits = predict(model, x)

@@ -1,0 +1,55 @@
+"""Writing files atomically, and the plain Python values that JSON files and genotypes hold."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` so that a reader sees the old file or the new one, never half of one.
+
+    ``write`` fills a temporary file of a unique name in the same folder (so that concurrent
+    writers never share one), which is flushed to disk and then renamed over ``path``. If
+    anything fails, the temporary file is removed and the error propagates.
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        # not tempfile: its files are private (0600), and figures and exports are shared
+        with open(tmp, "xb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def builtin(value: Any) -> Any:
+    """A numpy (or torch) scalar as the Python scalar it holds; any other value unchanged."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically: a reader sees the old file or the new one."""
+    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic, indented JSON."""
+    write_text(path, json.dumps(data, indent=2, default=json_default) + "\n")
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``' ``default``: numpy scalars as Python ones, paths as strings."""
+    if isinstance(value, Path):
+        return str(value)
+    plain = builtin(value)
+    if plain is value:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return plain
