@@ -77,6 +77,11 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         "--hyperband",
         help="train children through Hyperband rungs (accepts --hyperband, --hyperband True/False)",
     )
+    flag(
+        p,
+        "--inherit_weights",
+        help="start mutated and recombined children from their parent's trained weights (accepts --inherit_weights, --inherit_weights True/False)",
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -169,6 +174,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         eval_cost_share=args.eval_cost_share,
         seed=args.seed,
         random_search=random_search,
+        inherit_weights=args.inherit_weights,
     )
     return SearchConfig(
         settings=settings,

@@ -24,8 +24,9 @@ from evoband.cli import (
 )
 from evoband.cnn import build_model
 from evoband.constraints import Constraints
-from evoband.data import load_data
+from evoband.data import channel_stats, load_data
 from evoband.errors import ConfigError
+from evoband.export import export_model
 from evoband.files import write_json
 from evoband.metrics import confusion_matrix
 from evoband.paths import resolve_user
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model_path",
         default=None,
         help="save the trained model's state_dict here (test mode)",
+    )
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="PATH",
+        help="save the trained model as a torch.export program (e.g. model.pt2) with its class "
+        "names and input normalisation (test mode)",
     )
     p.add_argument(
         "-s",
@@ -131,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
+    if args.export and not args.use_test_data:
+        raise ConfigError(
+            "--export saves the network trained on the whole training split; pass -t True with it."
+        )
     constraints = Constraints.of(args.constraint_max_model_size, args.constraint_min_precision)
     cfg_path = resolve_user(args.configuration)
     config, space_name = read_configuration(cfg_path, args.space)
@@ -228,6 +240,21 @@ def main(argv: list[str] | None = None) -> int:
         record["confusion_matrix"] = cm.tolist()
         if args.model_path and fold.model is not None:
             torch.save(fold.model.state_dict(), resolve_user(args.model_path))
+        if args.export and fold.model is not None:
+            mean, std = channel_stats(data.train.images)
+            exported = export_model(
+                fold.model,
+                Path(args.export),
+                classes=data.classes,
+                mean=mean,
+                std=std,
+                input_shape=data.input_shape,
+                extra={"config": config, "epochs": args.epochs, "segments": segments},
+            )
+            record["export"] = exported.to_dict()
+            print(f"{'export size (bytes)':<28}{exported.size_bytes:,}")
+            print(f"{'CPU latency per image':<28}{exported.latency_ms:.3f} ms")
+            print(exported.format())
     write_json(out, record)
     print(f"Wrote {out}")
     if violated or not result.ok:

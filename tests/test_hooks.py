@@ -99,3 +99,20 @@ def test_a_resumed_search_replays_its_recorded_evaluations_first(
 
     assert search(2, resume=False) == [False, False]
     assert search(4, resume=True) == [True, True, False, False]
+
+
+class AskToStop(BaseCallback):
+    def on_generation_end(
+        self, search: SearchView, generation: int, population: Sequence[Member]
+    ) -> None:
+        search.request_stop(f"enough at generation {generation}")
+
+
+def test_a_stop_request_is_signed_by_the_callback_that_made_it_and_the_first_stands() -> None:
+    calls: list[tuple[str, str]] = []
+    search = view([member(0, 0.5, 0.5)])
+    assert not search.stop
+    CbAll(Recorder("r", calls), CbAll(AskToStop()), AskToStop()).on_generation_end(search, 4, [])
+    assert search.stop.by == "AskToStop" and search.stop.reason == "enough at generation 4"
+    search.request_stop("later")
+    assert search.stop.describe() == "stop requested by AskToStop: enough at generation 4"

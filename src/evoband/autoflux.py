@@ -1,15 +1,25 @@
-"""One call to search: ``population = fit("micro17flower", constraints=..., run_dir=...)``."""
+"""One call to search: ``population = fit(data, constraints=..., run_dir=...)`` (AutoFlux style)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from .arrays import ARRAYS, data_from_arrays
 from .constraints import Constraints
+from .data import DIGITS, DataSource, load_data
+from .fitted import FittedMember, Population, RetrainTask
 from .hooks import BaseCallback, Callback, SearchView
-from .member import Member
+from .member import Member, rank_members
+from .paths import resolve_default, resolve_user
 from .search import SearchConfig, run_search
 from .settings import SearchSettings
+from .store import LEDGER
+from .train import resolve_device
+
+__all__ = ["as_data_source", "fit"]
 
 
 class _KeepPopulation(BaseCallback):
@@ -17,28 +27,81 @@ class _KeepPopulation(BaseCallback):
         self.population: list[Member] = []
 
     def on_run_end(self, search: SearchView, best: Member | None) -> None:
-        self.population = list(search.population)
+        population = list(search.population)
+        if not population:  # stopped within the initial population: its evaluated members
+            evaluated = [m for m in search.members if m.results]
+            population = rank_members(evaluated, search.constraints)[: search.settings.pop_size]
+        self.population = population
+
+
+def as_data_source(data: Any) -> DataSource:
+    """The data set ``fit`` searches on, from any of the forms it takes.
+
+    Args:
+        data: None or ``"micro17flower"`` (the default data), ``"digits"``, an image folder
+            (relative to the working directory, else to the repository root), ``(x, y)``
+            image arrays and labels (a quarter split off as the test split), or
+            ``((x_train, y_train), (x_test, y_test))``; see :func:`evoband.arrays.data_from_arrays`.
+    """
+    if isinstance(data, DataSource):
+        return data
+    if isinstance(data, tuple | list):
+        if len(data) != 2:
+            raise TypeError(
+                f"Array data is (x, y) or ((x, y), (x_test, y_test)); got {len(data)} items."
+            )
+        first, second = data
+        if isinstance(first, tuple | list):
+            return data_from_arrays(*first, test=tuple(second))
+        return data_from_arrays(first, second)
+    if data is None or str(data) == "micro17flower":
+        return load_data(None)
+    if str(data) == DIGITS:
+        return load_data(DIGITS)
+    # an absolute folder, so that the run records one location wherever it is resumed from
+    return load_data(resolve_user(data).resolve())
+
+
+def _data_dir(source: DataSource) -> str | None:
+    """The ``--data_dir`` that loads ``source`` again (None for in-memory arrays)."""
+    if source.name == ARRAYS:
+        return None
+    return DIGITS if source.name == DIGITS else source.location
 
 
 def fit(
-    data: str | Path | None = None,
+    data: Any = None,
     *,
     constraints: Constraints | tuple[float, float] = (2e7, 0.39),
+    max_time: float | None = None,
+    seed: int | None = None,
     settings: SearchSettings | None = None,
     callbacks: Sequence[Callback] = (),
     run_dir: str | Path = "runs/fit",
     space: str = "course",
     device: str = "auto",
     progress: bool = True,
-) -> list[Member]:
+) -> Population:
     """Search (or resume the search in ``run_dir``) and return the final population, best first.
 
+    Each member of the result exposes its ``config``, ``metrics`` (CV scores), ``lineage`` and
+    ``model()``: the trained network, retrained on the whole training split at the epochs and LR
+    cycles it was selected at (see :class:`evoband.fitted.FittedMember`); ``export(path)``
+    writes it as a ``torch.export`` program. ``population.report`` says how the search ended.
+
     Args:
-        data: ``"micro17flower"`` / None (the default data), ``"digits"``, or an image folder.
+        data: see :func:`as_data_source`: the default data, ``"digits"``, an image folder, or
+            in-memory arrays ``(x, y)`` / ``((x_train, y_train), (x_test, y_test))``.
         constraints: a :class:`Constraints` or ``(max_params, min_precision)``.
+        max_time: seconds of search (over all sessions of the run); overrides ``settings``.
+        seed: fixes every random decision; overrides ``settings``.
         settings: budgets and schedule (defaults: population 10, Hyperband, 24 h).
-        callbacks: hooks called as the search goes (see :mod:`evoband.callbacks`).
-        run_dir: where everything is written; an existing run there is resumed.
+        callbacks: hooks called as the search goes (see :mod:`evoband.callbacks`); one may end
+            the search with ``search.request_stop(reason)``.
+        run_dir: where everything is written; an existing run there is resumed (with the same
+            search-defining arguments and data, as ``--resume`` requires). A relative path
+            resolves against the repository root (the working directory for an installed
+            package), as the command lines resolve it, whatever the working directory.
         space: ``course`` or ``extended``.
         device: ``auto``, ``cpu``, ``cuda``, ...
         progress: show a progress bar.
@@ -50,19 +113,29 @@ def fit(
         )
     else:
         max_params, min_precision = float(constraints[0]), float(constraints[1])
-    data_dir = None if data in (None, "micro17flower") else str(data)
-    resume = (Path(run_dir) / "history.sqlite").exists()
+    settings = settings or SearchSettings()
+    if max_time is not None:
+        settings = dataclasses.replace(settings, max_time=max_time)
+    if seed is not None:
+        settings = dataclasses.replace(settings, seed=seed)
+    source = as_data_source(data)
+    # one resolution for the resume check and every write (run_search takes it as is)
+    path = resolve_default(run_dir)
     keep = _KeepPopulation()
     config = SearchConfig(
-        settings=settings or SearchSettings(),
+        settings=settings,
         max_params=max_params,
         min_precision=min_precision,
         space=space,
-        data_dir=data_dir,
-        run_dir=str(run_dir),
-        resume=resume,
+        data_dir=_data_dir(source),
+        run_dir=str(path),
+        resume=(path / LEDGER).exists(),
         device=device,
         progress=progress,
     )
-    run_search(config, callbacks=[*callbacks, keep])
-    return keep.population
+    report = run_search(config, callbacks=[*callbacks, keep], data=source)
+    tasks = RetrainTask(source, resolve_device(device))
+    return Population(
+        (FittedMember(m, source, settings, report.constraints, tasks) for m in keep.population),
+        report,
+    )

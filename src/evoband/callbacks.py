@@ -1,6 +1,7 @@
 """Callbacks: hooks the optimizer calls as a search goes (the interface is :mod:`evoband.hooks`).
 
-Besides :class:`CbAll` and :class:`ProgressBar`, the plot callbacks of AutoFlux: :class:`PlotFitness`,
+Besides :class:`CbAll` and :class:`ProgressBar`: :data:`persist` (writes the population into
+``population.json``), :class:`StopAtTarget` (ends the search when a target is reached) and the plot callbacks of AutoFlux: :class:`PlotFitness`,
 :class:`ScatterPop` and :class:`ScatterOpt` redraw a figure of the search into
 ``<run_dir>/figures/`` after each generation, and :class:`MultiPlot` draws several of them as
 panels of one figure::
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .hooks import BaseCallback, Callback, CbAll, SearchView
-from .store import load_generations
+from .store import load_generations, write_population
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,12 +38,15 @@ __all__ = [
     "CbAll",
     "FigureCallback",
     "MultiPlot",
+    "Persist",
     "PlotCallback",
     "PlotFitness",
     "ProgressBar",
     "ScatterOpt",
     "ScatterPop",
     "SearchView",
+    "StopAtTarget",
+    "persist",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,6 +95,77 @@ class ProgressBar(BaseCallback):
             self._update(search)
             self.bar.close()
             self.bar = None
+
+
+class Persist(BaseCallback):
+    """Makes the population durable: ``population.json`` in the run directory, after every
+    generation and when the search ends (AutoFlux's ``persist``; use the instance :data:`persist`).
+
+    The file holds the generation, the evaluations so far, the constraints and the population,
+    best first, each member with its configuration, lineage and standing result. The ledger and
+    its exports (``opt_cfg.json``, ``automl_run.json``, ...) are written by the search itself
+    after every evaluation; together they make a stopped run resumable from its run directory.
+    """
+
+    def on_generation_end(
+        self, search: SearchView, generation: int, population: Sequence[Member]
+    ) -> None:
+        if not search.replaying:
+            self.write(search, population)
+
+    def on_run_end(self, search: SearchView, best: Member | None) -> None:
+        self.write(search, search.population)
+
+    @staticmethod
+    def write(search: SearchView, population: Sequence[Member]) -> Path:
+        """Write ``population.json`` for ``search`` now; return its path."""
+        return write_population(
+            search.run_dir,
+            {
+                "generation": search.generation,
+                "n_evaluations": search.n_evaluations,
+                "elapsed": search.elapsed,
+                "constraints": {c.name: c.describe() for c in search.constraints.all},
+                "best": None if search.best is None else search.best.member_id,
+                "population": [
+                    {**m.to_dict(), "feasible": _feasible(search, m)} for m in population
+                ],
+            },
+        )
+
+
+persist = Persist()
+"""The :class:`Persist` callback: ``fit(..., callbacks=[persist])``."""
+
+
+def _feasible(search: SearchView, member: Member) -> bool:
+    return member.result is not None and search.constraints.feasible(member.result)
+
+
+class StopAtTarget(BaseCallback):
+    """Ends the search (cleanly, as its time budget does) once a feasible member reaches a target.
+
+    Args:
+        top3: the CV top-3 accuracy to reach, if any.
+        precision: the CV precision to reach, if any. With both, both must be reached.
+    """
+
+    def __init__(self, top3: float | None = None, precision: float | None = None) -> None:
+        if top3 is None and precision is None:
+            raise ConfigError("StopAtTarget needs a target: pass top3, precision or both.")
+        self.top3 = top3
+        self.precision = precision
+
+    def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
+        if not search.constraints.feasible(result):
+            return
+        if self.top3 is not None and result.top3 < self.top3:
+            return
+        if self.precision is not None and result.precision < self.precision:
+            return
+        search.request_stop(
+            f"{member.describe()} reached top-3 {result.top3:.4f}, precision {result.precision:.4f}"
+        )
 
 
 # -- figures -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .breeding import Breeder
 from .constraints import Constraints
 from .cost import CostModel
 from .errors import ConfigError
-from .hooks import Callback, CbAll, SearchView
+from .hooks import Callback, CbAll, SearchView, StopRequest
 from .hyperband import Bracket
 from .member import Member, Origin, best_member, population_summary, rank_members
 from .operators import (
@@ -27,18 +27,18 @@ from .operators import (
     Variation,
     plus_selection,
 )
-from .results import Result
+from .results import FoldResult, Result
 from .settings import SearchSettings, check_max_params
 from .space import Config
 from .store import RunStore
-from .target import FoldExecutor, Task, evaluate
+from .target import FoldExecutor, ParentWeights, Task, evaluate
 from .train import derive_seed
 
 logger = logging.getLogger(__name__)
 
 
 class StopSearch(Exception):
-    """The budget (time or evaluations) is used up."""
+    """The budget (time or evaluations) is used up, or a callback asked to stop."""
 
 
 class EvolutionaryOptimizer:
@@ -109,7 +109,9 @@ class EvolutionaryOptimizer:
         self.peak_checkpoint_bytes = int(saved.get("peak_checkpoint_bytes", 0))
         self._session_start = time.monotonic()
         self.stopped_by = ""
+        self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
         self._replaying = False
+        self._retired: set[int] = set()  # released members whose checkpoints wait for pruning
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class EvolutionaryOptimizer:
             n_evaluations=self.n_evaluations,
             elapsed=self.elapsed(),
             replaying=0 < self.n_evaluations == self.n_replayed,
+            stop=self.stop_request,
         )
 
     # -- making members ------------------------------------------------------------------------
@@ -193,6 +196,11 @@ class EvolutionaryOptimizer:
 
     # -- evaluating ----------------------------------------------------------------------------
 
+    def _check_stop_request(self) -> None:
+        if self.stop_request:
+            self.stopped_by = self.stop_request.describe()
+            raise StopSearch
+
     def _check_evaluation_cap(self) -> None:
         if (
             self.settings.max_evaluations is not None
@@ -211,6 +219,7 @@ class EvolutionaryOptimizer:
         self, member: Member, budget: int, bracket: int | None = None, rung: int | None = None
     ) -> Result:
         """Train ``member`` to ``budget`` epochs (continuing from its checkpoint) and record it."""
+        self._check_stop_request()
         self._check_evaluation_cap()
         previous = member.epochs
         cached = self.store.evaluation(member.member_id, budget)
@@ -231,8 +240,9 @@ class EvolutionaryOptimizer:
                 checkpoint_sha256=self.store.latest_checkpoint_hashes(member.member_id),
                 deadline=start + self.time_limit(member, budget),
                 done_folds=self.store.fold_results(member.member_id, budget),
-                on_fold=lambda fold: self.store.record_fold(member.member_id, budget, fold),
+                on_fold=lambda fold: self._record_fold(member, budget, fold),
                 executor=self.executor,
+                inherit=self._parent_weights(member),
             )
         if result.ok:
             self.cost_model.observe(
@@ -279,10 +289,47 @@ class EvolutionaryOptimizer:
             self.constraints.verdict(result),
         )
 
+    def _record_fold(self, member: Member, budget: int, fold: FoldResult) -> None:
+        self.store.record_fold(member.member_id, budget, fold)
+        if fold.inherited:
+            self.store.record_inheritance(member.member_id, fold.fold, member.parents[0])
+
+    def _parent_weights(self, member: Member) -> ParentWeights | None:
+        """Where ``member``'s folds inherit their initial weights from: its first parent's
+        checkpoints, with inheritance on and for mutated or recombined children only."""
+        if not self.settings.inherit_weights or member.origin not in (
+            Origin.MUTATED,
+            Origin.RECOMBINED,
+        ):
+            return None
+        parent = self.members[member.parents[0]]
+        if parent.checkpoint_dir is None:
+            return None
+        return ParentWeights(
+            parent.member_id,
+            dict(parent.config),
+            parent.checkpoint_dir,
+            self.store.latest_checkpoint_hashes(parent.member_id),
+        )
+
     def _release(self, members: Sequence[Member]) -> None:
-        """Delete checkpoints of members that will not be trained further."""
+        """Delete checkpoints of members that will not be trained further.
+
+        With weight inheritance they are kept while the member is in the population (its
+        children inherit from them) and deleted by :meth:`_prune_checkpoints` once it is not.
+        """
         for member in members:
-            self.store.delete_checkpoints(member.member_id)
+            if self.settings.inherit_weights:
+                self._retired.add(member.member_id)
+            else:
+                self.store.delete_checkpoints(member.member_id)
+
+    def _prune_checkpoints(self) -> None:
+        """Delete the kept checkpoints of released members that left the population."""
+        alive = {m.member_id for m in self.population}
+        for member_id in sorted(self._retired - alive):
+            self.store.delete_checkpoints(member_id)
+            self._retired.discard(member_id)
 
     def _export(self) -> None:
         best = self.best_member()
@@ -324,6 +371,7 @@ class EvolutionaryOptimizer:
             self._successive_halving(initial, sizes, bracket.budgets, s)
             self.population = list(initial)
         self.population = self.rank(self.population)
+        self._prune_checkpoints()
 
     def _successive_halving(
         self, members: list[Member], sizes: Sequence[int], budgets: Sequence[int], s: int | None
@@ -355,12 +403,14 @@ class EvolutionaryOptimizer:
             self.population = plus_selection(
                 self.rank(self.population + children), self.settings.pop_size
             )
+            self._prune_checkpoints()
             return
         for bracket in self.schedule.brackets:
             survivors = self._run_bracket(bracket)
             self.population = plus_selection(
                 self.rank(self.population + survivors), self.settings.pop_size
             )
+            self._prune_checkpoints()
 
     def _end_generation(self) -> None:
         row = {

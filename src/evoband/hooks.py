@@ -4,12 +4,15 @@ The optimizer (:mod:`evoband.ea`) depends on this module only; the callbacks the
 (progress bar, figures) live in :mod:`evoband.callbacks`. A callback is any object with the four
 hooks of :class:`Callback`; subclass :class:`BaseCallback` to get no-op defaults and override
 the hooks you need.
+
+A callback may end the search: :meth:`SearchView.request_stop` stops it before its next
+evaluation, as the end of its time budget does (the run's ``stopped_by`` names the callback).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +22,27 @@ from .member import Member, best_member
 from .results import Result
 from .settings import SearchSettings
 
-__all__ = ["BaseCallback", "Callback", "CbAll", "SearchView"]
+__all__ = ["BaseCallback", "Callback", "CbAll", "SearchView", "StopRequest"]
+
+
+@dataclass
+class StopRequest:
+    """A callback's request that the search stop, shared by every view of one search.
+
+    Attributes:
+        reason: why (empty: no stop was requested).
+        by: the class name of the callback that asked (filled in by :class:`CbAll`).
+    """
+
+    reason: str = ""
+    by: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.reason)
+
+    def describe(self) -> str:
+        """How the run's ``stopped_by`` reports it."""
+        return f"stop requested by {self.by or 'a callback'}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,19 @@ class SearchView:
     n_evaluations: int
     elapsed: float
     replaying: bool
+    stop: StopRequest = field(default_factory=StopRequest, repr=False, compare=False)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the search to end before its next evaluation, cleanly, as when its time budget
+        ends: the last generation is recorded, the exports written and ``on_run_end`` called.
+
+        The first request stands; later ones are ignored.
+
+        Args:
+            reason: why, for the run's ``stopped_by`` (e.g. ``"precision 0.61 >= 0.6"``).
+        """
+        if not self.stop:
+            self.stop.reason = reason or "no reason given"
 
     @cached_property
     def best(self) -> Member | None:
@@ -61,8 +97,8 @@ class SearchView:
 class Callback(Protocol):
     """Hooks the optimizer calls as a search goes, in the order they are given.
 
-    A hook must not change the search; an exception raised in one stops the search (the run can
-    be resumed).
+    A hook must not change the search; it may ask it to end (:meth:`SearchView.request_stop`).
+    An exception raised in a hook stops the search at once (the run can be resumed).
     """
 
     def on_run_start(self, search: SearchView) -> None:
@@ -99,24 +135,35 @@ class BaseCallback:
 
 
 class CbAll(BaseCallback):
-    """Several callbacks as one, called in order."""
+    """Several callbacks as one, called in order.
+
+    When one of them requests a stop, the request is signed with its class name.
+    """
 
     def __init__(self, *callbacks: Callback) -> None:
         self.callbacks = callbacks
 
+    @staticmethod
+    def _sign(search: SearchView, cb: Callback) -> None:
+        if search.stop and not search.stop.by:
+            search.stop.by = type(cb).__name__
+
     def on_run_start(self, search: SearchView) -> None:
         for cb in self.callbacks:
             cb.on_run_start(search)
+            self._sign(search, cb)
 
     def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
         for cb in self.callbacks:
             cb.on_evaluation(search, member, result)
+            self._sign(search, cb)
 
     def on_generation_end(
         self, search: SearchView, generation: int, population: Sequence[Member]
     ) -> None:
         for cb in self.callbacks:
             cb.on_generation_end(search, generation, population)
+            self._sign(search, cb)
 
     def on_run_end(self, search: SearchView, best: Member | None) -> None:
         for cb in self.callbacks:

@@ -71,6 +71,24 @@ class Member:
         budget = standing_budget({b: r.status for b, r in self.results.items()})
         return None if budget is None else self.results[budget]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Genotype, lineage and the standing result (fold details left out), JSON-able."""
+        result = self.result
+        return {
+            "member_id": self.member_id,
+            "config": dict(self.config),
+            "seed": self.seed,
+            "num_params": self.num_params,
+            "origin": str(self.origin),
+            "parents": list(self.parents),
+            "generation": self.generation,
+            "bracket": self.bracket,
+            "epochs": self.epochs,
+            "result": None
+            if result is None
+            else {k: v for k, v in result.to_dict().items() if k != "folds"},
+        }
+
     def describe(self) -> str:
         made = (
             self.origin

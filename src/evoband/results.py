@@ -57,10 +57,15 @@ class FoldResult:
     predicted: list[int] = field(default_factory=list, repr=False)
     labels: list[int] = field(default_factory=list, repr=False)
     model: Any = field(default=None, repr=False, compare=False)
+    inherited: bool = field(default=False, repr=False, compare=False)
+    """The fold's model started from its parent's weights (see :mod:`evoband.inherit`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The scores (predictions only when kept; never the model)."""
+        """The scores (predictions only when kept; ``inherited`` only when true; never the
+        model)."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        if not self.inherited:
+            d.pop("inherited")
         if not self.predicted:
             d.pop("predicted")
             d.pop("labels")

@@ -55,8 +55,12 @@ SEARCH_DEFINING = (
     "tournament_size",
     "random_search",
     "max_eval_seconds",
+    "inherit_weights",
 )
 """Arguments a resumed run must share with the run it continues."""
+
+DEFINITION_DEFAULTS: dict[str, Any] = {"inherit_weights": False}
+"""What a run recorded before an argument existed used (so that it can still be resumed)."""
 
 
 @dataclass
@@ -166,6 +170,7 @@ def search_definition(config: SearchConfig, data: DataSource) -> dict[str, Any]:
         "tournament_size": s.tournament_size,
         "random_search": s.random_search,
         "max_eval_seconds": s.max_eval_seconds,
+        "inherit_weights": s.inherit_weights,
     }
 
 
@@ -214,9 +219,9 @@ def check_resume(store: RunStore, definition: dict[str, Any]) -> None:
     """Refuse to continue a run with different search-defining arguments."""
     recorded = store.run_info().get("search", {})
     diffs = [
-        f"{key}: run has {recorded.get(key)!r}, now {definition[key]!r}"
+        f"{key}: run has {recorded.get(key, DEFINITION_DEFAULTS.get(key))!r}, now {definition[key]!r}"
         for key in SEARCH_DEFINING
-        if recorded.get(key) != definition[key]
+        if recorded.get(key, DEFINITION_DEFAULTS.get(key)) != definition[key]
     ]
     if diffs:
         raise StoreError(
@@ -224,12 +229,23 @@ def check_resume(store: RunStore, definition: dict[str, Any]) -> None:
         )
 
 
-def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> SearchReport:
-    """Run (or resume) a constrained search and write every output into its run directory."""
+def run_search(
+    config: SearchConfig, callbacks: Sequence[Callback] = (), data: DataSource | None = None
+) -> SearchReport:
+    """Run (or resume) a constrained search and write every output into its run directory.
+
+    Args:
+        config: the arguments of the run.
+        callbacks: hooks called as the search goes.
+        data: the data set, when the caller has it in memory (e.g. built from arrays by
+            :func:`evoband.arrays.data_from_arrays`); default: loaded from ``config.data_dir``.
+            Its ``location`` is what a resumed run must match.
+    """
     settings = config.settings
     constraints = Constraints.of(config.max_params, config.min_precision)
     space = get_space(config.space, seed=settings.seed)
-    data = load_data(config.data_dir, config.image_size)
+    if data is None:
+        data = load_data(config.data_dir, config.image_size)
     check_max_params(
         space, constraints, lambda c: count_params(c, data.input_shape, data.n_classes)
     )
@@ -313,6 +329,7 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
                     "peak_checkpoint_bytes": report.peak_checkpoint_bytes,
                     "ledger_write_seconds": report.ledger_seconds,
                     "children_discarded_over_max_params": optimizer.param_budget.discarded,
+                    **_inheritance_report(settings, store),
                     "best": None
                     if best is None or best.result is None
                     else {
@@ -332,6 +349,14 @@ def run_search(config: SearchConfig, callbacks: Sequence[Callback] = ()) -> Sear
         return report
     finally:
         store.close()
+
+
+def _inheritance_report(settings: SearchSettings, store: RunStore) -> dict[str, Any]:
+    """With weight inheritance: the members that inherited, ``{member_id: parent_id}``."""
+    if not settings.inherit_weights:
+        return {}
+    inherited = store.inheritances()
+    return {"inherited_weights": {str(m): row["parent"] for m, row in inherited.items()}}
 
 
 def _arguments(config: SearchConfig) -> dict[str, Any]:

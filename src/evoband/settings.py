@@ -33,6 +33,9 @@ class SearchSettings:
         crossover_prob: chance that a child is recombined from two parents.
         tournament_size: parent selection pressure.
         random_search: children are fresh samples instead of variations of the population.
+        inherit_weights: a mutated or recombined child's folds start from its (first) parent's
+            trained weights (:mod:`evoband.inherit`) instead of a fresh initialisation; the
+            population keeps its checkpoints for that.
     """
 
     pop_size: int = 10
@@ -49,6 +52,7 @@ class SearchSettings:
     crossover_prob: float = 0.5
     tournament_size: int = 3
     random_search: bool = False
+    inherit_weights: bool = False
 
     def __post_init__(self) -> None:
         checks = [

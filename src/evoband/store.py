@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+_INHERITANCE_TABLE = """CREATE TABLE IF NOT EXISTS inheritance (
+    member_id INTEGER NOT NULL, fold INTEGER NOT NULL, parent_id INTEGER NOT NULL,
+    PRIMARY KEY (member_id, fold))"""
+"""Which folds of which members started from a parent's weights (made on first use)."""
+
+
 def _nan_to_none(x: float | None) -> float | None:
     return None if x is None or x != x else x
 
@@ -405,6 +411,35 @@ class RunStore:
     def write_run_json(self, info: Mapping[str, Any]) -> None:
         write_json(self.run_dir / "run.json", dict(info))
 
+    # -- weight inheritance --------------------------------------------------------------------
+
+    def record_inheritance(self, member_id: int, fold: int, parent_id: int) -> None:
+        """Record that a fold of ``member_id`` started from ``parent_id``'s weights.
+
+        The table is made by the first such record, so that a search without inheritance writes
+        the same ledger as before inheritance existed.
+        """
+        with self.transaction() as c:
+            c.execute(_INHERITANCE_TABLE)
+            c.execute(
+                "INSERT OR REPLACE INTO inheritance VALUES (?, ?, ?)", (member_id, fold, parent_id)
+            )
+
+    def inheritances(self) -> dict[int, dict[str, Any]]:
+        """Members that inherited weights: ``{member_id: {"parent": id, "folds": [k, ...]}}``."""
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='inheritance'"
+        ).fetchone()
+        if exists is None:
+            return {}
+        out: dict[int, dict[str, Any]] = {}
+        rows = self.conn.execute(
+            "SELECT member_id, fold, parent_id FROM inheritance ORDER BY member_id, fold"
+        )
+        for member_id, fold, parent_id in rows:
+            out.setdefault(member_id, {"parent": parent_id, "folds": []})["folds"].append(fold)
+        return out
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def delete_checkpoints(self, member_id: int) -> None:
@@ -476,6 +511,25 @@ def read_training_record(config_path: Path) -> dict[str, Any] | None:
         raise StoreError(
             f"{path} is not a valid training record ({exc}); delete it or fix it."
         ) from exc
+
+
+POPULATION = "population.json"
+"""The population file :class:`evoband.callbacks.Persist` writes into a run directory."""
+
+
+def write_population(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write ``population.json`` atomically (and synced to disk); return its path."""
+    path = Path(run_dir) / POPULATION
+    write_json(path, dict(record))
+    return path
+
+
+def read_population(run_dir: str | Path) -> dict[str, Any]:
+    """The ``population.json`` of a run (see :func:`write_population`)."""
+    path = Path(run_dir) / POPULATION
+    if not path.exists():
+        raise StoreError(f"{run_dir} has no {POPULATION}; pass the persist callback to write it.")
+    return json.loads(path.read_text())
 
 
 def read_run_json(run_dir: str | Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from .cnn import count_params
 from .data import DataSource, channel_stats, normalize, stratified_folds
 from .errors import ConfigError
 from .files import write_atomic
+from .inherit import inherit_state
 from .results import FoldResult, Result, Status
 from .train import (
     EpochCallback,
@@ -170,6 +171,7 @@ def evaluate(
     on_epoch: Callable[[int], EpochCallback | None] | None = None,
     keep_predictions: bool = False,
     executor: FoldExecutor | None = None,
+    inherit: ParentWeights | None = None,
 ) -> Result:
     """Train ``config`` to ``epochs`` epochs on every fold of ``task`` and score it.
 
@@ -188,6 +190,8 @@ def evaluate(
         on_epoch: given a fold index, returns a per-epoch progress callback (or None).
         keep_predictions: fill each fold's ``predicted`` and ``labels`` lists.
         executor: runs the folds (default: one after the other in this process).
+        inherit: a fold that starts from epoch 0 (no checkpoint of its own) starts from these
+            parent weights (see :mod:`evoband.inherit`) instead of a fresh initialisation.
     """
     num_params = count_params(config, task.input_shape, task.n_classes)
     done = dict(done_folds or {})
@@ -204,6 +208,7 @@ def evaluate(
             (checkpoint_sha256 or {}).get(k),
             deadline,
             keep_predictions,
+            inherit,
         )
         for k in range(len(task.splits))
         if k not in done
@@ -228,6 +233,49 @@ class FoldJob:
     expected_sha256: str | None
     deadline: float | None
     keep_predictions: bool = False
+    inherit: ParentWeights | None = None
+
+
+@dataclass(frozen=True)
+class ParentWeights:
+    """Where a child's initial weights come from (see :mod:`evoband.inherit`).
+
+    Attributes:
+        member_id: the parent's id.
+        config: the parent's genotype.
+        checkpoint_dir: the parent's checkpoints (``fold<k>.pt``).
+        sha256: the recorded hash of each fold's checkpoint; a mismatch means no inheritance.
+    """
+
+    member_id: int
+    config: dict[str, Any]
+    checkpoint_dir: Path
+    sha256: dict[int, str]
+
+
+def load_inherited(
+    state: TrainState, parent: ParentWeights, fold: int, job: FoldJob, task: Task
+) -> bool:
+    """Initialise ``state``'s model from the parent's checkpoint of ``fold``; say whether it was.
+
+    A missing, mismatching or unloadable parent checkpoint leaves the fresh initialisation.
+    """
+    path = checkpoint_path(parent.checkpoint_dir, fold)
+    expected = parent.sha256.get(fold)
+    if not path.exists() or (expected and file_sha256(path) != expected):
+        logger.debug("No usable parent checkpoint %s; fold %d starts fresh.", path, fold)
+        return False
+    try:
+        device = next(state.model.parameters()).device
+        saved = torch.load(path, map_location=device, weights_only=True)
+        child = inherit_state(
+            saved["model"], parent.config, state.model.state_dict(), job.config, task.input_shape
+        )
+        state.model.load_state_dict(child)
+    except Exception as exc:  # a damaged file may fail in many ways inside torch.load
+        logger.warning("Parent checkpoint %s cannot be inherited (%s); starting fresh.", path, exc)
+        return False
+    return True
 
 
 class FoldExecutor(ABC):
@@ -294,6 +342,11 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             and not load_checkpoint(path, state, expected_sha256, epochs)
         ):
             state = fresh_state()  # a failed load may have filled part of the state
+        inherited = False
+        if job.inherit is not None and state.epochs_done == 0:
+            inherited = load_inherited(state, job.inherit, k, job, task)
+            if not inherited:
+                state = fresh_state()
         outcome = train(
             state,
             split.x_train,
@@ -334,6 +387,7 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             message,
             sha,
         )
+        result.inherited = inherited
         if keep_predictions:
             result.predicted = logits.argmax(1).tolist()
             result.labels = split.y_valid.cpu().tolist()

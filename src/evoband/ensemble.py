@@ -1,0 +1,98 @@
+"""Ensembles of a population's best members: averaged softmax outputs, scored on the test split."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .autoflux import as_data_source
+from .data import normalize
+from .errors import ConfigError, DataError
+from .fitted import FittedMember
+from .metrics import Metrics, compute_metrics
+from .train import predict
+
+__all__ = ["EnsembleResult", "ensemble"]
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The test scores of an ensemble next to those of its best member.
+
+    Attributes:
+        member_ids: the members averaged, best first.
+        metrics: the ensemble's scores on the test split (loss: the NLL of the averaged outputs).
+        best_single: the scores of the first (best) of them alone.
+        probabilities: the averaged softmax outputs, ``N_test x n_classes``.
+    """
+
+    member_ids: tuple[int, ...]
+    metrics: Metrics
+    best_single: Metrics
+    probabilities: torch.Tensor
+
+    def format(self) -> str:
+        e, b = self.metrics, self.best_single
+        return (
+            f"Ensemble of {len(self.member_ids)} members {list(self.member_ids)}: test top-3 "
+            f"{e.top3:.4f}, precision {e.precision:.4f} (best single member: top-3 {b.top3:.4f}, "
+            f"precision {b.precision:.4f})"
+        )
+
+
+def ensemble(
+    members: Sequence[FittedMember], k: int | str = "half", data: Any = None
+) -> EnsembleResult:
+    """Average the softmax outputs of the ``k`` best feasible members on a test split.
+
+    Each member's network is retrained on first use (see :meth:`FittedMember.model`).
+
+    Args:
+        members: a population, best first (as :func:`evoband.fit` returns it).
+        k: how many of its feasible members to average, best first; ``"half"``: half the
+            population (rounded up). Fewer are used when fewer are feasible.
+        data: whose test split to score (any form :func:`evoband.fit` takes, with the same
+            classes); default the members' own data. Inputs are normalised as in training.
+
+    Raises:
+        ConfigError: ``k`` is invalid or no member is feasible.
+    """
+    if k == "half":
+        n = math.ceil(len(members) / 2)
+    elif isinstance(k, int) and not isinstance(k, bool) and k >= 1:
+        n = k
+    else:
+        raise ConfigError(
+            f"The 'k' parameter of ensemble must be an int >= 1 or 'half'. Got {k!r} instead."
+        )
+    chosen = [m for m in members if m.feasible][:n]
+    if not chosen:
+        raise ConfigError("No member of the population is feasible; there is nothing to ensemble.")
+    source = chosen[0].data if data is None else as_data_source(data)
+    if source.classes != chosen[0].data.classes:
+        raise DataError(
+            f"The data's classes {list(source.classes)[:5]}... differ from the members' "
+            f"{list(chosen[0].data.classes)[:5]}...; score the ensemble on data of the same classes."
+        )
+    if len(source.test) == 0:
+        raise DataError(f"The data set {source.name} has no test split to score the ensemble on.")
+    labels = source.test.labels
+    probabilities = []
+    for member in chosen:
+        model = member.model()
+        mean, std = member.stats()
+        x = normalize(source.test.images, mean, std, next(model.parameters()).device)
+        probabilities.append(predict(model, x).softmax(dim=1))
+    averaged = torch.stack(probabilities).mean(dim=0)
+
+    def score(p: torch.Tensor) -> Metrics:
+        loss = torch.nn.functional.nll_loss(p.clamp_min(1e-12).log(), labels)
+        return compute_metrics(p, labels, float(loss))
+
+    return EnsembleResult(
+        tuple(m.member_id for m in chosen), score(averaged), score(probabilities[0]), averaged
+    )

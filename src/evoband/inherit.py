@@ -1,0 +1,458 @@
+"""Weight inheritance parent -> child (Lamarckian): a child starts from its parent's trained
+weights, reshaped to the child's network, instead of from random ones.
+
+The genotype is a flat config dict and the network family is :mod:`evoband.cnn`'s, whose modules
+have stable names (``conv.<i>.conv``, ``conv.<i>.extra.<j>.0``, ``fc.<i>.linear``, ``head``).
+Every weighted layer of the child is filled in network order:
+
+- **Same layer in the parent** (same module name): its output channels are the parent's (a wider
+  layer keeps them all and adds fresh filters; a narrower one keeps the channels whose filters
+  have the largest L1 norm, as in Li et al. 2017, "Pruning filters for efficient ConvNets"). Its
+  input weights follow the channels its input actually carries: a kept channel's weights are
+  copied, a new channel's are zero, so new channels change nothing until trained. The same
+  channel indices reach every consumer: the BatchNorm, the next conv, and through flatten
+  (``global_avg_pooling`` False) the blocks of ``h * w`` inputs of the first FC layer. New
+  BatchNorm channels are weight 1, bias 0, running mean 0, running var 1. A different kernel
+  size is centred: a larger kernel pads the parent's with zeros, a smaller one crops it.
+- **An added convolution in a stage** (``convs_per_stage`` grew) starts as a Dirac kernel with an
+  identity BatchNorm; **an added FC layer** (``n_fc_layers`` grew) as an identity matrix on the
+  previous layer's units (when narrower than them, on the units with the largest filter norms;
+  the extra units of a wider one are fresh, with zero outgoing weights).
+- **A new conv stage** (``n_conv_layers`` grew) is freshly initialised: with its pooling it can
+  not be an identity.
+- **A removed layer** (fewer stages, convolutions per stage or FC layers): its consumer now reads
+  another layer's output. Such a join copies what matches by position (the leading output rows
+  and input columns the two shapes share) and keeps the fresh initialisation for the rest.
+
+A child whose network has exactly the parent's tensors (it differs only in training
+hyperparameters such as the learning rate, optimizer, weight decay, augmentation, batch size or
+dropout) gets the full parent state, as in population-based training.
+
+**When the child computes the parent's function** (in eval mode, up to float rounding; training
+mode differs through BatchNorm batch statistics and dropout):
+
+- differences in training hyperparameters only; wider conv or FC layers; a larger kernel: always.
+- an added convolution in a stage: with ReLU (the only activation with ``relu(y) = y`` on a known
+  range). Without BatchNorm its input is a ReLU output, non-negative, so the Dirac kernel and the
+  ReLU pass it unchanged. With BatchNorm its input is the previous BatchNorm's eval-mode affine
+  map of a non-negative ReLU output, so each channel is bounded below (BN weight >= 0) or above
+  (weight < 0): the added conv adds (or, with a kernel of -1, subtracts from) a bias that moves
+  the channel into the non-negative range, and its own BatchNorm (running mean = that bias,
+  running var = 1 - eps, weight +-1) removes it again. With leaky ReLU the Dirac layer is an
+  identity only where its input is non-negative, which nothing guarantees; GELU and SiLU are
+  never the identity.
+- an added FC layer: with ReLU, when it is at least as wide as its input. Its input units are
+  bounded the same way (ReLU outputs of an FC layer are non-negative; pooled BatchNorm features
+  are bounded per channel); the shift moved into the non-negative range is subtracted in the
+  next layer's bias.
+- not preserved: narrower layers, a smaller kernel, removed layers, new stages, a changed
+  activation, ``use_BN`` or ``global_avg_pooling``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .cnn import build_model, conv_widths, convs_per_stage, fc_widths
+
+__all__ = ["LayerSpec", "inherit", "inherit_state", "layer_specs"]
+
+Signal = tuple[str, int, str]
+"""What one input or output unit of a layer carries: (the parent layer that produced it, its
+channel there, where the unit sits after pooling: ``""``, ``"gap"`` or ``"flat<h>x<w>:<p>"``)."""
+
+BN_EPS = 1e-5
+"""The eps of ``nn.BatchNorm2d`` as :mod:`evoband.cnn` builds it."""
+
+IDENTITY_ACTIVATIONS = ("relu", "leaky_relu")
+"""Activations that are the identity on non-negative inputs."""
+
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One weighted layer of the network family, in forward order.
+
+    Attributes:
+        name: the module name of its Conv2d or Linear (``conv.0.extra.0.0``, ``fc.1.linear``).
+        kind: ``conv`` or ``linear``.
+        width: output channels or units.
+        bn: the module name of its BatchNorm, if it has one.
+        activation: the activation after it; None for the head.
+        in_stage: for a conv, its index within the stage (0: the stage's first conv).
+        pooling: for the first linear layer, ``gap`` or ``flat<h>x<w>`` (how conv features reach
+            it); None otherwise.
+    """
+
+    name: str
+    kind: str
+    width: int
+    bn: str | None
+    activation: str | None
+    in_stage: int = 0
+    pooling: str | None = None
+
+
+def layer_specs(
+    config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+) -> list[LayerSpec]:
+    """The weighted layers of ``build_model(config, ...)`` in forward order."""
+    _, h, w = input_shape
+    use_bn = bool(config.get("use_BN", False))
+    activation = str(config.get("activation", "relu"))
+    specs: list[LayerSpec] = []
+    widths = conv_widths(config)
+    for i, width in enumerate(widths):
+        for j in range(convs_per_stage(config)):
+            base = f"conv.{i}" if j == 0 else f"conv.{i}.extra.{j - 1}"
+            name = f"{base}.conv" if j == 0 else f"{base}.0"
+            bn = (f"{base}.bn" if j == 0 else f"{base}.2") if use_bn else None
+            specs.append(LayerSpec(name, "conv", width, bn, activation, in_stage=j))
+    global_pool = bool(config.get("global_avg_pooling", True))
+    pooling: str | None = "gap" if global_pool else f"flat{h >> len(widths)}x{w >> len(widths)}"
+    for i, width in enumerate(fc_widths(config)):
+        specs.append(
+            LayerSpec(f"fc.{i}.linear", "linear", width, None, activation, pooling=pooling)
+        )
+        pooling = None
+    specs.append(LayerSpec("head", "linear", n_classes, None, None, pooling=pooling))
+    return specs
+
+
+@dataclass
+class Space:
+    """The units between two layers of the child.
+
+    ``signals[j]`` is the parent unit that unit ``j`` carries (None: a new unit). A unit's actual
+    value is ``scale * plain + shift``, where ``plain`` is the value of the parent unit; ``lower``
+    and ``upper`` bound the plain value in eval mode (infinite: unknown).
+    """
+
+    signals: list[Signal | None]
+    scale: torch.Tensor
+    shift: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    @classmethod
+    def plain(
+        cls,
+        signals: list[Signal | None],
+        lower: torch.Tensor | None = None,
+        upper: torch.Tensor | None = None,
+    ) -> Space:
+        n = len(signals)
+        return cls(
+            signals,
+            torch.ones(n),
+            torch.zeros(n),
+            torch.full((n,), -torch.inf) if lower is None else lower,
+            torch.full((n,), torch.inf) if upper is None else upper,
+        )
+
+    @property
+    def encoded(self) -> bool:
+        return bool((self.scale != 1).any() or (self.shift != 0).any())
+
+
+def _pooled(space: Space, pooling: str | None) -> Space:
+    """The units a linear layer sees after global pooling or flatten of ``space``'s channels."""
+    if pooling is None:
+        return space
+    if pooling == "gap":
+        signals = [None if s is None else (s[0], s[1], "gap") for s in space.signals]
+        return Space(signals, space.scale, space.shift, space.lower, space.upper)
+    h, w = (int(v) for v in pooling[4:].split("x"))
+    hw = h * w
+    signals = [
+        None if s is None else (s[0], s[1], f"{pooling}:{p}")
+        for s in space.signals
+        for p in range(hw)
+    ]
+
+    def repeat(t: torch.Tensor) -> torch.Tensor:
+        return t.repeat_interleave(hw)
+
+    return Space(
+        signals, repeat(space.scale), repeat(space.shift), repeat(space.lower), repeat(space.upper)
+    )
+
+
+def _parent_inputs(specs: list[LayerSpec], in_channels: int) -> dict[str, list[Signal | None]]:
+    """For each layer of the parent, the parent units its input columns read."""
+    signals: list[Signal | None] = [("input", c, "") for c in range(in_channels)]
+    inputs: dict[str, list[Signal | None]] = {}
+    for spec in specs:
+        inputs[spec.name] = _pooled(Space.plain(signals), spec.pooling).signals
+        signals = [(spec.name, c, "") for c in range(spec.width)]
+    return inputs
+
+
+def _filter_norms(weight: torch.Tensor) -> torch.Tensor:
+    """L1 norm of each output channel's filter (row)."""
+    return weight.detach().abs().reshape(weight.shape[0], -1).sum(dim=1).cpu()
+
+
+def _top(norms: torch.Tensor, k: int) -> list[int]:
+    """Indices of the ``k`` largest ``norms`` (ties: the lower index), in ascending order."""
+    order = torch.argsort(-norms, stable=True)[:k]
+    return sorted(int(i) for i in order)
+
+
+def _fit_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """A conv weight with its kernel centred in ``kernel x kernel`` (zero-padded or cropped)."""
+    k = weight.shape[-1]
+    if k == kernel:
+        return weight
+    if k < kernel:
+        pad = (kernel - k) // 2
+        return torch.nn.functional.pad(weight, (pad, kernel - k - pad, pad, kernel - k - pad))
+    cut = (k - kernel) // 2
+    return weight[..., cut : cut + kernel, cut : cut + kernel]
+
+
+def _bounds(
+    spec: LayerSpec, state: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode bounds of a layer's outputs: known only after a ReLU (and its BatchNorm)."""
+    n = spec.width
+    lower, upper = torch.full((n,), -torch.inf), torch.full((n,), torch.inf)
+    if spec.activation != "relu":
+        return lower, upper
+    if spec.bn is None:
+        return torch.zeros(n), upper
+    # BN(a) = (a - mean) * g + beta with a >= 0: bounded at a = 0 on the side g points away from
+    bn = {key: state[f"{spec.bn}.{key}"].float().cpu() for key in _BN_KEYS}
+    gain = bn["weight"] / torch.sqrt(bn["running_var"] + BN_EPS)
+    at_zero = bn["bias"] - bn["running_mean"] * gain
+    lower = torch.where(gain >= 0, at_zero, lower)
+    upper = torch.where(gain <= 0, at_zero, upper)
+    return lower, upper
+
+
+def _shift_into_relu(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per unit, ``(s, b)`` with ``s * x + b >= 0`` for every ``x`` within the bounds
+    (``s = 1, b = 0`` where no bound is known)."""
+    low_known = torch.isfinite(lower)
+    up_known = torch.isfinite(upper) & ~low_known
+    scale = torch.where(up_known, -1.0, 1.0)
+    shift = torch.where(low_known, (-lower).clamp(min=0), torch.zeros_like(lower))
+    shift = torch.where(up_known, upper.clamp(min=0), shift)
+    return scale, shift
+
+
+class _Builder:
+    """Fills a child's state dict layer by layer from the parent's."""
+
+    def __init__(
+        self,
+        parent_state: Mapping[str, torch.Tensor],
+        parent_config: Mapping[str, Any],
+        child_state: Mapping[str, torch.Tensor],
+        input_shape: tuple[int, int, int],
+        n_classes: int,
+    ) -> None:
+        self.parent = parent_state
+        self.out = {k: v.detach().clone() for k, v in child_state.items()}
+        specs = layer_specs(parent_config, input_shape, n_classes)
+        self.parent_specs = {spec.name: spec for spec in specs}
+        self.parent_inputs = _parent_inputs(specs, input_shape[0])
+
+    def layer(self, spec: LayerSpec, x: Space) -> Space:
+        """Fill ``spec``'s tensors given its input units ``x``; return its output units."""
+        if spec.name in self.parent_specs:
+            return self._inherited(spec, x)
+        if spec.kind == "conv" and spec.in_stage > 0 and len(x.signals) == spec.width:
+            return self._identity_conv(spec, x)
+        if spec.kind == "linear" and spec.activation is not None:
+            return self._identity_linear(spec, x)
+        signals: list[Signal | None] = [(f"{spec.name}#new", c, "") for c in range(spec.width)]
+        return Space.plain(signals, *_bounds(spec, self.out))
+
+    # -- a layer the parent has ----------------------------------------------------------------
+
+    def _columns(self, spec: LayerSpec, x: Space, n_parent: int) -> tuple[list[int], ...]:
+        """(child columns to copy, their parent columns, child columns to zero)."""
+        position = {s: j for j, s in enumerate(self.parent_inputs[spec.name])}
+        found = [position.get(s) if s is not None else None for s in x.signals]
+        copy_child, copy_parent, zero = [], [], []
+        if any(p is not None for p in found):  # the same input as in the parent
+            for j, (s, p) in enumerate(zip(x.signals, found, strict=True)):
+                if p is not None:
+                    copy_child.append(j)
+                    copy_parent.append(p)
+                elif s is None:
+                    zero.append(j)
+        else:  # a join after a removed layer: copy by position
+            copy_child = copy_parent = list(range(min(len(x.signals), n_parent)))
+        return copy_child, copy_parent, zero
+
+    def _inherited(self, spec: LayerSpec, x: Space) -> Space:
+        pw = self.parent[f"{spec.name}.weight"].to(self.out[f"{spec.name}.weight"].device)
+        weight = self.out[f"{spec.name}.weight"]
+        if spec.kind == "conv":
+            pw = _fit_kernel(pw, weight.shape[-1])
+        n_parent = pw.shape[0]
+        rows = (
+            list(range(n_parent)) if spec.width >= n_parent else _top(_filter_norms(pw), spec.width)
+        )
+        kept = torch.arange(len(rows))
+        prows = torch.tensor(rows, dtype=torch.long)
+        copy_child, copy_parent, zero = self._columns(spec, x, pw.shape[1])
+        cc, cp = (
+            torch.tensor(copy_child, dtype=torch.long),
+            torch.tensor(copy_parent, dtype=torch.long),
+        )
+        weight[kept[:, None], cc[None, :]] = pw[prows[:, None], cp[None, :]].to(weight.dtype)
+        if zero:
+            weight[kept[:, None], torch.tensor(zero)[None, :]] = 0.0
+        bias = self.out[f"{spec.name}.bias"]
+        bias[kept] = self.parent[f"{spec.name}.bias"].to(bias)[prows]
+        self._copy_bn(spec, rows)
+        if x.encoded:
+            self._decode(spec, x)
+        signals: list[Signal | None] = [(spec.name, r, "") for r in rows]
+        signals += [None] * (spec.width - len(rows))
+        return Space.plain(signals, *_bounds(spec, self.out))
+
+    def _copy_bn(self, spec: LayerSpec, rows: list[int]) -> None:
+        parent_bn = self.parent_specs[spec.name].bn
+        if spec.bn is None or parent_bn is None:
+            return  # a BN the parent lacks keeps its fresh (identity) initialisation
+        kept, prows = torch.arange(len(rows)), torch.tensor(rows, dtype=torch.long)
+        new = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+        for key, value in new.items():
+            tensor = self.out[f"{spec.bn}.{key}"]
+            tensor.fill_(value)
+            tensor[kept] = self.parent[f"{parent_bn}.{key}"].to(tensor)[prows]
+        tracked = f"{spec.bn}.num_batches_tracked"
+        self.out[tracked] = self.parent[f"{parent_bn}.num_batches_tracked"].clone()
+
+    def _decode(self, spec: LayerSpec, x: Space) -> None:
+        """Make a linear layer read the plain values of inputs encoded as ``scale * x + shift``."""
+        if spec.kind != "linear":
+            raise AssertionError("conv inputs are never shifted (zero padding would not be)")
+        weight, bias = self.out[f"{spec.name}.weight"], self.out[f"{spec.name}.bias"]
+        weight.mul_(x.scale.to(weight)[None, :])
+        bias.sub_(weight @ x.shift.to(weight))
+
+    # -- a layer the parent lacks --------------------------------------------------------------
+
+    def _identity_conv(self, spec: LayerSpec, x: Space) -> Space:
+        """A Dirac convolution (with its bias shift undone by its BatchNorm); see the module
+        docstring for when it is an identity."""
+        weight, bias = self.out[f"{spec.name}.weight"], self.out[f"{spec.name}.bias"]
+        scale, shift = torch.ones(spec.width), torch.zeros(spec.width)
+        if spec.bn is not None and spec.activation in IDENTITY_ACTIVATIONS:
+            scale, shift = _shift_into_relu(x.lower, x.upper)
+        centre = weight.shape[-1] // 2
+        weight.zero_()
+        channels = torch.arange(spec.width)
+        weight[channels, channels, centre, centre] = scale.to(weight)
+        bias.copy_(shift)
+        if spec.bn is not None:
+            self.out[f"{spec.bn}.weight"].copy_(scale)
+            self.out[f"{spec.bn}.bias"].zero_()
+            self.out[f"{spec.bn}.running_mean"].copy_(shift)
+            self.out[f"{spec.bn}.running_var"].fill_(1.0 - BN_EPS)
+        return Space.plain(list(x.signals), *_bounds(spec, self.out))
+
+    def _identity_linear(self, spec: LayerSpec, x: Space) -> Space:
+        """An identity matrix on the input units (the ones with the largest filter norms when
+        narrower), shifted into ReLU's identity range; extra units stay fresh."""
+        n_in = len(x.signals)
+        keep = list(range(n_in)) if spec.width >= n_in else _top(self._unit_norms(x), spec.width)
+        weight, bias = self.out[f"{spec.name}.weight"], self.out[f"{spec.name}.bias"]
+        lower, upper = x.lower[keep], x.upper[keep]
+        scale, shift = torch.ones(len(keep)), torch.zeros(len(keep))
+        if spec.activation in IDENTITY_ACTIVATIONS:
+            scale, shift = _shift_into_relu(lower, upper)
+        rows = torch.arange(len(keep))
+        weight[rows] = 0.0
+        weight[rows, torch.tensor(keep, dtype=torch.long)] = scale.to(weight)
+        bias[rows] = shift.to(bias)
+        if x.encoded:
+            self._decode(spec, x)
+        extra = spec.width - len(keep)
+        signals = [x.signals[j] for j in keep] + [None] * extra
+
+        def padded(t: torch.Tensor, fill: float) -> torch.Tensor:
+            return torch.cat([t, torch.full((extra,), fill)])
+
+        return Space(
+            signals,
+            padded(scale, 1.0),
+            padded(shift, 0.0),
+            padded(lower, -torch.inf),
+            padded(upper, torch.inf),
+        )
+
+    def _unit_norms(self, x: Space) -> torch.Tensor:
+        """The L1 norm of the parent filter that produced each unit (0 for new units)."""
+        norms = torch.zeros(len(x.signals))
+        cache: dict[str, torch.Tensor] = {}
+        for j, s in enumerate(x.signals):
+            if s is None or f"{s[0]}.weight" not in self.parent:
+                continue
+            if s[0] not in cache:
+                cache[s[0]] = _filter_norms(self.parent[f"{s[0]}.weight"])
+            norms[j] = cache[s[0]][s[1]]
+        return norms
+
+
+def _same_tensors(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+
+
+def inherit_state(
+    parent_state: Mapping[str, torch.Tensor],
+    parent_config: Mapping[str, Any],
+    child_state: Mapping[str, torch.Tensor],
+    child_config: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+) -> dict[str, torch.Tensor]:
+    """The child's state dict initialised from the parent's trained weights.
+
+    Args:
+        parent_state: the parent model's ``state_dict()``.
+        parent_config: the parent's genotype.
+        child_state: the freshly initialised child model's ``state_dict()``; kept where nothing
+            is inherited (new filters, new layers).
+        child_config: the child's genotype.
+        input_shape: ``C x H x W`` of the data both were built for.
+
+    Returns:
+        A state dict that ``build_model(child_config, ...)`` loads strictly (see the module
+        docstring for what is copied and when the parent's function is preserved).
+    """
+    if _same_tensors(parent_state, child_state):
+        return {k: v.detach().clone().to(child_state[k].device) for k, v in parent_state.items()}
+    n_classes = int(child_state["head.weight"].shape[0])
+    builder = _Builder(parent_state, parent_config, child_state, input_shape, n_classes)
+    signals: list[Signal | None] = [("input", c, "") for c in range(input_shape[0])]
+    x = Space.plain(signals)
+    with torch.no_grad():
+        for spec in layer_specs(child_config, input_shape, n_classes):
+            x = builder.layer(spec, _pooled(x, spec.pooling))
+    return builder.out
+
+
+def inherit(
+    parent_state: Mapping[str, torch.Tensor],
+    parent_config: Mapping[str, Any],
+    child_config: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+    n_classes: int,
+    *,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """:func:`inherit_state` on a child freshly initialised with ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        child = build_model(child_config, input_shape, n_classes)
+    return inherit_state(parent_state, parent_config, child.state_dict(), child_config, input_shape)
