@@ -100,7 +100,7 @@ QUICK_DEFAULTS: dict[str, Any] = {
     "min_epochs": 1,
     "max_epochs": 8,
     "eta": 2,
-    "eval_time_limit": 4.0,
+    "eval_time_limit": 10.0,
 }
 
 

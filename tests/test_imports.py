@@ -115,3 +115,13 @@ def test_result_readers_do_not_import_the_training_stack(module: str) -> None:
             todo.extend(graph[name])
     torch_users = {name for name in seen if imports_torch(PACKAGE / f"{name}.py")}
     assert not torch_users, f"{module} imports torch through {sorted(torch_users)}"
+
+
+MAX_MODULE_LINES = 400
+"""No module of the package is longer (issue 12): a longer one is split along a seam."""
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_no_module_is_over_the_line_limit(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.name} has {lines} lines (> {MAX_MODULE_LINES})"

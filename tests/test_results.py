@@ -10,7 +10,7 @@ OK, DIVERGED, TIMED_OUT, FAILED = Status.OK, Status.DIVERGED, Status.TIMED_OUT, 
 
 
 def test_statuses_are_the_strings_the_ledger_stores() -> None:
-    assert [str(s) for s in Status] == ["ok", "diverged", "timed_out", "failed"]
+    assert [str(s) for s in Status] == ["ok", "diverged", "timed_out", "failed", "error"]
     assert Status("timed_out") is TIMED_OUT and TIMED_OUT == "timed_out"
     assert f"{DIVERGED}" == "diverged"
 

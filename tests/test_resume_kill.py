@@ -39,6 +39,9 @@ def automl_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
         "300",
         "--max_time",
         "3600",
+        # time limits depend on the machine's load; runs compared across processes must not hit one
+        "--eval_time_limit",
+        "600",
         "--seed",
         "7",
         "--no_progress",

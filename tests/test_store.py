@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import evoband.files as files_module
-from evoband.errors import StoreError
+from evoband.errors import StoreError, StoreWriteError
 from evoband.member import Member, Origin
 from evoband.results import FoldResult, Result, Status
 from evoband.store import (
@@ -347,7 +347,7 @@ def test_failed_export_is_not_swallowed_and_keeps_the_old_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(files_module.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StoreWriteError, match="No space left on device while writing automl_run"):
         store.export(SMALL_CONFIG)
     # a reader still sees the complete previous export, never half of a new one
     assert (store.run_dir / "automl_run.json").read_bytes() == before

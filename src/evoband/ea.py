@@ -17,21 +17,24 @@ from ConfigSpace import ConfigurationSpace
 from .breeding import Breeder
 from .constraints import Constraints
 from .cost import CostModel
-from .errors import ConfigError
+from .ea_steps import (
+    CheckpointRetention,
+    export_best,
+    log_evaluation,
+    parent_weights,
+    successive_halving,
+)
+from .errors import ConfigError, StoreWriteError
+from .faults import ErrorStreak
 from .hooks import Callback, CbAll, SearchView, StopRequest
 from .hyperband import Bracket
 from .member import Member, Origin, best_member, population_summary, rank_members
-from .operators import (
-    ParamBudget,
-    Selection,
-    Variation,
-    plus_selection,
-)
+from .operators import ParamBudget, Selection, Variation, plus_selection
 from .results import FoldResult, Result
 from .settings import SearchSettings, check_max_params
 from .space import Config
 from .store import RunStore
-from .target import FoldExecutor, ParentWeights, Task, evaluate
+from .target import FoldExecutor, Task, evaluate
 from .train import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -111,7 +114,8 @@ class EvolutionaryOptimizer:
         self.stopped_by = ""
         self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
         self._replaying = False
-        self._retired: set[int] = set()  # released members whose checkpoints wait for pruning
+        self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
+        self.errors = ErrorStreak()  # the same error evaluation after evaluation stops the search
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -196,31 +200,24 @@ class EvolutionaryOptimizer:
 
     # -- evaluating ----------------------------------------------------------------------------
 
-    def _check_stop_request(self) -> None:
+    def _stop_if(self, reason: str) -> None:
+        """End the search (``StopSearch``) when ``reason`` is given: it becomes ``stopped_by``."""
+        if reason:
+            self.stopped_by = reason
+            raise StopSearch
+
+    def _budget_used_up(self) -> str:
+        """Why no more evaluations may start (a stop request or the evaluation cap), or ""."""
+        cap = self.settings.max_evaluations
         if self.stop_request:
-            self.stopped_by = self.stop_request.describe()
-            raise StopSearch
-
-    def _check_evaluation_cap(self) -> None:
-        if (
-            self.settings.max_evaluations is not None
-            and self.n_evaluations >= self.settings.max_evaluations
-        ):
-            self.stopped_by = f"max_evaluations ({self.settings.max_evaluations}) reached"
-            raise StopSearch
-
-    def _check_time(self) -> None:
-        # Only real training is checked: replayed evaluations already happened within budget.
-        if self.elapsed() >= self.settings.max_time:
-            self.stopped_by = f"max_time ({self.settings.max_time:g} s) reached"
-            raise StopSearch
+            return self.stop_request.describe()
+        return f"max_evaluations ({cap}) reached" if cap and self.n_evaluations >= cap else ""
 
     def evaluate(
         self, member: Member, budget: int, bracket: int | None = None, rung: int | None = None
     ) -> Result:
         """Train ``member`` to ``budget`` epochs (continuing from its checkpoint) and record it."""
-        self._check_stop_request()
-        self._check_evaluation_cap()
+        self._stop_if(self._budget_used_up())
         previous = member.epochs
         cached = self.store.evaluation(member.member_id, budget)
         self._replaying = cached is not None
@@ -228,7 +225,9 @@ class EvolutionaryOptimizer:
             self.n_replayed += 1
             result = cached
         else:
-            self._check_time()
+            # only real training is timed: replayed evaluations happened within the budget
+            over = self.elapsed() >= self.settings.max_time
+            self._stop_if(f"max_time ({self.settings.max_time:g} s) reached" if over else "")
             start = time.monotonic()
             result = evaluate(
                 member.config,
@@ -242,7 +241,9 @@ class EvolutionaryOptimizer:
                 done_folds=self.store.fold_results(member.member_id, budget),
                 on_fold=lambda fold: self._record_fold(member, budget, fold),
                 executor=self.executor,
-                inherit=self._parent_weights(member),
+                inherit=parent_weights(
+                    member, self.members, self.store, self.settings.inherit_weights
+                ),
             )
         if result.ok:
             self.cost_model.observe(
@@ -273,76 +274,20 @@ class EvolutionaryOptimizer:
                 },
             )
             self._export()
-            self._log(member, result)
+            log_evaluation(member, result, self.constraints)
         self.callback.on_evaluation(self.view(), member, result)
+        where = f"{member.describe()} at {budget} epochs"
+        self._stop_if(self.errors.observe(result, where, log=cached is None))
         return result
-
-    def _log(self, member: Member, result: Result) -> None:
-        logger.info(
-            "%s, %d epochs: top3 %.3f, precision %.3f, %s params, %.1f s [%s]",
-            member.describe(),
-            result.epochs,
-            result.top3,
-            result.precision,
-            f"{result.num_params:,}",
-            result.seconds,
-            self.constraints.verdict(result),
-        )
 
     def _record_fold(self, member: Member, budget: int, fold: FoldResult) -> None:
         self.store.record_fold(member.member_id, budget, fold)
         if fold.inherited:
             self.store.record_inheritance(member.member_id, fold.fold, member.parents[0])
 
-    def _parent_weights(self, member: Member) -> ParentWeights | None:
-        """Where ``member``'s folds inherit their initial weights from: its first parent's
-        checkpoints, with inheritance on and for mutated or recombined children only."""
-        if not self.settings.inherit_weights or member.origin not in (
-            Origin.MUTATED,
-            Origin.RECOMBINED,
-        ):
-            return None
-        parent = self.members[member.parents[0]]
-        if parent.checkpoint_dir is None:
-            return None
-        return ParentWeights(
-            parent.member_id,
-            dict(parent.config),
-            parent.checkpoint_dir,
-            self.store.latest_checkpoint_hashes(parent.member_id),
-        )
-
-    def _release(self, members: Sequence[Member]) -> None:
-        """Delete checkpoints of members that will not be trained further.
-
-        With weight inheritance they are kept while the member is in the population (its
-        children inherit from them) and deleted by :meth:`_prune_checkpoints` once it is not.
-        """
-        for member in members:
-            if self.settings.inherit_weights:
-                self._retired.add(member.member_id)
-            else:
-                self.store.delete_checkpoints(member.member_id)
-
-    def _prune_checkpoints(self) -> None:
-        """Delete the kept checkpoints of released members that left the population."""
-        alive = {m.member_id for m in self.population}
-        for member_id in sorted(self._retired - alive):
-            self.store.delete_checkpoints(member_id)
-            self._retired.discard(member_id)
-
     def _export(self) -> None:
         best = self.best_member()
-        if best is None or best.result is None:
-            self.store.export(None)
-            return
-        training = {
-            "epochs": best.result.epochs,
-            "segments": list(self.segments(best)),
-            "seed": self.settings.seed,
-            "member_id": best.member_id,
-        }
-        self.store.export(best.config, training)
+        export_best(self.store, best, self.segments(best) if best else (), self.settings.seed)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -364,53 +309,44 @@ class EvolutionaryOptimizer:
             for member in initial:
                 self.evaluate(member, self.settings.max_epochs)
                 self.population.append(member)
-                self._release([member])
+                self.retention.release([member])
         else:
             eta = self.settings.eta
             sizes = tuple(max(1, len(initial) // eta**i) for i in range(len(bracket.budgets)))
-            self._successive_halving(initial, sizes, bracket.budgets, s)
+            self._halving(initial, sizes, bracket.budgets, s)
             self.population = list(initial)
         self.population = self.rank(self.population)
-        self._prune_checkpoints()
+        self.retention.prune(self.population)
 
-    def _successive_halving(
+    def _halving(
         self, members: list[Member], sizes: Sequence[int], budgets: Sequence[int], s: int | None
     ) -> list[Member]:
-        """Train ``members`` rung by rung, keeping the best ``sizes[i]`` for rung ``i``."""
-        alive = members
-        for rung, (n, budget) in enumerate(zip(sizes, budgets, strict=True)):
-            alive = alive[:n]
-            for member in alive:
-                self.evaluate(member, budget, s, rung)
-            ranked = self.rank(alive, budget)
-            promotable = [m for m in ranked if budget in m.results and m.results[budget].ok]
-            next_n = sizes[rung + 1] if rung + 1 < len(sizes) else 0
-            self._release([m for m in ranked if m not in promotable[:next_n]])
-            alive = promotable[:next_n] if next_n else ranked
-        return alive
+        return successive_halving(
+            members, sizes, budgets, s, self.evaluate, self.rank, self.retention.release
+        )
 
     def _run_bracket(self, bracket: Bracket) -> list[Member]:
         """Successive halving over fresh children; returns the members of the last rung."""
         children = [self._make_child(bracket.s) for _ in range(bracket.n_members[0])]
-        return self._successive_halving(children, bracket.n_members, bracket.budgets, bracket.s)
+        return self._halving(children, bracket.n_members, bracket.budgets, bracket.s)
 
     def _generation(self) -> None:
         if self.schedule is None:
             children = [self._make_child(None) for _ in range(self.settings.num_children)]
             for child in children:
                 self.evaluate(child, self.settings.max_epochs)
-                self._release([child])
+                self.retention.release([child])
             self.population = plus_selection(
                 self.rank(self.population + children), self.settings.pop_size
             )
-            self._prune_checkpoints()
+            self.retention.prune(self.population)
             return
         for bracket in self.schedule.brackets:
             survivors = self._run_bracket(bracket)
             self.population = plus_selection(
                 self.rank(self.population + survivors), self.settings.pop_size
             )
-            self._prune_checkpoints()
+            self.retention.prune(self.population)
 
     def _end_generation(self) -> None:
         row = {
@@ -429,9 +365,11 @@ class EvolutionaryOptimizer:
         """Search until the budget is used up; return the best member (see :meth:`best_member`).
 
         A ``KeyboardInterrupt`` (or any exception) leaves the ledger and exports consistent and
-        propagates; the run can then be resumed.
+        propagates; the run can then be resumed. So does a failure to write into the run
+        directory (:class:`evoband.errors.StoreWriteError`), after which nothing more is written.
         """
         self.callback.on_run_start(self.view())
+        writable = True
         try:
             self._initial_population()
             self._end_generation()
@@ -441,7 +379,12 @@ class EvolutionaryOptimizer:
                 self._end_generation()
         except StopSearch:
             self._end_generation()
+        except StoreWriteError:
+            writable = False
+            self.stopped_by = "cannot write to the run directory"
+            raise
         finally:
-            self._export()
+            if writable:
+                self._export()
             self.callback.on_run_end(self.view(), self.best_member())
         return self.best_member()

@@ -17,3 +17,21 @@ class ConfigError(EvobandError):
 
 class StoreError(EvobandError):
     """A run directory or its ledger cannot be used."""
+
+
+class StoreWriteError(StoreError):
+    """Writing into a run directory failed (disk full, read-only file system, permissions).
+
+    Everything finished before the failure is in the ledger: free the space (or make the
+    directory writable) and resume the run.
+    """
+
+
+def write_failure(run_dir: object, what: object, exc: BaseException) -> StoreWriteError:
+    """The one-line :class:`StoreWriteError` for ``exc``, raised while writing ``what``."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return StoreWriteError(
+        f"Cannot write to the run directory {run_dir} ({reason} while writing {what}); every "
+        "finished evaluation is in its ledger: free space or make it writable, then resume "
+        "with --resume."
+    )

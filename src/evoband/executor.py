@@ -51,6 +51,11 @@ class ProcessExecutor(FoldExecutor):
         self._pool: Pool | None = None
         self._task: Task | None = None
 
+    def start(self, task: Task) -> None:
+        """Start the workers now (with ``task`` loaded), so that their start-up is not charged
+        to the first evaluation's time limit."""
+        self._pool_for(task)
+
     def _pool_for(self, task: Task) -> Pool:
         if task.device.type != "cpu":
             raise ConfigError("Worker processes train on the CPU only; use one worker with a GPU.")

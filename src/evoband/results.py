@@ -34,9 +34,12 @@ class Status(StrEnum):
     DIVERGED = "diverged"
     TIMED_OUT = "timed_out"
     FAILED = "failed"
+    """A resource ran out (e.g. memory): not the configuration's fault, nor a bug."""
+    ERROR = "error"
+    """Training raised an unexpected exception (a bug); its traceback is in the ledger."""
 
 
-_STATUS_ORDER = [Status.OK, Status.TIMED_OUT, Status.DIVERGED, Status.FAILED]
+_STATUS_ORDER = [Status.OK, Status.TIMED_OUT, Status.DIVERGED, Status.FAILED, Status.ERROR]
 """Best to worst: the worst fold status is an evaluation's status."""
 
 
@@ -59,13 +62,17 @@ class FoldResult:
     model: Any = field(default=None, repr=False, compare=False)
     inherited: bool = field(default=False, repr=False, compare=False)
     """The fold's model started from its parent's weights (see :mod:`evoband.inherit`)."""
+    traceback: str = field(default="", repr=False, compare=False)
+    """With status ``error``: the formatted traceback of the exception training raised."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The scores (predictions only when kept; ``inherited`` only when true; never the
-        model)."""
+        """The scores (predictions only when kept; ``inherited`` and ``traceback`` only when
+        set; never the model)."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
         if not self.inherited:
             d.pop("inherited")
+        if not self.traceback:
+            d.pop("traceback")
         if not self.predicted:
             d.pop("predicted")
             d.pop("labels")

@@ -25,7 +25,7 @@ from .cnn import count_params
 from .constraints import Constraints
 from .data import DataSource, load_data
 from .ea import EvolutionaryOptimizer
-from .errors import StoreError
+from .errors import StoreError, StoreWriteError
 from .executor import ProcessExecutor
 from .hooks import Callback
 from .member import Member
@@ -291,9 +291,15 @@ def run_search(
             run_json["hyperband"] = optimizer.schedule.to_dict()
         store.write_run_json(run_json)
         interrupted = True
+        failure: BaseException | None = None
         try:
+            if executor is not None and task.device.type == "cpu":
+                executor.start(task)
             optimizer.run()
             interrupted = False
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             if executor is not None:
                 executor.close()
@@ -339,8 +345,13 @@ def run_search(
                     },
                 }
             )
-            store.write_run_json(run_json)
-            if interrupted:
+            try:
+                store.write_run_json(run_json)
+            except StoreWriteError:
+                if failure is None:
+                    raise
+                logger.debug("run.json not updated: the run directory is not writable.")
+            if isinstance(failure, KeyboardInterrupt):
                 logger.warning(
                     "Interrupted; the ledger and outputs are saved. Resume with:\n"
                     "  python src/AutoML.py --run_dir %s --resume [the same arguments]",

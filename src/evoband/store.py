@@ -2,14 +2,14 @@
 
 ``runs/<run>/`` holds ``history.sqlite`` (the ledger, written by one process, one transaction per
 finished fold and per finished evaluation), ``checkpoints/``, and exports of the ledger rewritten
-atomically: ``automl_run.json``, ``opt_cfg.json``, ``progress.csv``, ``run.json``.
+atomically: ``automl_run.json``, ``opt_cfg.json``, ``progress.csv``, ``run.json``. This module
+keeps the ledger; the writers of the exports are in :mod:`evoband.store_exports` (their names
+are re-exported here). A failed write raises :class:`evoband.errors.StoreWriteError`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import shutil
 import sqlite3
@@ -20,43 +20,49 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import StoreError
-from .files import json_default, write_json, write_text
+from .errors import write_failure
+from .files import json_default
 from .results import FoldResult, Result, Status
+from .store_exports import (
+    POPULATION,
+    PROGRESS_COLUMNS,
+    evaluations_frame,
+    generations_frame,
+    load_generations,
+    load_run,
+    read_population,
+    read_run_json,
+    read_training_record,
+    training_record_path,
+    write_exports,
+    write_population,
+    write_run_json,
+)
+from .store_schema import (
+    APPLICATION_ID,
+    ERRORS_TABLE,
+    INHERITANCE_TABLE,
+    LEDGER,
+    SCHEMA_VERSION,
+    WRITE_FAILURES,
+    open_ledger,
+)
 
-SCHEMA_VERSION = 1
-LEDGER = "history.sqlite"
-APPLICATION_ID = 0x45564244  # "EVBD": marks a ledger as ours
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS members (
-    member_id INTEGER PRIMARY KEY, config TEXT NOT NULL, seed INTEGER NOT NULL,
-    num_params INTEGER NOT NULL, origin TEXT NOT NULL, parents TEXT NOT NULL,
-    generation INTEGER NOT NULL, bracket INTEGER, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS evaluations (
-    member_id INTEGER NOT NULL REFERENCES members(member_id), epochs INTEGER NOT NULL,
-    status TEXT NOT NULL, top3 REAL, top1 REAL, precision REAL, num_params INTEGER,
-    seconds REAL, message TEXT, generation INTEGER, bracket INTEGER, rung INTEGER,
-    elapsed REAL, finished REAL NOT NULL, PRIMARY KEY (member_id, epochs));
-CREATE TABLE IF NOT EXISTS folds (
-    member_id INTEGER NOT NULL, epochs INTEGER NOT NULL, fold INTEGER NOT NULL,
-    status TEXT NOT NULL, top3 REAL, top1 REAL, precision REAL, loss REAL, trained_epochs INTEGER,
-    seconds REAL, message TEXT, checkpoint_sha256 TEXT, finished REAL NOT NULL,
-    PRIMARY KEY (member_id, epochs, fold));
-CREATE TABLE IF NOT EXISTS generations (
-    generation INTEGER PRIMARY KEY, elapsed REAL, population TEXT NOT NULL,
-    avg_acc REAL, best_acc REAL, avg_prec REAL, best_prec REAL, best_feasible_acc REAL,
-    n_evaluated INTEGER, n_feasible INTEGER, epochs_spent INTEGER);
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-_INHERITANCE_TABLE = """CREATE TABLE IF NOT EXISTS inheritance (
-    member_id INTEGER NOT NULL, fold INTEGER NOT NULL, parent_id INTEGER NOT NULL,
-    PRIMARY KEY (member_id, fold))"""
-"""Which folds of which members started from a parent's weights (made on first use)."""
+__all__ = [
+    "APPLICATION_ID",
+    "LEDGER",
+    "POPULATION",
+    "PROGRESS_COLUMNS",
+    "SCHEMA_VERSION",
+    "RunStore",
+    "load_generations",
+    "load_run",
+    "read_population",
+    "read_run_json",
+    "read_training_record",
+    "training_record_path",
+    "write_population",
+]
 
 
 def _nan_to_none(x: float | None) -> float | None:
@@ -75,62 +81,37 @@ class RunStore:
         self.run_dir = Path(run_dir)
         self.readonly = readonly
         self.write_seconds = 0.0
-        path = self.run_dir / LEDGER
+        self.conn = open_ledger(self.run_dir, readonly=readonly)
         if readonly:
-            if not path.exists():
-                raise StoreError(f"{self.run_dir} has no {LEDGER}; is it a run directory?")
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-            self._check_schema()
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            fresh = self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
-        except sqlite3.DatabaseError as exc:
-            self.conn.close()
-            raise StoreError(f"{path} is not an evoband ledger ({exc}).") from exc
-        if fresh:  # one transaction: a kill leaves either no schema or all of it
-            self.conn.executescript(
-                f"BEGIN; PRAGMA application_id = {APPLICATION_ID}; {_SCHEMA} "
-                f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
-            )
-        try:
-            self._check_schema()  # before anything changes a file that is not ours
-        except StoreError:
-            self.conn.close()
-            raise
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = FULL")
         self.checkpoint_root.mkdir(exist_ok=True)
 
     # -- plumbing ------------------------------------------------------------------------------
-
-    def _check_schema(self) -> None:
-        try:
-            app = self.conn.execute("PRAGMA application_id").fetchone()[0]
-            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.run_dir / LEDGER} is not an evoband ledger ({exc}).") from exc
-        if app != APPLICATION_ID or row is None:
-            raise StoreError(f"{self.run_dir / LEDGER} is not an evoband ledger.")
-        if int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.run_dir / LEDGER} has schema version {row[0]}, newer than this evoband "
-                f"understands ({SCHEMA_VERSION}); upgrade evoband to read it."
-            )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One committed transaction; time spent is added to ``write_seconds``."""
         start = time.perf_counter()
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # sqlite ends some failed transactions itself
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if any(word in str(exc).lower() for word in WRITE_FAILURES):
+                raise write_failure(self.run_dir, LEDGER, exc) from exc
             raise
-        self.conn.execute("COMMIT")
         self.write_seconds += time.perf_counter() - start
+
+    def _has_table(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self.conn.close()
@@ -220,6 +201,12 @@ class RunStore:
                     time.time(),
                 ),
             )
+            if fold.traceback:
+                c.execute(ERRORS_TABLE)
+                c.execute(
+                    "INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)",
+                    (member_id, epochs, fold.fold, fold.message, fold.traceback),
+                )
 
     def fold_results(self, member_id: int, epochs: int) -> dict[int, FoldResult]:
         """Folds already finished for ``member_id`` at budget ``epochs``."""
@@ -228,7 +215,7 @@ class RunStore:
             "checkpoint_sha256 FROM folds WHERE member_id=? AND epochs=? ORDER BY fold",
             (member_id, epochs),
         ).fetchall()
-        return {
+        folds = {
             r[0]: FoldResult(
                 r[0],
                 r[1],
@@ -243,6 +230,25 @@ class RunStore:
             )
             for r in rows
         }
+        if any(f.status == Status.ERROR for f in folds.values()) and self._has_table("errors"):
+            for fold, text in self.conn.execute(
+                "SELECT fold, traceback FROM errors WHERE member_id=? AND epochs=?",
+                (member_id, epochs),
+            ):
+                if fold in folds:
+                    folds[fold].traceback = text
+        return folds
+
+    def errors(self) -> list[dict[str, Any]]:
+        """Folds whose training raised: member_id, epochs, fold, error, traceback (oldest first)."""
+        if not self._has_table("errors"):
+            return []
+        rows = self.conn.execute(
+            "SELECT e.member_id, e.epochs, e.fold, e.error, e.traceback FROM errors e "
+            "JOIN folds f USING (member_id, epochs, fold) ORDER BY f.finished"
+        )
+        keys = ("member_id", "epochs", "fold", "error", "traceback")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def latest_checkpoint_hashes(self, member_id: int) -> dict[int, str]:
         """Hash of each fold's newest recorded checkpoint of a member."""
@@ -327,28 +333,14 @@ class RunStore:
         ).fetchone()
         return row is not None
 
-    # -- reading for users ---------------------------------------------------------------------
+    # -- reading for users and exports (see :mod:`evoband.store_exports`) -----------------
 
     def evaluations_frame(self) -> pd.DataFrame:
         """One row per member and budget, with the configuration keys as columns."""
-        query = (
-            "SELECT e.member_id, e.epochs, e.status, e.top3, e.top1, e.precision, e.num_params, "
-            "e.seconds, e.elapsed, e.finished, e.generation, e.bracket, e.rung, m.origin, m.parents, "
-            "(SELECT COUNT(*) FROM folds f WHERE f.member_id = e.member_id AND f.epochs = e.epochs) AS n_folds, "
-            "m.config FROM evaluations e JOIN members m USING (member_id) ORDER BY e.finished, e.member_id"
-        )
-        frame = pd.read_sql_query(query, self.conn)
-        frame["config"] = [json.loads(c) for c in frame["config"]]
-        configs = pd.DataFrame(list(frame["config"]), index=frame.index)
-        frame["parents"] = [tuple(json.loads(p)) for p in frame["parents"]]
-        return pd.concat([frame, configs], axis=1)
+        return evaluations_frame(self.conn)
 
     def generations_frame(self) -> pd.DataFrame:
-        frame = pd.read_sql_query("SELECT * FROM generations ORDER BY generation", self.conn)
-        frame["population"] = [json.loads(p) for p in frame["population"]]
-        return frame
-
-    # -- exports -------------------------------------------------------------------------------
+        return generations_frame(self.conn)
 
     def export(
         self, best_config: Mapping[str, Any] | None, training: Mapping[str, Any] | None = None
@@ -357,59 +349,14 @@ class RunStore:
 
         ``training`` (the epochs and LR segments the optimum was scored at) goes to
         ``opt_cfg.training.json`` beside it, which ``main.py -c opt_cfg.json`` retrains with.
+        A failed write raises :class:`evoband.errors.StoreWriteError`; the ledger is unchanged.
         """
         start = time.perf_counter()
-        rows = self.conn.execute(
-            "SELECT e.member_id, m.parents, m.origin, m.generation, m.config, e.top3, e.top1, "
-            "e.precision, e.num_params, e.epochs, e.status, e.seconds FROM evaluations e "
-            "JOIN members m USING (member_id) ORDER BY e.finished, e.member_id"
-        ).fetchall()
-        records = [
-            {
-                "member_id": r[0],
-                "parents": json.loads(r[1]),
-                "origin": r[2],
-                "generation": r[3],
-                "configuration": json.loads(r[4]),
-                "top3": r[5],
-                "top1": r[6],
-                "precision": r[7],
-                "num_params": r[8],
-                "epochs": r[9],
-                "status": r[10],
-                "seconds": r[11],
-            }
-            for r in rows
-        ]
-        write_json(self.run_dir / "automl_run.json", records)
-        gens = self.generations_frame()
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(PROGRESS_COLUMNS)
-        for row in gens.itertuples(index=False):
-            writer.writerow(
-                [
-                    row.avg_acc,
-                    row.best_acc,
-                    row.avg_prec,
-                    row.best_prec,
-                    row.generation,
-                    row.elapsed,
-                    row.best_feasible_acc,
-                    row.n_evaluated,
-                    row.n_feasible,
-                    row.epochs_spent,
-                ]
-            )
-        write_text(self.run_dir / "progress.csv", buffer.getvalue())
-        if best_config is not None:
-            write_json(self.run_dir / "opt_cfg.json", dict(best_config))
-            if training is not None:
-                write_json(training_record_path(self.run_dir / "opt_cfg.json"), dict(training))
+        write_exports(self.run_dir, self.conn, best_config, training)
         self.write_seconds += time.perf_counter() - start
 
     def write_run_json(self, info: Mapping[str, Any]) -> None:
-        write_json(self.run_dir / "run.json", dict(info))
+        write_run_json(self.run_dir, info)
 
     # -- weight inheritance --------------------------------------------------------------------
 
@@ -420,17 +367,14 @@ class RunStore:
         the same ledger as before inheritance existed.
         """
         with self.transaction() as c:
-            c.execute(_INHERITANCE_TABLE)
+            c.execute(INHERITANCE_TABLE)
             c.execute(
                 "INSERT OR REPLACE INTO inheritance VALUES (?, ?, ?)", (member_id, fold, parent_id)
             )
 
     def inheritances(self) -> dict[int, dict[str, Any]]:
         """Members that inherited weights: ``{member_id: {"parent": id, "folds": [k, ...]}}``."""
-        exists = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='inheritance'"
-        ).fetchone()
-        if exists is None:
+        if not self._has_table("inheritance"):
             return {}
         out: dict[int, dict[str, Any]] = {}
         rows = self.conn.execute(
@@ -449,89 +393,3 @@ class RunStore:
     def checkpoint_bytes(self) -> int:
         """Bytes of all checkpoints currently on disk."""
         return sum(p.stat().st_size for p in self.checkpoint_root.rglob("*.pt") if p.is_file())
-
-
-PROGRESS_COLUMNS = [
-    "avg_acc",
-    "best_acc",
-    "avg_prec",
-    "best_prec",
-    "step",
-    "time",
-    "best_feasible_acc",
-    "n_evaluated",
-    "n_feasible",
-    "epochs_spent",
-]
-
-
-def load_run(run_dir: str | Path) -> pd.DataFrame:
-    """All evaluations of a run, one row per member and budget (usable while the run is live).
-
-    Columns: member_id, epochs, status, top3, top1, precision, num_params, seconds, elapsed,
-    finished, generation (of the evaluation), bracket, rung, origin, parents, n_folds, config
-    (the genotype dict, exact types) and one column per configuration key (NaN where inactive).
-    """
-    store = RunStore(run_dir, readonly=True)
-    try:
-        return store.evaluations_frame()
-    finally:
-        store.close()
-
-
-def load_generations(run_dir: str | Path) -> pd.DataFrame:
-    """The generation rows of a run (:meth:`RunStore.generations_frame`), also while it is live."""
-    store = RunStore(run_dir, readonly=True)
-    try:
-        return store.generations_frame()
-    finally:
-        store.close()
-
-
-def training_record_path(config_path: Path) -> Path:
-    """Where the training record of a configuration file lives: ``<name>.training.json``."""
-    return config_path.with_name(config_path.stem + ".training.json")
-
-
-def read_training_record(config_path: Path) -> dict[str, Any] | None:
-    """The epochs and LR segments a configuration was selected at, if recorded beside it."""
-    path = training_record_path(config_path)
-    if not path.exists():
-        return None
-    try:
-        record = json.loads(path.read_text())
-        out: dict[str, Any] = {
-            "epochs": int(record["epochs"]),
-            "segments": [int(b) for b in record.get("segments", [])],
-        }
-        if "member_id" in record:
-            out["member_id"] = int(record["member_id"])
-        return out
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(
-            f"{path} is not a valid training record ({exc}); delete it or fix it."
-        ) from exc
-
-
-POPULATION = "population.json"
-"""The population file :class:`evoband.callbacks.Persist` writes into a run directory."""
-
-
-def write_population(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write ``population.json`` atomically (and synced to disk); return its path."""
-    path = Path(run_dir) / POPULATION
-    write_json(path, dict(record))
-    return path
-
-
-def read_population(run_dir: str | Path) -> dict[str, Any]:
-    """The ``population.json`` of a run (see :func:`write_population`)."""
-    path = Path(run_dir) / POPULATION
-    if not path.exists():
-        raise StoreError(f"{run_dir} has no {POPULATION}; pass the persist callback to write it.")
-    return json.loads(path.read_text())
-
-
-def read_run_json(run_dir: str | Path) -> dict[str, Any]:
-    """The ``run.json`` of a run."""
-    return json.loads((Path(run_dir) / "run.json").read_text())

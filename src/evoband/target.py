@@ -6,7 +6,6 @@ member promoted to a higher Hyperband rung only trains the extra epochs.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
@@ -18,10 +17,11 @@ from typing import Any
 
 import torch
 
+from .checkpoints import checkpoint_path, file_sha256, load_checkpoint, save_checkpoint
 from .cnn import count_params
 from .data import DataSource, channel_stats, normalize, stratified_folds
-from .errors import ConfigError
-from .files import write_atomic
+from .errors import ConfigError, EvobandError
+from .faults import failed_fold
 from .inherit import inherit_state
 from .results import FoldResult, Result, Status
 from .train import (
@@ -105,55 +105,8 @@ class Task:
             return sys.maxsize
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def save_checkpoint(path: Path, state: TrainState) -> str:
-    """Write ``state`` atomically (see :func:`evoband.files.write_atomic`); return its SHA-256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda fh: torch.save(state.state_dict(), fh))
-    return file_sha256(path)
-
-
-def load_checkpoint(
-    path: Path, state: TrainState, expected_sha256: str | None, max_epochs: int
-) -> bool:
-    """Restore ``state`` from ``path`` if it is there, intact and usable; say whether it was.
-
-    A missing, truncated or mismatching file is logged and ignored: the fold is retrained; one
-    trained beyond ``max_epochs`` (the budget asked for) is not used.
-    """
-    if not path.exists():
-        if expected_sha256:
-            logger.warning("Checkpoint %s is missing; retraining that fold from scratch.", path)
-        return False
-    if expected_sha256 and file_sha256(path) != expected_sha256:
-        logger.warning(
-            "Checkpoint %s does not match its recorded hash; retraining from scratch.", path
-        )
-        return False
-    try:
-        saved = torch.load(
-            path, map_location=next(state.model.parameters()).device, weights_only=True
-        )
-        if int(saved["epochs_done"]) > max_epochs:
-            return False
-        state.load_state_dict(saved)
-    except Exception as exc:  # a damaged file may fail in many ways inside torch.load
-        logger.warning("Checkpoint %s cannot be loaded (%s); retraining from scratch.", path, exc)
-        return False
-    return True
-
-
-def checkpoint_path(checkpoint_dir: Path, fold: int) -> Path:
-    """Where fold ``fold`` of a member keeps its checkpoint."""
-    return checkpoint_dir / f"fold{fold}.pt"
+STOPPING = (Status.TIMED_OUT, Status.FAILED, Status.ERROR)
+"""Fold statuses after which the other folds of an evaluation are not trained."""
 
 
 def evaluate(
@@ -195,7 +148,7 @@ def evaluate(
     """
     num_params = count_params(config, task.input_shape, task.n_classes)
     done = dict(done_folds or {})
-    if any(f.status in (Status.TIMED_OUT, Status.FAILED) for f in done.values()):
+    if any(f.status in STOPPING for f in done.values()):
         return Result.from_folds([done[k] for k in sorted(done)], num_params, epochs)
     jobs = [
         FoldJob(
@@ -306,14 +259,16 @@ class SerialExecutor(FoldExecutor):
         for job in jobs:
             result = run_fold(job, task, on_epoch(job.fold) if on_epoch else None)
             yield result
-            if result.status in (Status.TIMED_OUT, Status.FAILED):
+            if result.status in STOPPING:
                 return
 
 
 def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) -> FoldResult:
     """Train one fold to ``job.epochs`` (continuing from its checkpoint) and score it.
 
-    Errors such as running out of memory are recorded as a ``failed`` fold, not raised.
+    An exception of training or scoring is returned as a result (see :func:`failed_fold`),
+    not raised; failures to write into the run directory (:class:`evoband.errors.StoreError`,
+    ``OSError``) and interrupts propagate.
     """
     config, epochs, k, seed = job.config, job.epochs, job.fold, job.seed
     split, checkpoint_dir = task.splits[k], job.checkpoint_dir
@@ -393,8 +348,8 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             result.labels = split.y_valid.cpu().tolist()
             result.model = state.model
         return result
-    except (RuntimeError, ValueError) as exc:  # e.g. out of memory: recorded, the search goes on
-        logger.warning("Fold %d failed: %s", k, exc)
-        return FoldResult(
-            k, 0.0, 0.0, 0.0, float("nan"), 0, time.perf_counter() - start, Status.FAILED, str(exc)
-        )
+    except (EvobandError, OSError):
+        raise
+    except Exception as exc:  # recorded as the fold's result; the optimizer decides what next
+        logger.debug("Fold %d raised %s: %s", k, type(exc).__name__, exc)
+        return failed_fold(k, exc, time.perf_counter() - start)

@@ -1,0 +1,126 @@
+"""Steps of the evolutionary loop (:mod:`evoband.ea`) that need no optimizer state of their own:
+successive halving over rungs, the logging and the exports of an evaluation, and where a child's
+inherited weights come from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from .constraints import Constraints
+from .member import Member, Origin
+from .results import Result, Status
+from .store import RunStore
+from .target import ParentWeights
+
+__all__ = [
+    "CheckpointRetention",
+    "export_best",
+    "log_evaluation",
+    "parent_weights",
+    "successive_halving",
+]
+
+logger = logging.getLogger("evoband.ea")  # the loop's log, wherever its steps live
+
+
+def successive_halving(
+    members: list[Member],
+    sizes: Sequence[int],
+    budgets: Sequence[int],
+    s: int | None,
+    evaluate: Callable[[Member, int, int | None, int | None], Result],
+    rank: Callable[[Sequence[Member], int | None], list[Member]],
+    release: Callable[[Sequence[Member]], None],
+) -> list[Member]:
+    """Train ``members`` rung by rung, keeping the best ``sizes[i]`` for rung ``i``; the members
+    of the last rung (``release`` gets those that are not promoted)."""
+    alive = members
+    for rung, (n, budget) in enumerate(zip(sizes, budgets, strict=True)):
+        alive = alive[:n]
+        for member in alive:
+            evaluate(member, budget, s, rung)
+        ranked = rank(alive, budget)
+        promotable = [m for m in ranked if budget in m.results and m.results[budget].ok]
+        next_n = sizes[rung + 1] if rung + 1 < len(sizes) else 0
+        release([m for m in ranked if m not in promotable[:next_n]])
+        alive = promotable[:next_n] if next_n else ranked
+    return alive
+
+
+def log_evaluation(member: Member, result: Result, constraints: Constraints) -> None:
+    """One line per evaluation; a second with the message of one that is not ok (errors are
+    logged by :class:`evoband.faults.ErrorStreak`, with their traceback)."""
+    logger.info(
+        "%s, %d epochs: top3 %.3f, precision %.3f, %s params, %.1f s [%s]",
+        member.describe(),
+        result.epochs,
+        result.top3,
+        result.precision,
+        f"{result.num_params:,}",
+        result.seconds,
+        constraints.verdict(result),
+    )
+    if not result.ok and result.status != Status.ERROR:
+        logger.warning("%s, %d epochs: %s", member.describe(), result.epochs, result.message)
+
+
+def export_best(store: RunStore, best: Member | None, segments: Sequence[int], seed: int) -> None:
+    """Rewrite the run's exports with ``best`` as the optimum (with its training record)."""
+    if best is None or best.result is None:
+        store.export(None)
+        return
+    training = {
+        "epochs": best.result.epochs,
+        "segments": list(segments),
+        "seed": seed,
+        "member_id": best.member_id,
+    }
+    store.export(best.config, training)
+
+
+def parent_weights(
+    member: Member, members: Sequence[Member], store: RunStore, inherit_weights: bool
+) -> ParentWeights | None:
+    """Where ``member``'s folds inherit their initial weights from: its first parent's
+    checkpoints, with inheritance on and for mutated or recombined children only."""
+    if not inherit_weights or member.origin not in (Origin.MUTATED, Origin.RECOMBINED):
+        return None
+    parent = members[member.parents[0]]
+    if parent.checkpoint_dir is None:
+        return None
+    return ParentWeights(
+        parent.member_id,
+        dict(parent.config),
+        parent.checkpoint_dir,
+        store.latest_checkpoint_hashes(parent.member_id),
+    )
+
+
+class CheckpointRetention:
+    """Deletes the checkpoints of members that will not be trained further.
+
+    With weight inheritance (``keep_for_children``) a released member keeps them while it is in
+    the population (its children inherit from them); :meth:`prune` deletes them once it is not.
+    """
+
+    def __init__(self, store: RunStore, *, keep_for_children: bool) -> None:
+        self.store = store
+        self.keep_for_children = keep_for_children
+        self.retired: set[int] = set()  # released members whose checkpoints wait for pruning
+
+    def release(self, members: Sequence[Member]) -> None:
+        """``members`` will not be trained further."""
+        for member in members:
+            if self.keep_for_children:
+                self.retired.add(member.member_id)
+            else:
+                self.store.delete_checkpoints(member.member_id)
+
+    def prune(self, population: Sequence[Member]) -> None:
+        """Delete the kept checkpoints of released members that left ``population``."""
+        alive = {m.member_id for m in population}
+        for member_id in sorted(self.retired - alive):
+            self.store.delete_checkpoints(member_id)
+            self.retired.discard(member_id)

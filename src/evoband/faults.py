@@ -1,0 +1,96 @@
+"""Telling a search's bugs from its ordinary failures: repeated errors stop the search.
+
+An evaluation whose training raised an unexpected exception has status ``error`` (see
+:func:`evoband.target.failed_fold`); its traceback is in the ledger. The same error (type and
+message) in :data:`REPEATED_ERROR_LIMIT` evaluations in a row is a bug that every further
+evaluation would hit too, so the search stops with a summary instead of burning its budget.
+Running out of memory, diverging and timing out are not errors and do not count.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from .results import FoldResult, Result, Status
+
+__all__ = ["REPEATED_ERROR_LIMIT", "ErrorStreak", "failed_fold", "is_out_of_memory"]
+
+logger = logging.getLogger(__name__)
+
+REPEATED_ERROR_LIMIT = 3
+"""Evaluations in a row failing with the same error that stop a search."""
+
+
+class ErrorStreak:
+    """Counts evaluations in a row that failed with the same error; logs each error once.
+
+    Args:
+        limit: the streak length that stops the search.
+    """
+
+    def __init__(self, limit: int = REPEATED_ERROR_LIMIT) -> None:
+        self.limit = limit
+        self.error = ""
+        self.count = 0
+        self._logged: set[str] = set()
+
+    def observe(self, result: Result, where: str, *, log: bool = True) -> str:
+        """Count ``result`` (of the evaluation ``where``); the stop summary once the limit is hit.
+
+        The first occurrence of an error is logged with its traceback, repeats in one line;
+        replayed evaluations (``log=False``) count without logging.
+        """
+        folds = [f for f in result.folds if f.status == Status.ERROR]
+        if result.status != Status.ERROR or not folds:
+            self.error, self.count = "", 0
+            return ""
+        error = folds[0].message
+        self.count = self.count + 1 if error == self.error else 1
+        self.error = error
+        if log and error not in self._logged:
+            self._logged.add(error)
+            logger.error(
+                "%s raised %s (recorded as status 'error' with its traceback in the ledger's "
+                "errors table):\n%s",
+                where,
+                error,
+                folds[0].traceback.rstrip() or "(no traceback)",
+            )
+        elif log:
+            logger.error(
+                "%s raised the same error again (%d in a row): %s", where, self.count, error
+            )
+        if self.count < self.limit:
+            return ""
+        return (
+            f"the same error in {self.count} evaluations in a row ({error}; last: {where}); "
+            "tracebacks are in the ledger's errors table"
+        )
+
+
+_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out (CUDA, MPS or the CPU allocator): not a bug."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True  # torch.OutOfMemoryError (CUDA, and torch.cuda's), without importing torch
+    return isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _OOM_WORDS)
+
+
+def failed_fold(fold: int, exc: Exception, seconds: float) -> FoldResult:
+    """The fold result of an exception raised while training or scoring.
+
+    Running out of memory is a ``failed`` fold (the search goes on, as with any resource
+    limit); anything else is an ``error`` whose message is ``Type: text`` and whose traceback is
+    kept for the ledger (the optimizer logs it and stops a search that repeats it).
+    """
+    error = f"{type(exc).__name__}: {exc}"
+    if is_out_of_memory(exc):
+        return FoldResult(
+            fold, 0.0, 0.0, 0.0, float("nan"), 0, seconds, Status.FAILED, f"out of memory ({error})"
+        )
+    result = FoldResult(fold, 0.0, 0.0, 0.0, float("nan"), 0, seconds, Status.ERROR, error)
+    result.traceback = "".join(traceback.format_exception(exc))
+    return result

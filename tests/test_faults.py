@@ -1,0 +1,318 @@
+"""Faults injected for real into searches on tiny data: each is recorded honestly, and the search
+goes on, stops with a summary (a repeated bug) or stops with one clear error (a full disk) that
+``--resume`` recovers from.
+
+Where this is covered elsewhere: a truncated, damaged or missing checkpoint is retrained from
+scratch (``test_target.py::test_damaged_checkpoint_retrains_from_scratch`` and, in a search,
+``test_ea.py::test_corrupted_checkpoint_on_resume_is_retrained``); a truncated one is also
+checked in a search below.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import AutoML
+from evoband import files
+from evoband.errors import StoreWriteError
+from evoband.faults import REPEATED_ERROR_LIMIT
+from evoband.hooks import BaseCallback, SearchView
+from evoband.member import Member
+from evoband.results import Result
+from evoband.search import run_search
+from evoband.settings import SearchSettings
+from evoband.store import RunStore
+from helpers import call_cli, error_lines, make_image_folder, read_json
+from test_ea import assert_same_evaluations, records, search_config
+
+CAP = 6
+
+
+class Armed(BaseCallback):
+    """Counts finished evaluations, so that a fault can strike chosen evaluations (0-based)."""
+
+    def __init__(self, at: Callable[[int], bool]) -> None:
+        self.at = at
+        self.done = 0
+
+    def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
+        self.done += 1
+
+    @property
+    def now(self) -> bool:
+        return self.at(self.done)
+
+
+def inject_into_training_loss(
+    monkeypatch: pytest.MonkeyPatch, armed: Armed, fault: Callable[[torch.Tensor], torch.Tensor]
+) -> None:
+    """Replace the loss of the real training loop (not of scoring) by ``fault`` while armed
+    (both criteria of the course space: cross entropy and MSE on the softmax outputs)."""
+
+    def wrap(real: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def loss(logits: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            if armed.now and logits.requires_grad:  # a training step, not the validation pass
+                return fault(logits)
+            return real(logits, y, **kwargs)
+
+        return loss
+
+    for name in ("cross_entropy", "mse_loss"):
+        monkeypatch.setattr(torch.nn.functional, name, wrap(getattr(torch.nn.functional, name)))
+
+
+def shape_bug(logits: torch.Tensor) -> torch.Tensor:
+    """A real shape error raised by torch inside the step (a head of the wrong width)."""
+    wrong = torch.zeros(logits.shape[1] + 1, 4)
+    return (logits @ wrong).sum()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """An uninterrupted search of CAP evaluations."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    run_search(search_config(data_dir, run_dir, cap=CAP))
+    return run_dir
+
+
+def statuses(run_dir: Path) -> list[str]:
+    return [r["status"] for r in records(run_dir)]
+
+
+# -- a bug in training ----------------------------------------------------------------------------
+
+
+def test_a_repeated_bug_is_recorded_with_its_traceback_and_stops_the_search(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    armed = Armed(lambda done: done >= 1)  # every evaluation after the first hits the bug
+    inject_into_training_loss(monkeypatch, armed, shape_bug)
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="evoband"):
+        report = run_search(search_config(data_dir, run_dir, cap=20), callbacks=[armed])
+
+    assert statuses(run_dir) == ["ok"] + ["error"] * REPEATED_ERROR_LIMIT
+    assert report.n_evaluations == 1 + REPEATED_ERROR_LIMIT, "stopped, not burning the budget"
+    assert report.stopped_by.startswith(f"the same error in {REPEATED_ERROR_LIMIT} evaluations")
+    assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied" in report.stopped_by
+    assert read_json(run_dir / "run.json")["stopped_by"] == report.stopped_by
+    store = RunStore(run_dir, readonly=True)
+    try:
+        errors = store.errors()
+        assert len(errors) == REPEATED_ERROR_LIMIT  # one fold each: the others are not trained
+        for row in errors:
+            assert row["error"].startswith("RuntimeError: mat1 and mat2 shapes")
+            assert "Traceback (most recent call last)" in row["traceback"]
+            assert "train.py" in row["traceback"] and "loss_fn(logits, yb)" in row["traceback"]
+        replayed = store.fold_results(errors[0]["member_id"], errors[0]["epochs"])
+        assert replayed[errors[0]["fold"]].traceback == errors[0]["traceback"]
+    finally:
+        store.close()
+    # logged once with its traceback, then one line per repeat; never once per fold
+    tracebacks = [r for r in caplog.records if "Traceback" in r.getMessage()]
+    assert len(tracebacks) == 1
+    assert sum("again (" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_bug_that_does_not_repeat_does_not_stop_the_search(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    armed = Armed(lambda done: done in (1, 3))  # two errors, not in a row
+    inject_into_training_loss(monkeypatch, armed, shape_bug)
+    run_dir = tmp_path / "run"
+    report = run_search(search_config(data_dir, run_dir, cap=CAP), callbacks=[armed])
+    assert statuses(run_dir).count("error") == 2
+    assert report.n_evaluations == CAP and report.stopped_by.startswith("max_evaluations")
+
+
+# -- resources and numbers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "oom",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        MemoryError("cannot allocate 2147483648 bytes"),
+    ],
+    ids=["cuda", "host"],
+)
+def test_out_of_memory_is_a_failed_fold_and_the_search_goes_on(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oom: BaseException
+) -> None:
+    armed = Armed(lambda done: done >= 1)
+
+    def out_of_memory(logits: torch.Tensor) -> torch.Tensor:
+        raise oom
+
+    inject_into_training_loss(monkeypatch, armed, out_of_memory)
+    run_dir = tmp_path / "run"
+    report = run_search(search_config(data_dir, run_dir, cap=CAP), callbacks=[armed])
+    assert statuses(run_dir) == ["ok"] + ["failed"] * (CAP - 1)
+    assert report.n_evaluations == CAP, "memory is not a bug: no repeated-error stop"
+    folds = RunStore(run_dir, readonly=True).fold_results(1, 1)
+    assert folds[0].message == f"out of memory ({type(oom).__name__}: {oom})"
+    assert RunStore(run_dir, readonly=True).errors() == []
+
+
+def test_a_non_finite_loss_is_diverged_and_the_search_goes_on(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    armed = Armed(lambda done: done in (1, 2))
+    inject_into_training_loss(monkeypatch, armed, lambda logits: logits.sum() * float("nan"))
+    run_dir = tmp_path / "run"
+    report = run_search(search_config(data_dir, run_dir, cap=CAP), callbacks=[armed])
+    assert statuses(run_dir)[1:3] == ["diverged", "diverged"]
+    assert report.n_evaluations == CAP
+    assert RunStore(run_dir, readonly=True).fold_results(1, 1)[0].message == (
+        "non-finite training loss"
+    )
+
+
+def test_an_evaluation_over_its_time_limit_is_timed_out_and_the_search_goes_on(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    config = search_config(data_dir, tmp_path / "run", cap=4)
+    config.settings = SearchSettings(**{**config.settings.to_dict(), "eval_time_limit": 1e-9})
+    report = run_search(config)
+    assert statuses(tmp_path / "run") == ["timed_out"] * 4
+    assert report.n_evaluations == 4 and report.stopped_by.startswith("max_evaluations")
+    assert (
+        "evaluation time limit reached"
+        in read_json(tmp_path / "run" / "run.json")["best"]["message"]
+    )
+
+
+def test_a_truncated_checkpoint_in_a_search_is_retrained(
+    reference: Path, data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = tmp_path / "run"
+    run_search(search_config(data_dir, run_dir, cap=3))
+    for path in (run_dir / "checkpoints").rglob("*.pt"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="evoband"):
+        run_search(search_config(data_dir, run_dir, cap=CAP, resume=True))
+    assert "retraining from scratch" in caplog.text
+    assert_same_evaluations(records(run_dir), records(reference))
+
+
+# -- a full or read-only disk ---------------------------------------------------------------------
+
+
+def fill_the_disk_after(monkeypatch: pytest.MonkeyPatch, writes: int, code: int) -> list[Path]:
+    """Make every atomic write after the first ``writes`` fail as a full (or read-only) disk."""
+    real = files.write_atomic
+    done: list[Path] = []
+
+    def write_atomic(path: Path, write: Callable[[Any], object]) -> None:
+        if len(done) >= writes:
+            raise OSError(code, os.strerror(code), str(path))
+        done.append(path)
+        real(path, write)
+
+    monkeypatch.setattr(files, "write_atomic", write_atomic)
+    return done
+
+
+@pytest.mark.parametrize(
+    ("writes", "code"),
+    [(12, errno.ENOSPC), (17, errno.EROFS), (25, errno.ENOSPC)],
+    ids=["checkpoint-or-export", "read-only", "later"],
+)
+def test_a_full_disk_stops_with_one_error_and_resume_finishes_the_run(
+    reference: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    writes: int,
+    code: int,
+) -> None:
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        fill_the_disk_after(patch, writes, code)
+        with pytest.raises(StoreWriteError, match=os.strerror(code)) as caught:
+            run_search(search_config(data_dir, run_dir, cap=CAP))
+    message = str(caught.value)
+    assert "\n" not in message and f"run directory {run_dir}" in message and "--resume" in message
+    # the ledger is consistent: readable, every recorded evaluation complete
+    frame = RunStore(run_dir, readonly=True).evaluations_frame()
+    assert len(frame) < CAP and (frame["n_folds"] == 2).all()
+    # space freed: the run resumes and ends as if never interrupted
+    report = run_search(search_config(data_dir, run_dir, cap=CAP, resume=True))
+    assert report.n_evaluations == CAP
+    assert_same_evaluations(records(run_dir), records(reference))
+
+
+class FullLedger:
+    """A ledger connection on a full disk: sqlite's own error for every insert."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.lstrip().upper().startswith("INSERT"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def test_a_full_ledger_stops_with_one_error_and_resume_finishes_the_run(
+    reference: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills before the third evaluation is recorded: sqlite reports it full."""
+    real = RunStore.record_evaluation
+    calls = [0]
+
+    def record_evaluation(self: RunStore, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            self.conn = FullLedger(self.conn)  # type: ignore[assignment]
+        real(self, *args, **kwargs)
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(RunStore, "record_evaluation", record_evaluation)
+        with pytest.raises(StoreWriteError, match="database or disk is full while writing history"):
+            run_search(search_config(data_dir, run_dir, cap=CAP))
+    assert len(records(run_dir)) == 2
+    with sqlite3.connect(run_dir / "history.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    report = run_search(search_config(data_dir, run_dir, cap=CAP, resume=True))
+    assert report.n_evaluations == CAP
+    assert_same_evaluations(records(run_dir), records(reference))
+
+
+def test_a_full_disk_through_the_cli_is_one_error_line_and_exit_2(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    fill_the_disk_after(monkeypatch, 12, errno.ENOSPC)
+    argv = [
+        "--data_dir", str(data_dir), "--run_dir", str(run_dir), "--space", "course",
+        "--pop_size", "3", "--hyperband", "True", "--min_epochs", "1", "-e", "2",
+        "--cv_folds", "2", "--max_evaluations", str(CAP), "--workers", "1", "--seed", "1",
+        "-s", "20000", "-p", "0.1",
+    ]  # fmt: skip
+    code, _, err = call_cli(AutoML.main, argv)
+    assert code == 2
+    lines = error_lines(err)
+    assert len(lines) == 1 and "No space left on device" in lines[0], err
+    assert lines[0].startswith("error: Cannot write to the run directory")
