@@ -18,7 +18,6 @@ from evoband.cli import (
     setup_logging,
     workers_arg,
 )
-from evoband.errors import ConfigError
 from evoband.hyperband import HyperbandSchedule
 from evoband.search import SearchConfig, run_search
 from evoband.settings import SearchSettings
@@ -154,13 +153,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
 
 
 def config_from_args(args: argparse.Namespace, random_search: bool = False) -> SearchConfig:
-    """Validate the arguments (one line per problem, before any work) into a SearchConfig."""
-    if not 0 < args.constraint_min_precision <= 1:
-        raise ConfigError(
-            f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1]."
-        )
-    if args.cv_folds < 2:
-        raise ConfigError(f"--cv_folds is {args.cv_folds}, but must be >= 2.")
+    """The arguments as a SearchConfig (which validates them: one line per problem, before any work)."""
     settings = SearchSettings(
         pop_size=args.pop_size,
         num_children=args.num_children,

@@ -61,7 +61,7 @@ def no_train_split(tmp: Path, data: Path) -> tuple[list[str], str]:
 def precision_out_of_range(tmp: Path, data: Path) -> tuple[list[str], str]:
     return script(
         "AutoML.py", "--data_dir", str(data), "-p", "1.5", "--run_dir", str(tmp / "r3")
-    ), "constraint_min_precision"
+    ), "min_precision"
 
 
 def zero_workers(tmp: Path, data: Path) -> tuple[list[str], str]:

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from evoband.cnn import ACTIVATIONS, build_model, conv_widths, count_params, fc_widths
+from evoband.cnn import (
+    ACTIVATIONS,
+    COURSE_FAMILY,
+    build_model,
+    conv_widths,
+    count_params,
+    fc_widths,
+)
 from evoband.errors import ConfigError
 from evoband.space import DEFAULT_NETWORK, course_space, extended_space, sample
 from helpers import SMALL_CONFIG, analytic_param_count
@@ -186,3 +193,22 @@ def test_layer_widths_follow_the_config() -> None:
     assert [block.conv.kernel_size for block in model.conv] == [(5, 5)] * 3
     assert [block.linear.out_features for block in model.fc] == [27, 17]
     assert model.head.out_features == 17
+
+
+@pytest.mark.parametrize(
+    "missing", ["n_channels_conv_0", "n_fc_layers", "kernel_size", "use_BN", "dropout_rate"]
+)
+def test_an_incomplete_genotype_is_refused_not_filled(missing: str) -> None:
+    config = {k: v for k, v in TINY.items() if k != missing}
+    with pytest.raises(ConfigError, match=missing):
+        build_model(config, (3, 16, 16), 17)
+    with pytest.raises(ConfigError, match=missing):
+        count_params(config, (3, 16, 16), 17)
+
+
+def test_only_keys_outside_the_course_space_have_defaults() -> None:
+    # a course genotype has no activation or convs_per_stage: those make the course network
+    assert set(COURSE_FAMILY) == {"activation", "convs_per_stage"}
+    assert not set(COURSE_FAMILY) & set(DEFAULT_NETWORK)
+    model = build_model(DEFAULT_NETWORK, (3, 16, 16), 17)
+    assert isinstance(model.conv[0].act, torch.nn.ReLU) and len(model.conv[0].extra) == 0

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from evoband.errors import ConfigError, EvobandError
-from evoband.hyperband import Bracket, HyperbandSchedule
+from evoband.hyperband import Bracket, HyperbandSchedule, promote
 
 # (min_epochs, max_epochs, eta) -> {s: (members per rung, epochs per rung)}, computed by hand.
 TABLES = {
@@ -128,3 +128,19 @@ def test_bad_arguments_refused(min_epochs: int, max_epochs: int, eta: int, words
 def test_non_integer_eta_or_min_epochs_refused(min_epochs: float, eta: float) -> None:
     with pytest.raises(ConfigError):
         HyperbandSchedule(min_epochs, 27, eta)  # type: ignore[arg-type]
+
+
+# ranked ids (best first), ids that finished ok, places on the next rung -> (promoted, released)
+PROMOTIONS = [
+    ([3, 1, 2, 0], {0, 1, 2, 3}, 2, ([3, 1], [2, 0])),
+    ([3, 1, 2, 0], {1, 2, 0}, 2, ([1, 2], [3, 0])),  # a timed-out leader is not promoted
+    ([3, 1, 2, 0], set(), 2, ([], [3, 1, 2, 0])),
+    ([5, 4], {4, 5}, 0, ([], [5, 4])),  # the last rung: nobody goes on
+    ([7], {7}, 1, ([7], [])),
+    ([2, 9, 4], {2, 9, 4}, 5, ([2, 9, 4], [])),  # more places than members
+]
+
+
+@pytest.mark.parametrize("ranked, ok, n_next, expected", PROMOTIONS)
+def test_promotion_table(ranked: list[int], ok: set[int], n_next: int, expected) -> None:
+    assert promote(ranked, lambda m: m in ok, n_next) == (expected[0], expected[1])

@@ -25,27 +25,40 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+COURSE_FAMILY: dict[str, Any] = {"activation": "relu", "convs_per_stage": 1}
+"""Keys the course space does not have, at the values that make its networks: the only defaults
+a network is built with. Every other structural key must be in the genotype."""
+
+
+def gene(config: Mapping[str, Any], key: str) -> Any:
+    """The value of a structural key; a ConfigError if the genotype lacks it."""
+    if key in config:
+        return config[key]
+    if key in COURSE_FAMILY:
+        return COURSE_FAMILY[key]
+    raise ConfigError(
+        f"The configuration lacks {key!r}: a network is built from a complete genotype "
+        "(evoband.space.load_config fills missing keys from the space's defaults)."
+    )
+
+
 def conv_widths(config: Mapping[str, Any]) -> list[int]:
-    """Output channels of each conv layer; a missing width doubles the previous one."""
-    widths: list[int] = []
-    for i in range(int(config.get("n_conv_layers", 3))):
-        default = widths[-1] * 2 if widths else 512
-        widths.append(int(config.get(f"n_channels_conv_{i}", default)))
-    return widths
+    """Output channels of each conv stage."""
+    return [
+        int(gene(config, f"n_channels_conv_{i}")) for i in range(int(gene(config, "n_conv_layers")))
+    ]
 
 
 def fc_widths(config: Mapping[str, Any]) -> list[int]:
-    """Output units of each hidden FC layer; a missing width halves the previous one."""
-    widths: list[int] = []
-    for i in range(int(config.get("n_fc_layers", 3))):
-        default = max(1, widths[-1] // 2) if widths else 256
-        widths.append(int(config.get(f"n_channels_fc_{i}", default)))
-    return widths
+    """Output units of each hidden FC layer."""
+    return [
+        int(gene(config, f"n_channels_fc_{i}")) for i in range(int(gene(config, "n_fc_layers")))
+    ]
 
 
 def convs_per_stage(config: Mapping[str, Any]) -> int:
     """Convolutions per pooling stage (1 in the course space)."""
-    return int(config.get("convs_per_stage", 1))
+    return int(gene(config, "convs_per_stage"))
 
 
 class ConvBlock(nn.Module):
@@ -100,10 +113,10 @@ class ConfigurableCNN(nn.Module):
     ) -> None:
         super().__init__()
         c_in, h, w = input_shape
-        kernel = int(config.get("kernel_size", 5))
-        use_bn = bool(config.get("use_BN", False))
-        activation = str(config.get("activation", "relu"))
-        dropout = float(config.get("dropout_rate", 0.2))
+        kernel = int(gene(config, "kernel_size"))
+        use_bn = bool(gene(config, "use_BN"))
+        activation = str(gene(config, "activation"))
+        dropout = float(gene(config, "dropout_rate"))
         widths = conv_widths(config)
         n_convs = convs_per_stage(config)
         if h >> len(widths) < 1 or w >> len(widths) < 1:
@@ -115,7 +128,7 @@ class ConfigurableCNN(nn.Module):
         for c_out in widths:
             self.conv.append(ConvBlock(c_in, c_out, kernel, use_bn, activation, n_convs))
             c_in = c_out
-        self.global_pool = bool(config.get("global_avg_pooling", True))
+        self.global_pool = bool(gene(config, "global_avg_pooling"))
         n_in = c_in if self.global_pool else c_in * (h >> len(widths)) * (w >> len(widths))
         self.fc = nn.ModuleList()
         for n_out in fc_widths(config):
@@ -155,13 +168,13 @@ def macs_per_sample(
 ) -> int:
     """Multiply-accumulates of one forward pass (convolutions and linear layers)."""
     c_in, h, w = input_shape
-    kernel = int(config.get("kernel_size", 5))
+    kernel = int(gene(config, "kernel_size"))
     macs = 0
     n_convs = convs_per_stage(config)
     for c_out in conv_widths(config):
         macs += h * w * kernel * kernel * c_out * (c_in + (n_convs - 1) * c_out)
         c_in, h, w = c_out, max(h // 2, 1), max(w // 2, 1)
-    n_in = c_in if config.get("global_avg_pooling", True) else c_in * h * w
+    n_in = c_in if gene(config, "global_avg_pooling") else c_in * h * w
     for n_out in [*fc_widths(config), n_classes]:
         macs += n_in * n_out
         n_in = n_out

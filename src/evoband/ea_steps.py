@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from .constraints import Constraints
+from .hyperband import promote
 from .member import Member, Origin
 from .results import Result, Status
 from .store import RunStore
@@ -23,6 +25,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("evoband.ea")  # the loop's log, wherever its steps live
+
+
+def finished_ok(member: Member, budget: int) -> bool:
+    """Whether ``member``'s training to ``budget`` epochs finished ``ok``."""
+    return budget in member.results and member.results[budget].ok
 
 
 def successive_halving(
@@ -42,10 +49,10 @@ def successive_halving(
         for member in alive:
             evaluate(member, budget, s, rung)
         ranked = rank(alive, budget)
-        promotable = [m for m in ranked if budget in m.results and m.results[budget].ok]
         next_n = sizes[rung + 1] if rung + 1 < len(sizes) else 0
-        release([m for m in ranked if m not in promotable[:next_n]])
-        alive = promotable[:next_n] if next_n else ranked
+        promoted, released = promote(ranked, partial(finished_ok, budget=budget), next_n)
+        release(released)
+        alive = promoted if next_n else ranked
     return alive
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 from .errors import ConfigError
 
 __all__ = [
     "Bracket",
     "HyperbandSchedule",
+    "promote",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,22 @@ class HyperbandSchedule:
             )
         lines.append(f"  one generation: {self.epochs_cost()} epochs per fold")
         return "\n".join(lines)
+
+
+def promote(
+    ranked: Sequence[T], finished_ok: Callable[[T], bool], n_next: int
+) -> tuple[list[T], list[T]]:
+    """Successive halving at one rung: who goes on to the next rung, and who is done.
+
+    Args:
+        ranked: the rung's members, best first (feasibility-first at the rung's budget).
+        finished_ok: whether a member's training at this rung finished ``ok`` (a timed-out,
+            diverged or failed member is never promoted, however it ranks).
+        n_next: places on the next rung (0 at the last rung).
+
+    Returns:
+        (promoted: the best ``n_next`` that finished ok, in rank order; released: all others,
+        in rank order: their checkpoints can go).
+    """
+    promoted = [m for m in ranked if finished_ok(m)][: max(n_next, 0)]
+    return promoted, [m for m in ranked if m not in promoted]

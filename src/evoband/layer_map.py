@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .cnn import conv_widths, convs_per_stage, fc_widths
+from .cnn import conv_widths, convs_per_stage, fc_widths, gene
 
 __all__ = ["BN_EPS", "IDENTITY_ACTIVATIONS", "LayerSpec", "Signal", "Space", "layer_specs"]
 
@@ -57,8 +57,8 @@ def layer_specs(
 ) -> list[LayerSpec]:
     """The weighted layers of ``build_model(config, ...)`` in forward order."""
     _, h, w = input_shape
-    use_bn = bool(config.get("use_BN", False))
-    activation = str(config.get("activation", "relu"))
+    use_bn = bool(gene(config, "use_BN"))
+    activation = str(gene(config, "activation"))
     specs: list[LayerSpec] = []
     widths = conv_widths(config)
     for i, width in enumerate(widths):
@@ -67,7 +67,7 @@ def layer_specs(
             name = f"{base}.conv" if j == 0 else f"{base}.0"
             bn = (f"{base}.bn" if j == 0 else f"{base}.2") if use_bn else None
             specs.append(LayerSpec(name, "conv", width, bn, activation, in_stage=j))
-    global_pool = bool(config.get("global_avg_pooling", True))
+    global_pool = bool(gene(config, "global_avg_pooling"))
     pooling: str | None = "gap" if global_pool else f"flat{h >> len(widths)}x{w >> len(widths)}"
     for i, width in enumerate(fc_widths(config)):
         specs.append(

@@ -25,7 +25,7 @@ from .cnn import count_params
 from .constraints import Constraints
 from .data import DataSource, load_data
 from .ea import EvolutionaryOptimizer
-from .errors import StoreError, StoreWriteError
+from .errors import ConfigError, StoreError, StoreWriteError
 from .executor import ProcessExecutor
 from .hooks import Callback
 from .member import Member
@@ -79,6 +79,18 @@ class SearchConfig:
     device: str = "auto"
     progress: bool = True
     workers: int | None = 1  # fold worker processes; None: auto_workers (what AutoML.py does)
+
+    def __post_init__(self) -> None:
+        # the one place these arguments are checked; the command lines only map the errors
+        Constraints.of(self.max_params, self.min_precision)
+        if self.cv_folds < 2:
+            raise ConfigError(
+                f"The value of `cv_folds` is {self.cv_folds}, but must be `cv_folds >= 2`."
+            )
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(
+                f"The value of `workers` is {self.workers}, but must be `workers >= 1`."
+            )
 
 
 @dataclass
