@@ -4,6 +4,7 @@ from inherited weights, and a real search with inheritance on."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,32 @@ from evoband.errors import ConfigError, StoreError
 from evoband.inherit import inherit
 from evoband.member import Origin
 from evoband.operators import LocalMutation, UniformMutation
-from evoband.search import SEARCH_DEFINING, SearchConfig, check_resume, run_search
+from evoband.search import SearchConfig, SearchDefinition, check_resume, run_search
 from evoband.settings import SearchSettings
 from evoband.space import complete, get_space, sample
 from evoband.store import RunStore, load_run
 from evoband.target import FoldJob, ParentWeights, Task, run_fold, save_checkpoint
 from evoband.train import make_state
 from helpers import make_image_folder, read_json
+
+DEFINITION = SearchDefinition(
+    space="course",
+    max_params=50_000,
+    min_precision=0.1,
+    cv_folds=2,
+    data="tiny",
+    pop_size=3,
+    num_children=2,
+    hyperband=True,
+    min_epochs=1,
+    max_epochs=2,
+    eta=2,
+    seed=1,
+    crossover_prob=0.5,
+    tournament_size=3,
+    random_search=False,
+    max_eval_seconds=100.0,
+)
 
 SHAPE = (3, 16, 16)
 CLASSES = 5
@@ -370,8 +390,10 @@ def test_a_run_recorded_before_the_flag_existed_resumes_with_it_off(tmp_path: Pa
     store = RunStore(tmp_path / "run")
     recorded = {"space": "course", "seed": 1}
     store.set_run_info({"search": recorded})
-    definition = {key: recorded.get(key) for key in SEARCH_DEFINING}
-    check_resume(store, {**definition, "inherit_weights": False})
+    store.set_run_info(
+        {"search": {k: v for k, v in DEFINITION.to_dict().items() if k != "inherit_weights"}}
+    )
+    check_resume(store, DEFINITION)
     with pytest.raises(StoreError, match="inherit_weights"):
-        check_resume(store, {**definition, "inherit_weights": True})
+        check_resume(store, dataclasses.replace(DEFINITION, inherit_weights=True))
     store.close()

@@ -11,8 +11,8 @@ import json
 import logging
 import os
 import platform
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +37,6 @@ from .target import Task
 from .train import resolve_device
 
 logger = logging.getLogger(__name__)
-
-SEARCH_DEFINING = (
-    "space",
-    "max_params",
-    "min_precision",
-    "cv_folds",
-    "data",
-    "pop_size",
-    "num_children",
-    "hyperband",
-    "min_epochs",
-    "max_epochs",
-    "eta",
-    "seed",
-    "crossover_prob",
-    "tournament_size",
-    "random_search",
-    "max_eval_seconds",
-    "inherit_weights",
-)
-"""Arguments a resumed run must share with the run it continues."""
-
-DEFINITION_DEFAULTS: dict[str, Any] = {"inherit_weights": False}
-"""What a run recorded before an argument existed used (so that it can still be resumed)."""
 
 
 @dataclass
@@ -163,27 +139,57 @@ def versions() -> dict[str, str]:
     }
 
 
-def search_definition(config: SearchConfig, data: DataSource) -> dict[str, Any]:
-    s = config.settings
-    return {
-        "space": config.space,
-        "max_params": int(config.max_params),
-        "min_precision": float(config.min_precision),
-        "cv_folds": config.cv_folds,
-        "data": data.location,
-        "pop_size": s.pop_size,
-        "num_children": s.num_children,
-        "hyperband": s.hyperband,
-        "min_epochs": s.min_epochs,
-        "max_epochs": s.max_epochs,
-        "eta": s.eta,
-        "seed": s.seed,
-        "crossover_prob": s.crossover_prob,
-        "tournament_size": s.tournament_size,
-        "random_search": s.random_search,
-        "max_eval_seconds": s.max_eval_seconds,
-        "inherit_weights": s.inherit_weights,
-    }
+@dataclass(frozen=True)
+class SearchDefinition:
+    """The arguments that define a search: written once into the ledger, compared on resume.
+
+    A field added after runs were recorded gets a default: the value those runs used, so that
+    they can still be resumed.
+    """
+
+    space: str
+    max_params: int
+    min_precision: float
+    cv_folds: int
+    data: str
+    pop_size: int
+    num_children: int
+    hyperband: bool
+    min_epochs: int
+    max_epochs: int
+    eta: int
+    seed: int
+    crossover_prob: float
+    tournament_size: int
+    random_search: bool
+    max_eval_seconds: float
+    inherit_weights: bool = False
+
+    @classmethod
+    def of(cls, config: SearchConfig, data: DataSource) -> SearchDefinition:
+        """The definition of the search ``config`` runs on ``data``."""
+        s = config.settings
+        return cls(
+            space=config.space, max_params=int(config.max_params),
+            min_precision=float(config.min_precision), cv_folds=config.cv_folds,
+            data=data.location, pop_size=s.pop_size, num_children=s.num_children,
+            hyperband=s.hyperband, min_epochs=s.min_epochs, max_epochs=s.max_epochs, eta=s.eta,
+            seed=s.seed, crossover_prob=s.crossover_prob, tournament_size=s.tournament_size,
+            random_search=s.random_search, max_eval_seconds=s.max_eval_seconds,
+            inherit_weights=s.inherit_weights,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def differences(self, recorded: Mapping[str, Any]) -> list[str]:
+        """``key: run has X, now Y`` for every field that differs from a recorded definition."""
+        out = []
+        for f in fields(self):
+            before = recorded.get(f.name, f.default if f.default is not MISSING else None)
+            if before != getattr(self, f.name):
+                out.append(f"{f.name}: run has {before!r}, now {getattr(self, f.name)!r}")
+        return out
 
 
 def auto_workers(device: torch.device, n_folds: int) -> int:
@@ -227,14 +233,9 @@ def prepare_run_dir(config: SearchConfig) -> Path:
     return run_dir
 
 
-def check_resume(store: RunStore, definition: dict[str, Any]) -> None:
+def check_resume(store: RunStore, definition: SearchDefinition) -> None:
     """Refuse to continue a run with different search-defining arguments."""
-    recorded = store.run_info().get("search", {})
-    diffs = [
-        f"{key}: run has {recorded.get(key, DEFINITION_DEFAULTS.get(key))!r}, now {definition[key]!r}"
-        for key in SEARCH_DEFINING
-        if recorded.get(key, DEFINITION_DEFAULTS.get(key)) != definition[key]
-    ]
+    diffs = definition.differences(store.run_info().get("search", {}))
     if diffs:
         raise StoreError(
             f"Cannot resume {store.run_dir} with different settings ({'; '.join(diffs)})."
@@ -264,7 +265,7 @@ def run_search(
     run_dir = prepare_run_dir(config)
     device = resolve_device(config.device)
     task = Task(data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device)
-    definition = search_definition(config, data)
+    definition = SearchDefinition.of(config, data)
     store = RunStore(run_dir)
     try:
         if config.resume and not store.is_empty():
@@ -273,7 +274,7 @@ def run_search(
         else:
             store.set_run_info(
                 {
-                    "search": definition,
+                    "search": definition.to_dict(),
                     "versions": versions(),
                     "data": data.describe(),
                     "space_definition": space.to_serialized_dict(),
@@ -292,7 +293,7 @@ def run_search(
         run_json: dict[str, Any] = {
             "algorithm": settings.algorithm,
             "arguments": _arguments(config),
-            "search": definition,
+            "search": definition.to_dict(),
             "versions": versions(),
             "data": data.describe(),
             "device": str(device),
