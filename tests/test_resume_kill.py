@@ -104,7 +104,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(
             kills += 1
         proc.wait(timeout=60)
     final = subprocess.run(
-        automl_command(tiny_image_root, killed, "--resume"),
+        automl_command(tiny_image_root, killed, *(("--resume",) if killed.exists() else ())),
         capture_output=True,
         text=True,
         timeout=600,
