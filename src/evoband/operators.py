@@ -20,7 +20,7 @@ from ConfigSpace import (
 )
 
 from .files import builtin
-from .space import Config, complete, is_active, sample, sample_value
+from .space import Config, complete, fill, sample, sample_value
 
 __all__ = [
     "COST_KEYS",
@@ -276,11 +276,7 @@ def smallest_config(space: ConfigurationSpace, count: Callable[[Config], int]) -
     """
 
     def lowest(values: Config) -> Config:
-        out: Config = {}
-        for name in space:
-            if is_active(space, name, out):
-                out[name] = values[name] if name in values else _lowest_value(space[name])
-        return out
+        return fill(space, values, lambda name: _lowest_value(space[name]))
 
     config = lowest({})
     for name in list(config):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import settings
 from .analysis import optimum, result_of
 from .constraints import Constraints
 from .errors import EvobandError, StoreError
@@ -83,8 +84,7 @@ class RunData:
 
 def algorithm_name(search: Mapping[str, Any]) -> str:
     """EA / RS, with +HB for Hyperband, as :attr:`SearchSettings.algorithm` names them."""
-    name = "RS" if search.get("random_search") else "EA"
-    return f"{name}+HB" if search.get("hyperband") else name
+    return settings.algorithm_name(bool(search.get("random_search")), bool(search.get("hyperband")))
 
 
 def read_run(

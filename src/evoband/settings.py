@@ -115,11 +115,16 @@ class SearchSettings:
 
     @property
     def algorithm(self) -> str:
-        name = "RS" if self.random_search else "EA"
-        return f"{name}+HB" if self.hyperband else name
+        return algorithm_name(self.random_search, self.hyperband)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def algorithm_name(random_search: bool, hyperband: bool) -> str:
+    """EA, EA+HB, RS or RS+HB: how runs are labelled in reports and figures."""
+    name = "RS" if random_search else "EA"
+    return f"{name}+HB" if hyperband else name
 
 
 def check_max_params(

@@ -228,11 +228,25 @@ def complete(
     Hyperparameters are visited in the space's (topological) order, so that a child keeps its
     parents' values where they apply and draws only what its new structure needs.
     """
+    return fill(space, values, lambda name: sample_value(space, name, rng))
+
+
+def fill(
+    space: ConfigurationSpace, values: Mapping[str, Any], missing: Callable[[str], Any]
+) -> Config:
+    """The active keys of ``space`` in its (topological) order: from ``values`` where given, else
+    ``missing(name)``; keys of ``values`` that are inactive are dropped. The one loop that makes a
+    genotype (sampling, defaults, loading and repairs all go through it)."""
     out: Config = {}
     for name in space:
         if is_active(space, name, out):
-            out[name] = values[name] if name in values else sample_value(space, name, rng)
+            out[name] = values[name] if name in values else missing(name)
     return out
+
+
+def space_default(space: ConfigurationSpace, name: str) -> Any:
+    """The default value of hyperparameter ``name`` as a plain Python value."""
+    return builtin(space[name].default_value)
 
 
 def validate(space: ConfigurationSpace, values: Mapping[str, Any]) -> Configuration:
@@ -301,16 +315,13 @@ def load_config(source: str | Path | Mapping[str, Any], space: ConfigurationSpac
             raise ConfigError(
                 f"Hyperparameter {key!r} in {origin} has the value {value!r}, which is not allowed: {hp}."
             )
-    values: Config = {}
     filled: list[str] = []
-    for name in space:
-        if not is_active(space, name, values):
-            continue
-        if name in raw:
-            values[name] = raw[name]
-        else:
-            values[name] = plain({name: space[name].default_value})[name]
-            filled.append(name)
+
+    def from_default(name: str) -> Any:
+        filled.append(name)
+        return space_default(space, name)
+
+    values = fill(space, raw, from_default)
     ignored = sorted(set(raw) - set(values))
     if ignored:
         logger.warning(
@@ -324,8 +335,4 @@ def load_config(source: str | Path | Mapping[str, Any], space: ConfigurationSpac
 
 def default_config(space: ConfigurationSpace) -> Config:
     """The space's default configuration as a genotype."""
-    out: Config = {}
-    for name in space:
-        if is_active(space, name, out):
-            out[name] = plain({name: space[name].default_value})[name]
-    return out
+    return fill(space, {}, lambda name: space_default(space, name))
