@@ -193,6 +193,9 @@ def test_an_evaluation_over_its_time_limit_is_timed_out_and_the_search_goes_on(
     report = run_search(config)
     assert statuses(tmp_path / "run") == ["timed_out"] * 4
     assert report.n_evaluations == 4 and report.stopped_by.startswith("max_evaluations")
+    # every fold stopped within its first epoch: nothing was trained to count
+    progress = (tmp_path / "run" / "progress.csv").read_text().splitlines()
+    assert progress[-1].split(",")[-1] == "0"
     assert (
         "evaluation time limit reached"
         in read_json(tmp_path / "run" / "run.json")["best"]["message"]

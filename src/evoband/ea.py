@@ -251,7 +251,8 @@ class EvolutionaryOptimizer:
             )
         member.results[budget] = result
         self.n_evaluations += 1
-        self.epochs_spent += (budget - previous) * len(result.folds)
+        # what was trained: a fold that timed out stopped short of the budget
+        self.epochs_spent += sum(max(f.epochs - previous, 0) for f in result.folds)
         if cached is None:
             self.peak_checkpoint_bytes = max(
                 self.peak_checkpoint_bytes, self.store.checkpoint_bytes()
