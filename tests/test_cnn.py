@@ -207,8 +207,28 @@ def test_an_incomplete_genotype_is_refused_not_filled(missing: str) -> None:
 
 
 def test_only_keys_outside_the_course_space_have_defaults() -> None:
-    # a course genotype has no activation or convs_per_stage: those make the course network
-    assert set(COURSE_FAMILY) == {"activation", "convs_per_stage"}
+    # a course genotype has no activation, convs_per_stage or tta_flip: those make the course network
+    assert set(COURSE_FAMILY) == {"activation", "convs_per_stage", "tta_flip"}
     assert not set(COURSE_FAMILY) & set(DEFAULT_NETWORK)
     model = build_model(DEFAULT_NETWORK, (3, 16, 16), 17)
     assert isinstance(model.conv[0].act, torch.nn.ReLU) and len(model.conv[0].extra) == 0
+    assert not model.tta_flip
+
+
+def test_flip_test_time_averaging_changes_evaluation_only() -> None:
+    config = {**TINY, "tta_flip": True}
+    torch.manual_seed(0)
+    model = build_model(config, (3, 16, 16), 17)
+    torch.manual_seed(0)
+    plain = build_model({**TINY, "tta_flip": False}, (3, 16, 16), 17)
+    x = torch.randn(5, 3, 16, 16)
+    model.train(), plain.train()
+    torch.manual_seed(1)
+    trained = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(trained, plain(x))
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        expected = (plain(x) + plain(x.flip(3))) / 2
+        torch.testing.assert_close(model(x), expected)
+        torch.testing.assert_close(model(x.flip(3)), model(x))  # mirror images score the same

@@ -2,7 +2,9 @@
 
 Per conv stage: ``convs_per_stage`` (default 1) times Conv2d (same padding) -> activation ->
 BatchNorm (if ``use_BN``), then MaxPool2d(2); then global average pooling or flatten; FC layers
-Linear -> activation -> Dropout (``n_fc_layers`` may be 0); a last Linear to the classes. Modules
+Linear -> activation -> Dropout (``n_fc_layers`` may be 0); a last Linear to the classes. With
+``tta_flip`` the network in evaluation mode averages its logits over the image and its mirror
+image (flip test-time augmentation; training is unchanged). Modules
 are named ``conv.<i>``, ``fc.<i>`` and ``head`` so that weights can be matched between
 configurations.
 """
@@ -25,7 +27,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-COURSE_FAMILY: dict[str, Any] = {"activation": "relu", "convs_per_stage": 1}
+COURSE_FAMILY: dict[str, Any] = {"activation": "relu", "convs_per_stage": 1, "tta_flip": False}
 """Keys the course space does not have, at the values that make its networks: the only defaults
 a network is built with. Every other structural key must be in the genotype."""
 
@@ -137,8 +139,15 @@ class ConfigurableCNN(nn.Module):
         # without hidden FC layers the dropout acts on the pooled features
         self.drop = nn.Dropout(dropout) if not self.fc else nn.Identity()
         self.head = nn.Linear(n_in, n_classes)
+        self.tta_flip = bool(gene(config, "tta_flip"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tta_flip and not self.training:
+            both = self._logits(torch.cat([x, x.flip(3)]))
+            return (both[: len(x)] + both[len(x) :]) / 2
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.conv:
             x = block(x)
         x = x.mean(dim=(2, 3)) if self.global_pool else x.flatten(1)

@@ -33,11 +33,13 @@ _RECIPE_BASE: Config = {
     "activation": "relu",
     "aug_flip": True,
     "aug_shift": 2,
+    "tta_flip": True,
 }
 
 RECIPES: dict[str, Config] = {
     # A VGG-style CNN: two 3x3 convs + BN per stage, doubling widths, global pooling, AdamW with a
-    # one-cycle schedule, label smoothing, flip + shift augmentation (the usual small-image recipe).
+    # one-cycle schedule, label smoothing, flip + shift augmentation and flip test-time averaging
+    # (the usual small-image recipe).
     "bn-cnn": dict(_RECIPE_BASE),
     # The same at a quarter of the parameters, without flips (for data that is not mirror-symmetric).
     "bn-cnn-small": {
@@ -47,6 +49,7 @@ RECIPES: dict[str, Config] = {
         "n_channels_conv_2": 64,
         "aug_flip": False,
         "aug_shift": 1,
+        "tta_flip": False,
     },
     # One conv per stage, wider, with a hidden FC layer and SGD + momentum on a cosine schedule.
     "sgd-cosine": {

@@ -130,7 +130,8 @@ def extended_space(seed: int | None = None) -> ConfigurationSpace:
     """The recommended space: what makes small CNNs good on tiny images.
 
     Over the course space's network family it adds two convolutions per stage, no hidden FC layer
-    (global pooling straight into the classifier), augmentation (flip, shift), weight decay, label
+    (global pooling straight into the classifier), augmentation (flip, shift), flip test-time
+    averaging (``tta_flip``), weight decay, label
     smoothing, LR schedules planned per Hyperband rung (cosine, one-cycle) and the activation.
     It drops what does not train (Adadelta, MSE on softmax) and sizes widths for small inputs
     (8-512 channels). Its default is :data:`RECIPES` ``["bn-cnn"]``; the reference default
@@ -161,6 +162,7 @@ def extended_space(seed: int | None = None) -> ConfigurationSpace:
             Categorical("activation", ["relu", "leaky_relu", "gelu", "silu"], default="relu"),
             Categorical("aug_flip", [True, False], default=True),
             Integer("aug_shift", (0, 3), default=2),
+            Categorical("tta_flip", [True, False], default=True),
         ]
     )
     _add_layer_widths(cs, "n_channels_conv", "n_conv_layers", (8, 512), [32, 64, 128])
