@@ -2,10 +2,13 @@
 
     python src/evaluation.py runs/<run> [runs/<run> ...] [--group EA=runs/a,runs/b] [--test]
 
+    python src/evaluation.py runs/<run> --ensemble half
+
 Writes into --out (default: <run>/figures/ for one run, figures/ for several): the figures
 (best_over_time, best_over_evaluations, best_over_epochs, scatter_precision_top3,
 scatter_params_top3, pareto_params_top3, feasible_fraction, hyperband_rungs_<run>, and with
---test confusion_matrix_<run>), summary.csv, and with --test test_results.json and tests.csv.
+--test confusion_matrix_<run>), summary.csv, with --test test_results.json and tests.csv, and
+with --ensemble ensembles.csv.
 Prints the summary as a Markdown table.
 """
 
@@ -22,9 +25,16 @@ from evoband.files import write_json
 from evoband.paths import resolve_default, resolve_user
 from evoband.plots import save_figures
 from evoband.retrain import test_optima
+from evoband.run_ensemble import test_ensembles
 from evoband.runs import load_groups
 from evoband.significance import significance_tests
-from evoband.summary import markdown_summary, markdown_tests, summary_table
+from evoband.summary import (
+    ensemble_table,
+    markdown_ensembles,
+    markdown_summary,
+    markdown_tests,
+    summary_table,
+)
 
 logger = logging.getLogger("evoband")
 
@@ -53,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "--test",
         help="retrain each run's optimum on the whole training split and score it on the test split",
+    )
+    p.add_argument(
+        "--ensemble",
+        type=ensemble_size_arg,
+        default=None,
+        metavar="K",
+        help="also retrain the K best feasible members of each run's final population (an int, "
+        "or 'half' of it) and score their averaged softmax outputs on the test split",
     )
     p.add_argument(
         "-e",
@@ -94,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def ensemble_size_arg(value: str) -> int | str:
+    """``half`` or a whole number >= 1."""
+    if value == "half":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'half' or a whole number >= 1, got {value!r}"
+        ) from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected 'half' or a whole number >= 1, got {value!r}")
+    return number
 
 
 def parse_entries(args: argparse.Namespace) -> list[tuple[str | None, Path]]:
@@ -162,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             table.to_csv(out / "tests.csv", index=False)
             print("\nTests between groups on the test split:\n")
             print(markdown_tests(table))
+    if args.ensemble is not None:
+        ensembles = test_ensembles(
+            runs, args.ensemble, data_dir=args.data_dir, device=args.device, seed=args.seed
+        )
+        table = ensemble_table(ensembles)
+        table.to_csv(out / "ensembles.csv", index=False)
+        print("\nEnsembles on the test split (the best member alone beside them):\n")
+        print(markdown_ensembles(table) if len(table) else "(no run has a feasible member)")
     written = save_figures(groups, out, args.format, tests)
     print(f"\nWrote {len(written)} figures and summary.csv to {out}:")
     for path in written:

@@ -155,3 +155,64 @@ def test_hyperband_figure_of_a_run_without_rungs_says_so(tmp_path: Path) -> None
     assert not run.uses_hyperband
     fig = run_plots.hyperband_rungs(run)
     assert any("no Hyperband" in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_ensemble_members_are_the_best_feasible_of_the_final_population(tmp_path: Path) -> None:
+    from evoband.analysis import feasible_mask, member_results, optimum
+    from evoband.run_ensemble import ensemble_members, final_population
+
+    run = read_run(write_run(tmp_path / "run", min_precision=0.3, generations=3))
+    population = final_population(run)
+    assert population == [int(m) for m in run.generations["population"].iloc[-1]]
+    best = int(optimum(run.evaluations, run.constraints)["member_id"])
+    standing = member_results(run.evaluations)
+    standing = standing[standing["member_id"].isin([*population, best])]
+    feasible = standing[feasible_mask(standing, run.constraints)]
+    expected = feasible.sort_values(["top3", "member_id"], ascending=[False, True])["member_id"]
+    everyone = ensemble_members(run, k=100)
+    assert everyone == [int(m) for m in expected] and everyone[0] == best
+    assert ensemble_members(run) == everyone[:2]  # half of a population of 4
+    assert ensemble_members(run, k=1) == everyone[:1]
+
+
+def test_selected_training_of_a_member_follows_its_bracket(tmp_path: Path) -> None:
+    from evoband.analysis import member_results
+    from evoband.retrain import selected_training
+
+    run = read_run(write_run(tmp_path / "run"))
+    standing = member_results(run.evaluations)
+    bracketed = standing[standing["bracket"].notna() & (standing["status"] == "ok")].iloc[0]
+    epochs, segments = selected_training(run, int(bracketed["member_id"]))
+    brackets = {b["s"]: b["budgets"] for b in run.info["hyperband"]["brackets"]}
+    assert epochs == int(bracketed["epochs"])
+    assert segments == [b for b in brackets[int(bracketed["bracket"])] if b <= epochs]
+    assert segments[-1] == epochs
+
+
+@pytest.mark.usefixtures("no_figures")
+def test_ensemble_is_scored_beside_the_optimum_on_test(
+    tmp_path: Path, tiny_image_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_run(tmp_path / "run", data=str(tiny_image_root), min_precision=0.3)
+    out = tmp_path / "figs"
+    argv = [str(run), "--out", str(out), "--test", "--ensemble", "2", "--device", "cpu"]
+    assert evaluation.main(argv) == 0
+    table = pd.read_csv(out / "ensembles.csv")
+    assert table["run"].tolist() == ["run"] and table["k"].tolist() == [2]
+    results = json.loads((out / "test_results.json").read_text())["run"]
+    # the ensemble's first member is the optimum, retrained the same way as by --test
+    assert int(table["members"].iloc[0].split()[0]) == results["member_id"]
+    assert table["best_top3"].iloc[0] == pytest.approx(results["top3"])
+    assert table[["ensemble_top3", "ensemble_precision"]].stack().between(0, 1).all()
+    assert "Ensembles on the test split" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_ensemble_size_is_refused(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_run(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluation.main([str(run), "--ensemble", value])
+    assert exit_info.value.code == 2
+    assert "expected 'half' or a whole number >= 1" in capsys.readouterr().err

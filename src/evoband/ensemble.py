@@ -16,7 +16,7 @@ from .fitted import FittedMember
 from .metrics import Metrics, compute_metrics
 from .train import predict
 
-__all__ = ["EnsembleResult", "ensemble"]
+__all__ = ["EnsembleResult", "combine", "ensemble", "ensemble_size"]
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,7 @@ def ensemble(
     Raises:
         ConfigError: ``k`` is invalid or no member is feasible.
     """
-    if k == "half":
-        n = math.ceil(len(members) / 2)
-    elif isinstance(k, int) and not isinstance(k, bool) and k >= 1:
-        n = k
-    else:
-        raise ConfigError(
-            f"The 'k' parameter of ensemble must be an int >= 1 or 'half'. Got {k!r} instead."
-        )
+    n = ensemble_size(k, len(members))
     chosen = [m for m in members if m.feasible][:n]
     if not chosen:
         raise ConfigError("No member of the population is feasible; there is nothing to ensemble.")
@@ -87,12 +80,38 @@ def ensemble(
         mean, std = member.stats()
         x = normalize(source.test.images, mean, std, next(model.parameters()).device)
         probabilities.append(predict(model, x).softmax(dim=1))
-    averaged = torch.stack(probabilities).mean(dim=0)
+    return combine([m.member_id for m in chosen], probabilities, labels)
+
+
+def ensemble_size(k: int | str, population_size: int) -> int:
+    """How many members ``k`` asks for: an int >= 1, or ``"half"`` of the population (rounded up).
+
+    Raises:
+        ConfigError: ``k`` is neither.
+    """
+    if k == "half":
+        return max(1, math.ceil(population_size / 2))
+    if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
+        return k
+    raise ConfigError(
+        f"The 'k' parameter (ensemble size) must be an int >= 1 or 'half'. Got {k!r} instead."
+    )
+
+
+def combine(
+    member_ids: Sequence[int], probabilities: Sequence[torch.Tensor], labels: torch.Tensor
+) -> EnsembleResult:
+    """The ensemble of members' softmax outputs on one test split (the first member is the best).
+
+    Args:
+        member_ids: the members, best first.
+        probabilities: each member's softmax outputs, ``N_test x n_classes``, in the same order.
+        labels: the test labels.
+    """
+    averaged = torch.stack(list(probabilities)).mean(dim=0)
 
     def score(p: torch.Tensor) -> Metrics:
         loss = torch.nn.functional.nll_loss(p.clamp_min(1e-12).log(), labels)
         return compute_metrics(p, labels, float(loss))
 
-    return EnsembleResult(
-        tuple(m.member_id for m in chosen), score(averaged), score(probabilities[0]), averaged
-    )
+    return EnsembleResult(tuple(member_ids), score(averaged), score(probabilities[0]), averaged)

@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .analysis import optimum
+from .analysis import member_results, optimum
 from .data import DIGITS, load_data
 from .metrics import confusion_matrix
 from .results import Status
 from .runs import RunData, member_config
 from .store import read_training_record
 from .target import Task, evaluate
-from .train import resolve_device
+from .train import predict, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class TestResult:
     predicted: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
+    member_id: int = -1
+    probabilities: torch.Tensor | None = None
+    """Softmax outputs on the test split, ``N_test x n_classes`` (not written to JSON)."""
 
     @property
     def correct(self) -> np.ndarray:
@@ -55,6 +59,7 @@ class TestResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "run": self.run,
+            "member_id": self.member_id,
             "config": self.config,
             "epochs": self.epochs,
             "seed": self.seed,
@@ -85,43 +90,69 @@ def test_image_size(run: RunData) -> tuple[int, int] | None:
 
 
 def selected_training(run: RunData, member_id: int) -> tuple[int, list[int]]:
-    """Epochs and LR segments the run selected ``member_id`` at (its ``opt_cfg.training.json``),
-    or the budget it was scored at when the record names another member or is missing."""
+    """Epochs and LR segments the run scored ``member_id`` at: its ``opt_cfg.training.json`` when
+    that names the member, else its standing budget (highest ``ok`` one) with the rungs of its
+    Hyperband bracket up to that budget as LR cycles (as the search trained it)."""
     record = read_training_record(run.path / "opt_cfg.json")
     if record is not None and record.get("member_id", member_id) == member_id:
         return record["epochs"], record["segments"]
-    best = run.evaluations[run.evaluations["member_id"] == member_id]
-    return int(best["epochs"].max()) if len(best) else DEFAULT_EPOCHS, []
+    standing = member_results(run.evaluations)
+    row = standing[standing["member_id"] == member_id]
+    if not len(row):
+        return DEFAULT_EPOCHS, []
+    epochs = int(row["epochs"].iloc[0])
+    return epochs, bracket_segments(run, row["bracket"].iloc[0], epochs)
+
+
+def bracket_segments(run: RunData, bracket: Any, epochs: int) -> list[int]:
+    """The rung budgets of Hyperband bracket ``bracket`` up to ``epochs`` ([] without one)."""
+    schedule = run.info.get("hyperband") or {}
+    if bracket is None or pd.isna(bracket):
+        return []
+    for b in schedule.get("brackets", []):
+        if int(b["s"]) == int(bracket):
+            return [int(budget) for budget in b["budgets"] if int(budget) <= epochs]
+    return []
 
 
 def retrain_on_test(
-    run: RunData, task: Task, epochs: int | None = None, seed: int | None = None
+    run: RunData,
+    task: Task,
+    epochs: int | None = None,
+    seed: int | None = None,
+    member_id: int | None = None,
 ) -> TestResult | None:
-    """Retrain the run's optimum from scratch on the training split; score it on the test split.
+    """Retrain a member of the run from scratch on the training split; score it on the test split.
 
     The same code path as ``main.py -t``: :class:`Task` with ``use_test`` and :func:`evaluate`.
 
     Args:
         run: the run.
         task: a ``Task(data, use_test=True)`` of the run's data set.
-        epochs: epochs to train; None: as the optimum was selected (:func:`selected_training`).
+        epochs: epochs to train; None: as the member was selected (:func:`selected_training`).
         seed: fixes initialisation and training; default the run's seed.
+        member_id: the member; default the run's optimum.
 
     Returns:
         The scores and predictions, or None when the run has no optimum.
     """
-    best = optimum(run.evaluations, run.constraints)
-    if best is None:
-        return None
-    config = member_config(run, int(best["member_id"]))
+    if member_id is None:
+        best = optimum(run.evaluations, run.constraints)
+        if best is None:
+            return None
+        member_id = int(best["member_id"])
+    config = member_config(run, member_id)
     seed = seed if seed is not None else (run.seed if run.seed is not None else 0)
     segments: list[int] = []
     if epochs is None:
-        epochs, segments = selected_training(run, int(best["member_id"]))
+        epochs, segments = selected_training(run, member_id)
     result = evaluate(
         config, epochs, task=task, seed=seed, segments=segments, keep_predictions=True
     )
     fold = result.folds[0] if result.folds else None
+    probabilities = None
+    if fold is not None and fold.model is not None:
+        probabilities = predict(fold.model, task.splits[0].x_valid).softmax(dim=1)
     return TestResult(
         run=run.name,
         config=config,
@@ -135,7 +166,20 @@ def retrain_on_test(
         predicted=np.asarray(fold.predicted if fold else [], dtype=int),
         labels=np.asarray(fold.labels if fold else [], dtype=int),
         classes=tuple(task.data.classes),
+        member_id=member_id,
+        probabilities=probabilities,
     )
+
+
+def test_task(
+    run: RunData, tasks: dict[Any, Task], data_dir: str | None, device: torch.device
+) -> Task:
+    """The ``Task(use_test=True)`` of ``run``'s data (``data_dir`` overrides it), made once per
+    distinct data set and image size in ``tasks``."""
+    key = (data_dir if data_dir is not None else test_data_dir(run), test_image_size(run))
+    if key not in tasks:
+        tasks[key] = Task(load_data(*key), use_test=True, device=device)
+    return tasks[key]
 
 
 def test_optima(
@@ -156,18 +200,16 @@ def test_optima(
         seed: fixes training of every run; default each run's seed.
     """
     target = resolve_device(device)
-    tasks: dict[tuple[str | None, tuple[int, int] | None], Task] = {}
+    tasks: dict[Any, Task] = {}
     out: dict[str, TestResult] = {}
     for run in runs:
-        key = (data_dir if data_dir is not None else test_data_dir(run), test_image_size(run))
-        if key not in tasks:
-            tasks[key] = Task(load_data(*key), use_test=True, device=target)
+        task = test_task(run, tasks, data_dir, target)
         logger.info(
             "Retraining the optimum of %s for %s epochs on the full training split.",
             run.name,
             epochs if epochs is not None else "its selected",
         )
-        result = retrain_on_test(run, tasks[key], epochs, seed)
+        result = retrain_on_test(run, task, epochs, seed)
         if result is not None:
             logger.info(
                 "%s: test top-3 %.4f, top-1 %.4f, precision %.4f",

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import feasible_mask, optimum, result_of, time_to_first_feasible
+from .ensemble import EnsembleResult
 from .retrain import TestResult
 from .runs import RunData, best_run, member_config
 
@@ -286,4 +287,49 @@ def markdown_tests(table: pd.DataFrame) -> str:
             )
             + " |"
         )
+    return "\n".join(lines)
+
+
+ENSEMBLE_COLUMNS = [
+    "run",
+    "k",
+    "members",
+    "ensemble_top3",
+    "ensemble_precision",
+    "best_top3",
+    "best_precision",
+]
+
+
+def ensemble_table(ensembles: Mapping[str, EnsembleResult]) -> pd.DataFrame:
+    """One row per run: its ensemble's test scores beside those of its best member alone."""
+    rows = [
+        {
+            "run": name,
+            "k": len(e.member_ids),
+            "members": " ".join(str(m) for m in e.member_ids),
+            "ensemble_top3": e.metrics.top3,
+            "ensemble_precision": e.metrics.precision,
+            "best_top3": e.best_single.top3,
+            "best_precision": e.best_single.precision,
+        }
+        for name, e in ensembles.items()
+    ]
+    return pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS)
+
+
+def markdown_ensembles(table: pd.DataFrame) -> str:
+    """:func:`ensemble_table` as a Markdown table."""
+    head = ["run", "members", "ensemble top-3", "precision", "best member top-3", "precision"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in table.to_dict("records"):
+        cells = [
+            str(r["run"]),
+            f"{r['k']} ({r['members']})",
+            _fmt(r["ensemble_top3"], ".4f"),
+            _fmt(r["ensemble_precision"], ".4f"),
+            _fmt(r["best_top3"], ".4f"),
+            _fmt(r["best_precision"], ".4f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
