@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import main as main_script
@@ -14,9 +15,13 @@ from evoband.data import channel_stats, load_data, normalize
 from helpers import SMALL_CONFIG, TINY_SHAPE, call_cli, error_lines, read_json
 
 
-def test_an_exported_program_gives_the_models_logits_for_any_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tta_flip", [False, True])
+def test_an_exported_program_gives_the_models_logits_for_any_batch(
+    tmp_path: Path, tta_flip: bool
+) -> None:
     torch.manual_seed(0)
-    model = build_model(dict(SMALL_CONFIG, use_BN=True), TINY_SHAPE, 3).eval()
+    config = dict(SMALL_CONFIG, use_BN=True, tta_flip=tta_flip)
+    model = build_model(config, TINY_SHAPE, 3).eval()
     mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
     report = export_model(
         model,

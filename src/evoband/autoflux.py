@@ -78,7 +78,7 @@ def fit(
     settings: SearchSettings | None = None,
     callbacks: Sequence[Callback] = (),
     run_dir: str | Path = "runs/fit",
-    space: str = "course",
+    space: str = "extended",
     device: str = "auto",
     progress: bool = True,
 ) -> Population:
@@ -102,7 +102,7 @@ def fit(
             search-defining arguments and data, as ``--resume`` requires). A relative path
             resolves against the repository root (the working directory for an installed
             package), as the command lines resolve it, whatever the working directory.
-        space: ``course`` or ``extended``.
+        space: ``extended`` (the recommended space, as on the command line) or ``course``.
         device: ``auto``, ``cpu``, ``cuda``, ...
         progress: show a progress bar.
     """

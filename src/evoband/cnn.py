@@ -143,8 +143,7 @@ class ConfigurableCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tta_flip and not self.training:
-            both = self._logits(torch.cat([x, x.flip(3)]))
-            return (both[: len(x)] + both[len(x) :]) / 2
+            return (self._logits(x) + self._logits(x.flip(3))) / 2
         return self._logits(x)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
