@@ -24,7 +24,7 @@ from evoband.errors import ConfigError
 from evoband.files import write_json
 from evoband.paths import resolve_default, resolve_user
 from evoband.plots import save_figures
-from evoband.retrain import test_optima
+from evoband.retrain import test_data_dir, test_optima
 from evoband.run_ensemble import test_ensembles
 from evoband.runs import load_groups
 from evoband.significance import significance_tests
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
+    if (args.test or args.ensemble is not None) and args.data_dir is None:
+        for run in runs:
+            test_data_dir(run)  # refuses runs whose data cannot be loaded again
     if args.out:
         out = resolve_user(args.out)
     else:

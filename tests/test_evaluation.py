@@ -11,7 +11,7 @@ import pytest
 import evaluation
 from evoband import plot_panels, plots, run_plots
 from evoband.runs import read_run
-from helpers import write_run
+from helpers import call_cli, error_lines, write_run
 
 FIGURES = (
     "best_over_time",
@@ -216,3 +216,16 @@ def test_a_bad_ensemble_size_is_refused(
         evaluation.main([str(run), "--ensemble", value])
     assert exit_info.value.code == 2
     assert "expected 'half' or a whole number >= 1" in capsys.readouterr().err
+
+
+def test_test_split_of_a_run_on_in_memory_arrays_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_run(tmp_path / "run")
+    info = json.loads((run / "run.json").read_text())
+    info["data"] = {"name": "arrays", "location": "arrays:sha256:0123"}
+    (run / "run.json").write_text(json.dumps(info))
+    code, _, err = call_cli(evaluation.main, [str(run), "--test", "--device", "cpu"])
+    assert code == 2
+    assert len(error_lines(err)) == 1 and "in-memory arrays" in error_lines(err)[0]
+    assert not (run / "figures").exists()

@@ -17,7 +17,9 @@ import pandas as pd
 import torch
 
 from .analysis import member_results, optimum
+from .arrays import ARRAYS
 from .data import DIGITS, load_data
+from .errors import DataError
 from .metrics import confusion_matrix
 from .results import Status
 from .runs import RunData, member_config
@@ -79,6 +81,11 @@ def test_data_dir(run: RunData) -> str | None:
     data = run.info.get("data") or {}
     if data.get("name") == DIGITS:
         return DIGITS
+    if data.get("name") == ARRAYS:
+        raise DataError(
+            f"{run.name} was searched on in-memory arrays, which are not on disk; pass --data_dir "
+            "with the same images as a folder, or use the population fit() returned (model())."
+        )
     location = run.search.get("data") or data.get("location")
     return str(location) if location and Path(str(location)).is_dir() else None
 
