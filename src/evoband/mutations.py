@@ -1,0 +1,361 @@
+"""Mutations as small classes: one focused change of a genotype each.
+
+Every mutation is a :class:`~evoband.operators.Variation` of one parent: it takes the space and an
+explicit numpy Generator, returns a configuration valid in the space (repaired through
+:func:`evoband.space.complete`), and changes the parent whenever the parent allows a change.
+A mutation that cannot apply (its key is inactive, or a count is at its bound) returns a copy of
+the parent. Wrappers that combine and guard mutations are in :mod:`evoband.wrappers`.
+
+Structure changes (:class:`AddLayer`, :class:`RemoveLayer`) shift the per-index keys of the
+layers (``n_channels_conv_0``, ``n_channels_conv_1``, ...), so that the other layers keep their
+values and their order; :func:`layer_values` and :func:`with_layers` are the two helpers that read
+and write such a list of layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from ConfigSpace import (
+    CategoricalHyperparameter,
+    ConfigurationSpace,
+    Constant,
+    OrdinalHyperparameter,
+    UniformFloatHyperparameter,
+    UniformIntegerHyperparameter,
+)
+
+from .errors import ConfigError
+from .files import builtin
+from .operators import Variation
+from .space import Config, complete
+
+__all__ = [
+    "ActivationMutation",
+    "AddLayer",
+    "CountMutation",
+    "KernelMutation",
+    "LayerOperator",
+    "LearningRateMutation",
+    "OptimizerMutation",
+    "RemoveLayer",
+    "ToggleMutation",
+    "WidthMutation",
+    "layer_values",
+    "with_layers",
+]
+
+Layer = dict[str, Any]
+"""One layer's per-index values, keyed by prefix (``{"n_channels_conv_": 64}``)."""
+
+
+def _hp(space: ConfigurationSpace, key: str, what: str) -> Any:
+    if key not in space:
+        raise ConfigError(f"{what}: {key!r} is not a hyperparameter of the {space.name} space.")
+    return space[key]
+
+
+def _prefixes(item_prefix: str | Sequence[str]) -> tuple[str, ...]:
+    prefixes = (item_prefix,) if isinstance(item_prefix, str) else tuple(item_prefix)
+    if not prefixes or not all(isinstance(p, str) and p for p in prefixes):
+        raise ConfigError(f"The item prefixes are {item_prefix!r}, but must be non-empty strings.")
+    return prefixes
+
+
+def layer_values(config: Config, count_key: str, prefixes: Sequence[str]) -> list[Layer]:
+    """The layers of ``config`` in order: for each of its ``config[count_key]`` layers, the values
+    of its per-index keys (``prefix + str(i)``) that ``config`` holds."""
+    return [
+        {p: config[f"{p}{i}"] for p in prefixes if f"{p}{i}" in config}
+        for i in range(int(config[count_key]))
+    ]
+
+
+def with_layers(
+    space: ConfigurationSpace,
+    config: Config,
+    count_key: str,
+    prefixes: Sequence[str],
+    layers: Sequence[Layer],
+    rng: np.random.Generator,
+) -> Config:
+    """``config`` with its layers replaced by ``layers`` (the count set to their number), repaired.
+
+    Values that are illegal at their new index, and missing ones, are drawn from the priors.
+    """
+    out = {k: v for k, v in config.items() if not k.startswith(tuple(prefixes))}
+    out[count_key] = len(layers)
+    for i, layer in enumerate(layers):
+        for prefix, value in layer.items():
+            key = f"{prefix}{i}"
+            if key in space and space[key].legal_value(value):
+                out[key] = value
+    return complete(space, out, rng)
+
+
+class LayerOperator(Variation):
+    """Base of the operators on a list of layers: ``count_key`` is an integer count, and every
+    prefix in ``item_prefix`` has a per-index key (``prefix + str(i)``) for each possible layer."""
+
+    def __init__(
+        self,
+        space: ConfigurationSpace,
+        count_key: str = "n_conv_layers",
+        item_prefix: str | Sequence[str] = "n_channels_conv_",
+    ) -> None:
+        what = type(self).__name__
+        hp = _hp(space, count_key, what)
+        if not isinstance(hp, UniformIntegerHyperparameter):
+            raise ConfigError(
+                f"{what}: {count_key!r} must be an integer count, not {type(hp).__name__}."
+            )
+        self.space, self.count_key = space, count_key
+        self.prefixes = _prefixes(item_prefix)
+        self.lower, self.upper = int(hp.lower), int(hp.upper)
+        for prefix in self.prefixes:
+            missing = [f"{prefix}{i}" for i in range(self.upper) if f"{prefix}{i}" not in space]
+            if missing:
+                raise ConfigError(
+                    f"{what}: {count_key!r} goes up to {self.upper}, but the space has no "
+                    f"{', '.join(map(repr, missing))}."
+                )
+
+    def _layers(self, parent: Config) -> list[Layer] | None:
+        if self.count_key not in parent:
+            return None
+        return layer_values(parent, self.count_key, self.prefixes)
+
+
+class AddLayer(LayerOperator):
+    """Inserts a layer at a random position; the other layers keep their values, in order.
+
+    The new layer copies the values of the layer before it (of the layer after it when inserted
+    first), so that the layers around it see the shapes they saw before and the network's
+    function changes little. At the count's upper bound (or where the count is inactive) it
+    returns the parent unchanged. Works for ``n_fc_layers`` / ``n_channels_fc_`` too.
+    """
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        parent = parents[0]
+        layers = self._layers(parent)
+        if layers is None or len(layers) >= self.upper:
+            return dict(parent)
+        pos = int(rng.integers(len(layers) + 1))
+        new: Layer = dict(layers[pos - 1] if pos > 0 else layers[0]) if layers else {}
+        layers.insert(pos, new)
+        return with_layers(self.space, parent, self.count_key, self.prefixes, layers, rng)
+
+
+class RemoveLayer(LayerOperator):
+    """Removes a random layer; the other layers keep their values, in order.
+
+    At the count's lower bound (or where the count is inactive) it returns the parent unchanged.
+    """
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        parent = parents[0]
+        layers = self._layers(parent)
+        if layers is None or len(layers) <= self.lower:
+            return dict(parent)
+        del layers[int(rng.integers(len(layers)))]
+        return with_layers(self.space, parent, self.count_key, self.prefixes, layers, rng)
+
+
+class WidthMutation(Variation):
+    """Scales one width key by a relative factor in ``[1 - rel_step, 1 + rel_step]``.
+
+    The value is rounded (integer keys) and clipped to the key's bounds; where that gives the
+    parent's value, it moves one step (integer keys) in the factor's direction, or the other way
+    at a bound.
+
+    Args:
+        space: the search space.
+        keys: a prefix (every numeric key that starts with it) or a sequence of key names.
+        rel_step: the largest relative change, in ``(0, 1)``.
+    """
+
+    def __init__(
+        self,
+        space: ConfigurationSpace,
+        keys: str | Sequence[str] = "n_channels_",
+        rel_step: float = 0.25,
+    ) -> None:
+        if not 0.0 < rel_step < 1.0:
+            raise ConfigError(f"The relative step is {rel_step}, but must be 0 < rel_step < 1.")
+        if isinstance(keys, str):
+            names = [name for name in space if name.startswith(keys)]
+        else:
+            names = [_hp(space, name, "WidthMutation").name for name in keys]
+        numeric = (UniformIntegerHyperparameter, UniformFloatHyperparameter)
+        bad = [name for name in names if not isinstance(space[name], numeric)]
+        if not names or bad:
+            raise ConfigError(
+                f"WidthMutation needs numeric keys of the {space.name} space; "
+                + (f"{', '.join(bad)} are not numeric." if bad else f"none match {keys!r}.")
+            )
+        self.space, self.keys, self.rel_step = space, tuple(names), rel_step
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        child = dict(parents[0])
+        active = [k for k in self.keys if k in child]
+        if not active:
+            return child
+        key = active[int(rng.integers(len(active)))]
+        hp: Any = self.space[key]
+        lower, upper = hp.lower, hp.upper
+        old = child[key]
+        factor = 1.0 + rng.uniform(-self.rel_step, self.rel_step)
+        direction = 1 if factor >= 1.0 else -1
+        if isinstance(hp, UniformIntegerHyperparameter):
+            new: Any = int(np.clip(round(old * factor), lower, upper))
+            if new == old:
+                if not lower <= old + direction <= upper:
+                    direction = -direction
+                new = int(np.clip(old + direction, lower, upper))
+        else:
+            new = float(np.clip(old * factor, lower, upper))
+            if new == old:  # at a bound: the other way
+                new = float(np.clip(old / factor, lower, upper))
+        child[key] = new
+        return complete(self.space, child, rng)
+
+
+class ToggleMutation(Variation):
+    """A different value of one categorical (boolean included) or ordinal key.
+
+    Any other choice, uniformly; with ``adjacent`` an ordinal key steps to a neighbouring value.
+    Where the key is inactive it returns the parent unchanged. For structure switches such as
+    ``use_BN`` or a residual edge of a composable space.
+    """
+
+    key: str = ""
+
+    def __init__(
+        self, space: ConfigurationSpace, key: str | None = None, adjacent: bool = False
+    ) -> None:
+        key = key if key is not None else self.key
+        if not key:
+            raise ConfigError(f"{type(self).__name__} needs the key to change.")
+        hp = _hp(space, key, type(self).__name__)
+        if isinstance(hp, CategoricalHyperparameter):
+            values = [builtin(c) for c in hp.choices]
+        elif isinstance(hp, OrdinalHyperparameter):
+            values = [builtin(v) for v in hp.sequence]
+        elif isinstance(hp, Constant):
+            values = [builtin(hp.value)]
+        else:
+            raise ConfigError(
+                f"{type(self).__name__}: {key!r} must be categorical or ordinal, "
+                f"not {type(hp).__name__}."
+            )
+        if len(values) < 2:
+            raise ConfigError(f"{type(self).__name__}: {key!r} has one value; it cannot change.")
+        self.space, self.key, self.values = space, key, values
+        self.adjacent = adjacent and isinstance(hp, OrdinalHyperparameter)
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        child = dict(parents[0])
+        if self.key not in child:
+            return child
+        i = self.values.index(child[self.key])
+        if self.adjacent:
+            options = [self.values[j] for j in (i - 1, i + 1) if 0 <= j < len(self.values)]
+        else:
+            options = self.values[:i] + self.values[i + 1 :]
+        child[self.key] = options[int(rng.integers(len(options)))]
+        return complete(self.space, child, rng)
+
+
+class KernelMutation(ToggleMutation):
+    """The kernel size steps to a neighbouring value (3 <-> 5 <-> 7)."""
+
+    key = "kernel_size"
+
+    def __init__(self, space: ConfigurationSpace, key: str | None = None) -> None:
+        super().__init__(space, key, adjacent=True)
+
+
+class ActivationMutation(ToggleMutation):
+    """Another activation function (``activation``: only in spaces that search it)."""
+
+    key = "activation"
+
+
+class OptimizerMutation(ToggleMutation):
+    """Another optimizer (``optimizer``)."""
+
+    key = "optimizer"
+
+
+class CountMutation(Variation):
+    """One integer count one step up or down within its bounds (ordinal: a neighbouring value).
+
+    For ``convs_per_stage``, the number of fork paths or repeats of a composable space, and the
+    like. Where the key is inactive it returns the parent unchanged; keys the new count activates
+    are drawn from their priors.
+    """
+
+    def __init__(self, space: ConfigurationSpace, key: str) -> None:
+        hp = _hp(space, key, "CountMutation")
+        if isinstance(hp, UniformIntegerHyperparameter):
+            values = list(range(int(hp.lower), int(hp.upper) + 1))
+        elif isinstance(hp, OrdinalHyperparameter):
+            values = [builtin(v) for v in hp.sequence]
+        else:
+            raise ConfigError(
+                f"CountMutation: {key!r} must be an integer or ordinal, not {type(hp).__name__}."
+            )
+        if len(values) < 2:
+            raise ConfigError(f"CountMutation: {key!r} has one value; it cannot change.")
+        self.space, self.key, self.values = space, key, values
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        child = dict(parents[0])
+        if self.key not in child:
+            return child
+        i = self.values.index(child[self.key])
+        options = [self.values[j] for j in (i - 1, i + 1) if 0 <= j < len(self.values)]
+        child[self.key] = options[int(rng.integers(len(options)))]
+        return complete(self.space, child, rng)
+
+
+class LearningRateMutation(Variation):
+    """A log-scale step of the learning rate: times ``10 ** d``, ``|d|`` in ``[step / 4, step]``.
+
+    The direction is random; clipped to the key's bounds, and the other way where the bound
+    leaves the value unchanged.
+
+    Args:
+        space: the search space.
+        step: the largest step in decades (0.5: at most about x3.2 or /3.2).
+        key: the learning-rate key (a float).
+    """
+
+    def __init__(
+        self, space: ConfigurationSpace, step: float = 0.5, key: str = "learning_rate_init"
+    ) -> None:
+        if not (math.isfinite(step) and step > 0.0):
+            raise ConfigError(f"The learning-rate step is {step} decades, but must be > 0.")
+        hp = _hp(space, key, "LearningRateMutation")
+        if not isinstance(hp, UniformFloatHyperparameter) or hp.lower <= 0.0:
+            raise ConfigError(
+                f"LearningRateMutation: {key!r} must be a positive float, not {type(hp).__name__}."
+            )
+        self.space, self.step, self.key = space, step, key
+        self.lower, self.upper = float(hp.lower), float(hp.upper)
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        child = dict(parents[0])
+        if self.key not in child:
+            return child
+        old = float(child[self.key])
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        size = rng.uniform(0.25 * self.step, self.step)
+        new = float(np.clip(old * 10.0 ** (sign * size), self.lower, self.upper))
+        if new == old:
+            new = float(np.clip(old * 10.0 ** (-sign * size), self.lower, self.upper))
+        child[self.key] = new
+        return complete(self.space, child, rng)
