@@ -1,7 +1,10 @@
-"""The shipped spaces written with the builders (evoband.block_spaces) against today's
-hand-built ones (evoband.space) and today's network family (evoband.cnn)."""
+"""The shipped spaces written with the builders (evoband.block_spaces) against the hand-written
+ones they replaced (frozen as ConfigSpace JSON in tests/data/) and the network family of
+evoband.cnn."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +15,24 @@ from block_examples import narrow
 from evoband.block_net import build_network, count_parameters
 from evoband.block_spaces import SpaceDefinition, course_blocks, extended_blocks
 from evoband.cnn import build_model, count_params
-from evoband.space import course_space, default_config, extended_space, sample, validate
+from evoband.space import (
+    course_space,
+    default_config,
+    extended_space,
+    get_space,
+    sample,
+    validate,
+)
 
 DEAD_KEY = "n_channels_fc_2"
-"""Today's extended space holds it under ``n_fc_layers > 2`` with ``n_fc_layers <= 2``."""
+"""The hand-written extended space held it under ``n_fc_layers > 2`` with ``n_fc_layers <= 2``."""
+
+FROZEN = Path(__file__).parent / "data"
+
+
+def hand_written(name: str) -> ConfigurationSpace:
+    """The hand-written space ``name`` as it was before the builders (its ConfigSpace JSON)."""
+    return ConfigurationSpace.from_json(FROZEN / f"{name}_space.json")
 
 
 def assert_same_space(got: ConfigurationSpace, expected: ConfigurationSpace) -> None:
@@ -30,14 +47,15 @@ def assert_same_space(got: ConfigurationSpace, expected: ConfigurationSpace) -> 
     assert got == expected  # ConfigSpace's own equality: the whole condition graph
 
 
-def test_course_space_compiles_to_todays_exactly() -> None:
+def test_course_space_compiles_to_the_hand_written_one_exactly() -> None:
     compiled = course_blocks().compile(seed=3)
-    assert_same_space(compiled, course_space())
-    assert default_config(compiled) == default_config(course_space())
+    assert_same_space(compiled, hand_written("course"))
+    assert_same_space(course_space(), hand_written("course"))
+    assert default_config(compiled) == default_config(hand_written("course"))
 
 
-def test_extended_space_compiles_to_todays_but_its_dead_key() -> None:
-    today = extended_space()
+def test_extended_space_compiles_to_the_hand_written_one_but_its_dead_key() -> None:
+    today = hand_written("extended")
     # the one difference: a key that no configuration of today's space can hold
     assert today["n_fc_layers"].upper == 2
     assert today.parent_conditions_of[DEAD_KEY] == [
@@ -48,7 +66,16 @@ def test_extended_space_compiles_to_todays_but_its_dead_key() -> None:
     expected.add([c for c in today.conditions if c.child.name != DEAD_KEY])
     compiled = extended_blocks().compile()
     assert_same_space(compiled, expected)
+    assert_same_space(extended_space(), expected)
     assert default_config(compiled) == default_config(today)
+
+
+@pytest.mark.parametrize("name", ["course", "extended"])
+def test_a_seed_samples_what_the_hand_written_space_sampled(name: str) -> None:
+    ours, theirs = get_space(name), hand_written(name)
+    for seed in range(20):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert [sample(ours, a) for _ in range(5)] == [sample(theirs, b) for _ in range(5)]
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,11 @@ def test_load_config_from_json_file(tmp_path: Path) -> None:
     path = tmp_path / "opt_cfg.json"
     path.write_text(json.dumps(dict(DEFAULT_NETWORK, n_channels_fc_2=273), indent=2))
 
-    assert load_config(path, course_space()) == DEFAULT_NETWORK
+    assert load_config(path, course_space()) == DEFAULT_NETWORK  # the inactive key is dropped
+    # the extended space has at most 2 FC layers: no third width at all
+    with pytest.raises(ConfigError, match="'n_channels_fc_2'"):
+        load_config(str(path), extended_space())
+    path.write_text(json.dumps(DEFAULT_NETWORK))
     assert load_config(str(path), extended_space())["n_conv_layers"] == 3
 
 

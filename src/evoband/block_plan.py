@@ -29,7 +29,7 @@ from .block_tree import (
     where,
 )
 from .errors import ConfigError
-from .space import sample
+from .genotype import sample
 
 __all__ = [
     "ForkStep",

@@ -1,8 +1,8 @@
 """The shipped search spaces written with the builders of :mod:`evoband.blocks`.
 
-Explicit names reproduce the flat keys of :func:`evoband.space.course_space` and
-:func:`evoband.space.extended_space`; what the compiled spaces share with them, and where they
-differ, is tested in ``tests/test_block_spaces.py``. The networks built from them
+:func:`evoband.space.course_space` and :func:`evoband.space.extended_space` compile these; explicit
+names keep the flat keys the hand-written spaces had (``n_conv_layers``, ``n_channels_conv_0``, ...),
+and ``tests/test_block_spaces.py`` checks the compiled spaces against those, frozen as JSON. The networks built from them
 (:func:`evoband.block_net.build_network`) have the parameter counts of
 :class:`evoband.cnn.ConfigurableCNN`, but differ from it where a setting is no layer:
 
@@ -10,15 +10,16 @@ differ, is tested in ``tests/test_block_spaces.py``. The networks built from the
 * ``dropout_rate`` acts in the Dense layers only: with ``n_fc_layers == 0`` (extended) there is
   no dropout before the head.
 
-The extended space has no ``n_channels_fc_2``: today's holds it under the condition
+The extended space has no ``n_channels_fc_2``: the hand-written one held it under the condition
 ``n_fc_layers > 2``, which never holds (``n_fc_layers`` is at most 2), and a Repeat makes no
-item beyond its maximum.
+item beyond its maximum. No configuration ever held it, so every saved one still loads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ConfigSpace import ConfigurationSpace
 
@@ -39,9 +40,37 @@ from .blocks import (
     Space,
     compile_space,
 )
-from .space import DEFAULT_NETWORK, MAX_LAYERS
 
-__all__ = ["SpaceDefinition", "course_blocks", "extended_blocks", "layer_widths"]
+__all__ = [
+    "DEFAULT_NETWORK",
+    "MAX_LAYERS",
+    "SpaceDefinition",
+    "course_blocks",
+    "extended_blocks",
+    "layer_widths",
+]
+
+MAX_LAYERS = 3
+"""The most conv stages and FC layers the shipped spaces have."""
+
+DEFAULT_NETWORK: dict[str, Any] = {
+    "learning_rate_init": 0.0016651181400389517,
+    "batch_size": 290,
+    "kernel_size": 5,
+    "use_BN": False,
+    "global_avg_pooling": True,
+    "dropout_rate": 0.2,
+    "n_conv_layers": 3,
+    "n_channels_conv_0": 457,
+    "n_channels_conv_1": 511,
+    "n_channels_conv_2": 38,
+    "n_fc_layers": 2,
+    "n_channels_fc_0": 27,
+    "n_channels_fc_1": 17,
+    "optimizer": "adamw",
+    "train_criterion": "cross_entropy",
+}
+"""The reference default network (the course space's defaults), as the ``opt_cfg.json`` dict."""
 
 
 @dataclass(frozen=True)
