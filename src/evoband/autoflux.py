@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from .arrays import ARRAYS, data_from_arrays
+from .block_spaces import SpaceDefinition
 from .constraints import Constraints
 from .data import DIGITS, DataSource, load_data
 from .fitted import FittedMember, Population, RetrainTask
 from .hooks import BaseCallback, Callback, SearchView
 from .member import Member, rank_members
+from .operators import Selection, Variation
 from .paths import resolve_default, resolve_user
 from .search import SearchConfig, run_search
 from .settings import SearchSettings
@@ -78,9 +80,12 @@ def fit(
     settings: SearchSettings | None = None,
     callbacks: Sequence[Callback] = (),
     run_dir: str | Path = "runs/fit",
-    space: str = "extended",
+    space: str | SpaceDefinition = "extended",
     device: str = "auto",
     progress: bool = True,
+    mutations: Sequence[Variation] | None = None,
+    crossover: Variation | None = None,
+    selection: Selection | None = None,
 ) -> Population:
     """Search (or resume the search in ``run_dir``) and return the final population, best first.
 
@@ -102,9 +107,19 @@ def fit(
             search-defining arguments and data, as ``--resume`` requires). A relative path
             resolves against the repository root (the working directory for an installed
             package), as the command lines resolve it, whatever the working directory.
-        space: ``extended`` (the recommended space, as on the command line) or ``course``.
+        space: ``extended`` (the recommended space, as on the command line), ``course``, or a
+            space composed with the builders (:class:`evoband.block_spaces.SpaceDefinition`,
+            see :mod:`evoband.blocks`): its networks are built by
+            :func:`evoband.block_net.build_network`, and a run directory resumes only with the
+            same space.
         device: ``auto``, ``cpu``, ``cuda``, ...
         progress: show a progress bar.
+        mutations: variation operators of one parent (default: uniform and local mutation),
+            made for the searched space (``space.compile()``), e.g. those of
+            :mod:`evoband.mutations` wrapped by :mod:`evoband.wrappers`.
+        crossover: recombination of two parents (default: uniform crossover), e.g. of
+            :mod:`evoband.crossovers`.
+        selection: parent selection (default: tournament), e.g. of :mod:`evoband.strategies`.
     """
     if isinstance(constraints, Constraints):
         max_params, min_precision = (
@@ -132,9 +147,12 @@ def fit(
         resume=(path / LEDGER).exists(),
         device=device,
         progress=progress,
+        mutations=mutations,
+        crossover=crossover,
+        selection=selection,
     )
     report = run_search(config, callbacks=[*callbacks, keep], data=source)
-    tasks = RetrainTask(source, resolve_device(device))
+    tasks = RetrainTask(source, resolve_device(device), report.family)
     return Population(
         (FittedMember(m, source, settings, report.constraints, tasks) for m in keep.population),
         report,

@@ -47,6 +47,9 @@ class Breeder:
         mutations: variation operators applied to one parent, chosen uniformly (by default
             uniform and local mutation).
         crossover: recombination of two parents (uniform crossover by default).
+        starts: known good configurations the initial population starts from (default: the
+            :data:`evoband.space.RECIPES` valid in ``space``).
+        sampler: draws fresh configurations (default: :class:`RandomSampling` of ``space``).
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class Breeder:
         selection: Selection | None = None,
         mutations: Sequence[Variation] | None = None,
         crossover: Variation | None = None,
+        starts: Sequence[Config] | None = None,
+        sampler: Variation | None = None,
     ) -> None:
         self.space = space
         self.param_budget = param_budget
@@ -72,7 +77,8 @@ class Breeder:
         self.crossover = crossover or UniformCrossover(space)
         self.crossover_prob = settings.crossover_prob
         self.random_search = settings.random_search
-        self.sampler = RandomSampling(space)
+        self.sampler = sampler or RandomSampling(space)
+        self.recipes = list(starts) if starts is not None else recipes(space)
 
     def starts(self, n: int) -> list[tuple[Config, Origin]]:
         """Up to ``n`` starting points: the recipes, then the space's default, that fit the limits.
@@ -80,7 +86,7 @@ class Breeder:
         Duplicates are skipped; no randomness is drawn.
         """
         found: list[tuple[Config, Origin]] = []
-        candidates = [(c, Origin.RECIPE) for c in recipes(self.space)]
+        candidates = [(dict(c), Origin.RECIPE) for c in self.recipes]
         for config, origin in [*candidates, (default_config(self.space), Origin.DEFAULT)]:
             if (
                 len(found) < n

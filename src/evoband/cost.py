@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .cnn import activation_elements, macs_per_sample
 from .errors import ConfigError
+from .family import SHIPPED, NetworkFamily
 
 __all__ = [
     "DEFAULT_ELEMENT_SECONDS",
@@ -49,16 +49,25 @@ class CostModel:
         input_shape: C x H x W of the images.
         n_classes: outputs of the network.
         n_train: training images per fold.
+        family: counts the MACs and conv output elements of a configuration's network
+            (default: the shipped :class:`evoband.cnn.ConfigurableCNN`).
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], n_classes: int, n_train: int) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        n_train: int,
+        family: NetworkFamily = SHIPPED,
+    ) -> None:
         self.input_shape, self.n_classes, self.n_train = input_shape, n_classes, n_train
+        self.family = family
         self._log_ratios: list[float] = []
 
     def base_seconds_per_epoch(self, config: Mapping[str, Any]) -> float:
         """Seconds per epoch of one fold under the default constants (no correction)."""
-        macs = macs_per_sample(config, self.input_shape, self.n_classes)
-        elements = activation_elements(config, self.input_shape)
+        macs = self.family.macs_per_sample(config, self.input_shape, self.n_classes)
+        elements = self.family.activation_elements(config, self.input_shape, self.n_classes)
         steps = math.ceil(self.n_train / int(config["batch_size"]))
         per_image = 3 * macs / DEFAULT_MAC_RATE + elements * DEFAULT_ELEMENT_SECONDS
         return self.n_train * per_image + steps * DEFAULT_STEP_OVERHEAD

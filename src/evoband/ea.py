@@ -25,6 +25,7 @@ from .ea_steps import (
     successive_halving,
 )
 from .errors import ConfigError, StoreWriteError
+from .family import require_inheritance
 from .faults import ErrorStreak
 from .hooks import Callback, CbAll, SearchView, StopRequest
 from .hyperband import Bracket
@@ -49,7 +50,7 @@ class EvolutionaryOptimizer:
 
     Args:
         space: the search space.
-        task: prepared data and folds.
+        task: prepared data and folds; its network family builds and counts the networks.
         constraints: max parameters (enforced before training) and min precision.
         settings: budgets and schedule.
         store: the run directory's ledger; replayed on resume.
@@ -81,13 +82,18 @@ class EvolutionaryOptimizer:
         self.store = store
         self.callback = CbAll(*callbacks)
         self.executor = executor
-        self.cost_model = CostModel(task.input_shape, task.n_classes, len(task.splits[0].y_train))
+        family = task.family  # builds and counts the networks (see evoband.family)
+        if settings.inherit_weights:
+            require_inheritance(family)
+        n_train = len(task.splits[0].y_train)
+        self.cost_model = CostModel(task.input_shape, task.n_classes, n_train, family)
         self.param_budget = ParamBudget(
             space,
             self.task.count_params,
             constraints.max_params.limit,
             cost=self.full_evaluation_cost,
             cost_limit=settings.max_eval_seconds,
+            keys=family.structure_keys(space),
         )
         check_max_params(space, constraints, self.task.count_params)
         self.breeder = Breeder(
@@ -98,6 +104,8 @@ class EvolutionaryOptimizer:
             selection=selection,
             mutations=mutations,
             crossover=crossover,
+            starts=family.recipes(space),
+            sampler=family.sampler(space, task.input_shape),
         )
         self.schedule = settings.schedule
         self.rng = np.random.default_rng(settings.seed)

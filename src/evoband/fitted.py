@@ -20,6 +20,7 @@ from .constraints import Constraints
 from .data import DataSource, channel_stats
 from .errors import DataError, EvobandError
 from .export import ExportReport, export_model
+from .family import SHIPPED, NetworkFamily
 from .member import Member
 from .results import Result
 from .settings import SearchSettings
@@ -44,10 +45,13 @@ def selected_segments(member: Member, settings: SearchSettings) -> list[int]:
 
 
 class RetrainTask:
-    """One ``Task(data, use_test=True)`` shared by the members of a population, made on first use."""
+    """One ``Task(data, use_test=True)`` shared by the members of a population, made on first use;
+    ``family`` builds their networks (that of the searched space)."""
 
-    def __init__(self, data: DataSource, device: torch.device) -> None:
-        self.data, self.device = data, device
+    def __init__(
+        self, data: DataSource, device: torch.device, family: NetworkFamily = SHIPPED
+    ) -> None:
+        self.data, self.device, self.family = data, device, family
         self._task: Task | None = None
 
     def get(self) -> Task:
@@ -57,7 +61,7 @@ class RetrainTask:
                     f"The data set {self.data.name} has no test split; a member's network is "
                     "retrained on the training split and scored on the test split."
                 )
-            self._task = Task(self.data, use_test=True, device=self.device)
+            self._task = Task(self.data, use_test=True, device=self.device, family=self.family)
         return self._task
 
 
@@ -88,6 +92,11 @@ class FittedMember:
     @property
     def num_params(self) -> int:
         return self.member.num_params
+
+    @property
+    def family(self) -> NetworkFamily:
+        """The network family that builds its network (that of the searched space)."""
+        return self._tasks.family
 
     @property
     def result(self) -> Result | None:
@@ -191,6 +200,7 @@ class FittedMember:
                 "epochs": self.epochs,
                 "segments": self.segments,
                 "data": self.data.location,
+                "network_family": self.family.name,
             },
         )
 

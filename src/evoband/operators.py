@@ -191,7 +191,9 @@ class ParamBudget:
     """Keeps genotypes within a parameter limit (and optionally a cost cap) by repairing them.
 
     A child over the parameter limit has width and depth keys shrunk; one over the cost cap has
-    structure keys shrunk or its batch size raised (fewer, larger steps), until it fits.
+    structure keys shrunk or its batch size raised (fewer, larger steps), until it fits. A child
+    the input is too small for counts as oversized (``count`` gives it ``sys.maxsize``): shrinking
+    its depth keys makes it fit.
 
     Args:
         space: the search space.
@@ -200,6 +202,9 @@ class ParamBudget:
         max_tries: repair steps before the child is given up.
         cost: genotype -> predicted seconds of a full evaluation (None: no cost cap).
         cost_limit: the largest allowed predicted seconds.
+        keys: the structure keys a repair may shrink (integer or ordinal hyperparameters, e.g.
+            :meth:`evoband.family.NetworkFamily.structure_keys` of a composed space); None: the
+            keys that start with :data:`STRUCTURE_PREFIXES` (the shipped spaces').
     """
 
     def __init__(
@@ -210,10 +215,15 @@ class ParamBudget:
         max_tries: int = 30,
         cost: Callable[[Config], float] | None = None,
         cost_limit: float = float("inf"),
+        keys: Sequence[str] | None = None,
     ) -> None:
         self.space, self.count, self.limit, self.max_tries = space, count, limit, max_tries
         self.cost, self.cost_limit = cost, cost_limit
+        self.keys = None if keys is None else frozenset(keys)
         self.discarded = 0
+
+    def _structure(self, key: str) -> bool:
+        return key.startswith(STRUCTURE_PREFIXES) if self.keys is None else key in self.keys
 
     def _over_cost(self, config: Config) -> bool:
         return self.cost is not None and self.cost(config) > self.cost_limit
@@ -226,13 +236,13 @@ class ParamBudget:
         """``config`` if it fits, else a repaired variant that fits, else None (counted)."""
         for _ in range(self.max_tries):
             if self.count(config) > self.limit:
-                keys = [k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES)]
+                keys = [k for k in sorted(config) if self._structure(k)]
             elif self._over_cost(config):
-                keys = [
-                    k for k in sorted(config) if k.startswith(STRUCTURE_PREFIXES) or k in COST_KEYS
-                ]
+                keys = [k for k in sorted(config) if self._structure(k) or k in COST_KEYS]
             else:
                 return config
+            if not keys:
+                break  # nothing left to shrink
             name = str(rng.choice(keys))
             value = (
                 self._grow(name, config[name], rng)

@@ -76,8 +76,19 @@ class TestResult:
         }
 
 
+def check_retrainable(run: RunData) -> None:
+    """A DataError for a run whose networks only Python code can rebuild: one that searched a
+    space composed with the builders (recorded by its fingerprint, not its code)."""
+    if run.search.get("space_fingerprint"):
+        raise DataError(
+            f"{run.name} searched the composed space {run.search.get('space')!r}, which only "
+            "its Python code can rebuild; use the population fit() returned (model())."
+        )
+
+
 def test_data_dir(run: RunData) -> str | None:
     """Where the run's data came from, as ``load_data`` takes it (None: the default search)."""
+    check_retrainable(run)
     data = run.info.get("data") or {}
     if data.get("name") == DIGITS:
         return DIGITS
@@ -143,6 +154,7 @@ def retrain_on_test(
     Returns:
         The scores and predictions, or None when the run has no optimum.
     """
+    check_retrainable(run)
     if member_id is None:
         best = optimum(run.evaluations, run.constraints)
         if best is None:

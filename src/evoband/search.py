@@ -1,7 +1,8 @@
 """Running a whole search from arguments: data, space, run directory, resume checks, report.
 
 The command lines (AutoML.py, AutoML_random_search.py) and :func:`evoband.fit` call
-:func:`run_search`; everything a run needs to be rebuilt is in its ``run.json``.
+:func:`run_search`; everything a run needs to be rebuilt is in its ``run.json``. The run's
+set-up (its arguments, definition and directory) is in :mod:`evoband.run_setup`.
 """
 
 from __future__ import annotations
@@ -9,64 +10,50 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import platform
-from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from . import __version__
 from .callbacks import ProgressBar
-from .cnn import count_params
 from .constraints import Constraints
 from .data import DataSource, load_data
 from .ea import EvolutionaryOptimizer
-from .errors import ConfigError, StoreError, StoreWriteError
+from .errors import StoreWriteError
 from .executor import ProcessExecutor
+from .family import SHIPPED, NetworkFamily, require_inheritance
 from .hooks import Callback
 from .member import Member
-from .paths import resolve_default
+from .run_setup import (
+    SearchConfig,
+    SearchDefinition,
+    arguments,
+    auto_workers,
+    check_resume,
+    check_workers,
+    default_run_name,
+    prepare_run_dir,
+    versions,
+)
+from .search_space import check_operators, resolve_space
 from .settings import SearchSettings, check_max_params
-from .space import get_space
 from .store import RunStore
 from .target import Task
 from .train import resolve_device
 
+__all__ = [
+    "SearchConfig",
+    "SearchDefinition",
+    "SearchReport",
+    "auto_workers",
+    "check_resume",
+    "default_run_name",
+    "prepare_run_dir",
+    "run_search",
+    "versions",
+]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchConfig:
-    """All arguments of a search run."""
-
-    settings: SearchSettings = field(default_factory=SearchSettings)
-    max_params: float = 2e7
-    min_precision: float = 0.39
-    space: str = "extended"
-    data_dir: str | None = None
-    image_size: tuple[int, int] | None = None
-    cv_folds: int = 3
-    run_dir: str | None = None
-    resume: bool = False
-    device: str = "auto"
-    progress: bool = True
-    workers: int | None = 1  # fold worker processes; None: auto_workers (what AutoML.py does)
-
-    def __post_init__(self) -> None:
-        # the one place these arguments are checked; the command lines only map the errors
-        Constraints.of(self.max_params, self.min_precision)
-        if self.cv_folds < 2:
-            raise ConfigError(
-                f"The value of `cv_folds` is {self.cv_folds}, but must be `cv_folds >= 2`."
-            )
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(
-                f"The value of `workers` is {self.workers}, but must be `workers >= 1`."
-            )
 
 
 @dataclass
@@ -83,6 +70,8 @@ class SearchReport:
     constraints: Constraints
     peak_checkpoint_bytes: int
     ledger_seconds: float
+    family: NetworkFamily = SHIPPED
+    """The network family of the searched space (it builds the members' networks)."""
 
     def format(self) -> str:
         lines = [f"Run directory: {self.run_dir}"]
@@ -119,129 +108,6 @@ class SearchReport:
         return "\n".join(lines)
 
 
-def default_run_name(config: SearchConfig) -> str:
-    """A descriptive folder name: algorithm, population, constraints, seed and date."""
-    s = config.settings
-    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    algo = s.algorithm.lower().replace("+", "_")
-    return f"{algo}_pop{s.pop_size}_maxParams{config.max_params:g}_minPrec{config.min_precision:g}_seed{s.seed}_{stamp}"
-
-
-def versions() -> dict[str, str]:
-    import ConfigSpace
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "ConfigSpace": ConfigSpace.__version__,
-        "evoband": __version__,
-    }
-
-
-@dataclass(frozen=True)
-class SearchDefinition:
-    """The arguments that define a search: written once into the ledger, compared on resume.
-
-    A field added after runs were recorded gets a default: the value those runs used, so that
-    they can still be resumed.
-    """
-
-    space: str
-    max_params: int
-    min_precision: float
-    cv_folds: int
-    data: str
-    pop_size: int
-    num_children: int
-    hyperband: bool
-    min_epochs: int
-    max_epochs: int
-    eta: int
-    seed: int
-    crossover_prob: float
-    tournament_size: int
-    random_search: bool
-    max_eval_seconds: float
-    inherit_weights: bool = False
-
-    @classmethod
-    def of(cls, config: SearchConfig, data: DataSource) -> SearchDefinition:
-        """The definition of the search ``config`` runs on ``data``."""
-        s = config.settings
-        return cls(
-            space=config.space, max_params=int(config.max_params),
-            min_precision=float(config.min_precision), cv_folds=config.cv_folds,
-            data=data.location, pop_size=s.pop_size, num_children=s.num_children,
-            hyperband=s.hyperband, min_epochs=s.min_epochs, max_epochs=s.max_epochs, eta=s.eta,
-            seed=s.seed, crossover_prob=s.crossover_prob, tournament_size=s.tournament_size,
-            random_search=s.random_search, max_eval_seconds=s.max_eval_seconds,
-            inherit_weights=s.inherit_weights,
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def differences(self, recorded: Mapping[str, Any]) -> list[str]:
-        """``key: run has X, now Y`` for every field that differs from a recorded definition."""
-        out = []
-        for f in fields(self):
-            before = recorded.get(f.name, f.default if f.default is not MISSING else None)
-            if before != getattr(self, f.name):
-                out.append(f"{f.name}: run has {before!r}, now {getattr(self, f.name)!r}")
-        return out
-
-
-def auto_workers(device: torch.device, n_folds: int) -> int:
-    """Fold workers that keep this machine busy: one per available core up to the fold count on
-    a CPU (small networks train on one thread each), one on a GPU."""
-    if device.type != "cpu":
-        return 1
-    cores = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
-    return max(1, min(cores, n_folds))
-
-
-def prepare_run_dir(config: SearchConfig) -> Path:
-    """The run directory; refuses to overwrite a used one unless resuming."""
-    run_dir = resolve_default(config.run_dir or Path("runs") / default_run_name(config))
-    if run_dir.exists() and not run_dir.is_dir():
-        raise StoreError(
-            f"The run directory {run_dir} is a file, not a directory; choose another --run_dir."
-        )
-    if config.resume and not run_dir.exists():
-        raise StoreError(
-            f"Nothing to resume in {run_dir}: it does not exist; check --run_dir, or drop --resume to start a new run."
-        )
-    used = run_dir.exists() and any(run_dir.iterdir())
-    if config.resume:
-        # a run killed before its ledger existed starts afresh; any other folder is not ours
-        if (
-            used
-            and not (run_dir / "history.sqlite").exists()
-            and any(p.name != "checkpoints" for p in run_dir.iterdir())
-        ):
-            raise StoreError(
-                f"Cannot resume: {run_dir} holds no history.sqlite; choose the run directory of an evoband run."
-            )
-    elif used:
-        raise StoreError(
-            f"The run directory {run_dir} exists and is not empty; pass --resume to continue it "
-            "or choose another --run_dir."
-        )
-    return run_dir
-
-
-def check_resume(store: RunStore, definition: SearchDefinition) -> None:
-    """Refuse to continue a run with different search-defining arguments."""
-    diffs = definition.differences(store.run_info().get("search", {}))
-    if diffs:
-        raise StoreError(
-            f"Cannot resume {store.run_dir} with different settings ({'; '.join(diffs)})."
-        )
-
-
 def run_search(
     config: SearchConfig, callbacks: Sequence[Callback] = (), data: DataSource | None = None
 ) -> SearchReport:
@@ -256,16 +122,26 @@ def run_search(
     """
     settings = config.settings
     constraints = Constraints.of(config.max_params, config.min_precision)
-    space = get_space(config.space, seed=settings.seed)
+    searched = resolve_space(config.space, seed=settings.seed)
+    space, family = searched.space, searched.family
+    if settings.inherit_weights:
+        require_inheritance(family)
+    operators = [(f"mutations[{i}]", op) for i, op in enumerate(config.mutations or ())]
+    check_operators([*operators, ("crossover", config.crossover)], space)
     if data is None:
         data = load_data(config.data_dir, config.image_size)
-    check_max_params(
-        space, constraints, lambda c: count_params(c, data.input_shape, data.n_classes)
-    )
-    run_dir = prepare_run_dir(config)
+    shape, n_classes = data.input_shape, data.n_classes
+    check_max_params(space, constraints, lambda c: family.safe_count(c, shape, n_classes))
     device = resolve_device(config.device)
-    task = Task(data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device)
-    definition = SearchDefinition.of(config, data)
+    workers = (
+        config.workers if config.workers is not None else auto_workers(device, config.cv_folds)
+    )
+    check_workers(family, workers)
+    run_dir = prepare_run_dir(config)
+    task = Task(
+        data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device, family=family
+    )
+    definition = SearchDefinition.of(config, data, searched.fingerprint)
     store = RunStore(run_dir)
     try:
         if config.resume and not store.is_empty():
@@ -278,22 +154,22 @@ def run_search(
                     "versions": versions(),
                     "data": data.describe(),
                     "space_definition": space.to_serialized_dict(),
+                    **({"space": searched.record()} if searched.composed else {}),
                 }
             )
         cbs: list[Callback] = list(callbacks)
         if config.progress:
             cbs.insert(0, ProgressBar())
-        workers = (
-            config.workers if config.workers is not None else auto_workers(device, len(task.splits))
-        )
         executor = ProcessExecutor(workers) if workers > 1 else None
         optimizer = EvolutionaryOptimizer(
-            space, task, constraints, settings, store, callbacks=cbs, executor=executor
-        )
+            space, task, constraints, settings, store, callbacks=cbs, executor=executor,
+            selection=config.selection, mutations=config.mutations, crossover=config.crossover,
+        )  # fmt: skip
         run_json: dict[str, Any] = {
             "algorithm": settings.algorithm,
-            "arguments": _arguments(config),
+            "arguments": arguments(config),
             "search": definition.to_dict(),
+            **({"space": searched.record()} if searched.composed else {}),
             "versions": versions(),
             "data": data.describe(),
             "device": str(device),
@@ -335,6 +211,7 @@ def run_search(
                 constraints=constraints,
                 peak_checkpoint_bytes=optimizer.peak_checkpoint_bytes,
                 ledger_seconds=store.write_seconds,
+                family=family,
             )
             run_json.update(
                 {
@@ -381,9 +258,3 @@ def _inheritance_report(settings: SearchSettings, store: RunStore) -> dict[str, 
         return {}
     inherited = store.inheritances()
     return {"inherited_weights": {str(m): row["parent"] for m, row in inherited.items()}}
-
-
-def _arguments(config: SearchConfig) -> dict[str, Any]:
-    d = asdict(config)
-    d["settings"] = config.settings.to_dict()
-    return d

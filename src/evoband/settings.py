@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -130,8 +131,15 @@ def algorithm_name(random_search: bool, hyperband: bool) -> str:
 def check_max_params(
     space: ConfigurationSpace, constraints: Constraints, count: Callable[[Config], int]
 ) -> None:
-    """Refuse a parameter limit below the smallest network the space can make."""
+    """Refuse a parameter limit below the smallest network the space can make, and a space
+    whose smallest network does not fit the input (``count`` gives it ``sys.maxsize``)."""
     smallest = count(smallest_config(space, count))
+    if smallest == sys.maxsize:
+        raise ConfigError(
+            f"Even the smallest network of the {space.name} space does not fit the input "
+            "images (it pools or strides them below 1x1); allow fewer pools or strides, or use "
+            "larger images."
+        )
     if smallest > constraints.max_params.limit:
         raise ConfigError(
             f"The max model size {constraints.max_params.limit:,} is smaller than the smallest "

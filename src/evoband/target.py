@@ -7,7 +7,6 @@ member promoted to a higher Hyperband rung only trains the extra epochs.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,9 +17,9 @@ from typing import Any
 import torch
 
 from .checkpoints import checkpoint_path, file_sha256, load_checkpoint, save_checkpoint
-from .cnn import count_params
 from .data import DataSource, channel_stats, normalize, stratified_folds
-from .errors import ConfigError, EvobandError
+from .errors import EvobandError
+from .family import SHIPPED, NetworkFamily
 from .faults import failed_fold
 from .inherit import inherit_state
 from .results import FoldResult, Result, Status
@@ -55,6 +54,8 @@ class Task:
         split_seed: fixes the folds.
         device: where tensors and models live.
         use_test: train on the whole training split and evaluate on the test split.
+        family: builds and counts the networks of the configurations evaluated on it (default:
+            the shipped :class:`evoband.cnn.ConfigurableCNN`).
     """
 
     def __init__(
@@ -65,8 +66,10 @@ class Task:
         split_seed: int = 0,
         device: torch.device | str = "cpu",
         use_test: bool = False,
+        family: NetworkFamily = SHIPPED,
     ) -> None:
         self.data = data
+        self.family = family
         self.device = torch.device(device)
         self.use_test = use_test
         # Statistics of the whole training split: the test split is never looked at.
@@ -97,12 +100,10 @@ class Task:
         """Parameters of ``config`` on this task, without allocating it.
 
         A network the input is too small for (more poolings than pixels) counts as infinitely
-        large, so that the parameter repair of a search shrinks it like any other oversized child.
+        large (``sys.maxsize``), so that the parameter repair of a search shrinks it like any
+        other oversized child.
         """
-        try:
-            return count_params(config, self.input_shape, self.n_classes)
-        except ConfigError:
-            return sys.maxsize
+        return self.family.safe_count(config, self.input_shape, self.n_classes)
 
 
 STOPPING = (Status.TIMED_OUT, Status.FAILED, Status.ERROR)
@@ -146,7 +147,7 @@ def evaluate(
         inherit: a fold that starts from epoch 0 (no checkpoint of its own) starts from these
             parent weights (see :mod:`evoband.inherit`) instead of a fresh initialisation.
     """
-    num_params = count_params(config, task.input_shape, task.n_classes)
+    num_params = task.family.count_params(config, task.input_shape, task.n_classes)
     done = dict(done_folds or {})
     if any(f.status in STOPPING for f in done.values()):
         return Result.from_folds([done[k] for k in sorted(done)], num_params, epochs)
@@ -287,6 +288,7 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
                 task.n_classes,
                 seed=derive_seed(seed, k, 0),
                 device=task.device,
+                family=task.family,
             )
 
         state = fresh_state()
@@ -312,6 +314,7 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             segments=job.segments,
             deadline=deadline,
             on_epoch=on_epoch,
+            family=task.family,
         )
         sha = ""
         if outcome.status == Status.DIVERGED:
@@ -326,7 +329,9 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
                 Status.DIVERGED,
                 "non-finite training loss",
             )
-        metrics, logits = evaluate_model(state.model, split.x_valid, split.y_valid, config)
+        metrics, logits = evaluate_model(
+            state.model, split.x_valid, split.y_valid, config, task.family
+        )
         if path is not None and outcome.status == Status.OK:
             sha = save_checkpoint(path, state)
         message = "evaluation time limit reached" if outcome.status == Status.TIMED_OUT else ""

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cnn import build_model, macs_per_sample
 from .data import augment, batch_indices
+from .family import SHIPPED, NetworkFamily
 from .metrics import Metrics, compute_metrics
 from .results import Status
 
@@ -57,17 +57,24 @@ another process keeps the other cores busy (see benchmarks/epoch_speed.py)."""
 
 
 def cpu_threads_for(
-    config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
+    config: Mapping[str, Any],
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    family: NetworkFamily = SHIPPED,
 ) -> int:
-    """CPU threads worth giving to training this model: 1 for small work, all for large."""
-    per_batch = macs_per_sample(config, input_shape, n_classes) * int(config["batch_size"])
+    """CPU threads worth giving to training this model (of ``family``): 1 for small work, all
+    for large."""
+    macs = family.macs_per_sample(config, input_shape, n_classes)
+    per_batch = macs * int(config["batch_size"])
     return 1 if per_batch < PARALLEL_MACS_PER_BATCH else torch.get_num_threads()
 
 
-def _threads_for(config: Mapping[str, Any], x: torch.Tensor, n_classes: int) -> int:
+def _threads_for(
+    config: Mapping[str, Any], x: torch.Tensor, n_classes: int, family: NetworkFamily
+) -> int:
     if x.device.type != "cpu":
         return torch.get_num_threads()
-    return cpu_threads_for(config, (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])), n_classes)
+    return cpu_threads_for(config, tuple(int(n) for n in x.shape[1:]), n_classes, family)
 
 
 @contextlib.contextmanager
@@ -169,16 +176,17 @@ def make_optimizer(config: Mapping[str, Any], params: Any) -> torch.optim.Optimi
 
 def make_state(
     config: Mapping[str, Any],
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     n_classes: int,
     *,
     seed: int,
     device: torch.device,
+    family: NetworkFamily = SHIPPED,
 ) -> TrainState:
-    """A freshly initialised model (weights fixed by ``seed``) with its optimizer."""
+    """A freshly initialised model of ``family`` (weights fixed by ``seed``) with its optimizer."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(config, input_shape, n_classes)
+        model = family.build(config, input_shape, n_classes)
     model.to(device)
     optimizer = make_optimizer(config, model.parameters())
     return TrainState(model, optimizer, 0)
@@ -223,6 +231,7 @@ def train(
     segments: Sequence[int] = (),
     deadline: float | None = None,
     on_epoch: EpochCallback | None = None,
+    family: NetworkFamily = SHIPPED,
 ) -> TrainOutcome:
     """Train ``state`` in place until it has done ``epochs`` epochs in total.
 
@@ -237,6 +246,7 @@ def train(
             the same network as training in one go when both calls pass the same segments.
         deadline: a ``time.monotonic()`` value; training stops there as ``timed_out``.
         on_epoch: progress callback.
+        family: the network family of ``config`` (it sizes the CPU threads).
 
     Returns:
         ``ok``, ``diverged`` (a NaN or inf loss; training stopped at once) or ``timed_out``.
@@ -245,7 +255,7 @@ def train(
     loss_fn = _loss_fn(config, n_classes)
     mean_loss = float("nan")
     plan = tuple(sorted({*segments, epochs}))
-    with cpu_threads(_threads_for(config, x, n_classes)):
+    with cpu_threads(_threads_for(config, x, n_classes, family)):
         while state.epochs_done < epochs:
             status, mean_loss, accuracy = _train_epoch(
                 state, x, y, config, seed, plan, deadline, loss_fn
@@ -315,10 +325,14 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
 
 
 def evaluate_model(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Mapping[str, Any]
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: Mapping[str, Any],
+    family: NetworkFamily = SHIPPED,
 ) -> tuple[Metrics, torch.Tensor]:
-    """Scores of ``model`` on ``(x, y)`` and its logits."""
-    with cpu_threads(_threads_for(config, x, _n_outputs(model))):
+    """Scores of ``model`` (of ``family``, built from ``config``) on ``(x, y)`` and its logits."""
+    with cpu_threads(_threads_for(config, x, _n_outputs(model), family)):
         logits = predict(model, x)
     labels = y.cpu()
     loss = float(_loss_fn(config, logits.shape[1])(logits, labels))

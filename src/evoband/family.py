@@ -1,0 +1,226 @@
+"""Network families: how the genotypes of a search space become networks, and what those cost.
+
+A :class:`NetworkFamily` builds the ``nn.Module`` of a configuration and counts its parameters,
+its multiply-accumulates per sample and its conv output elements (what the cost model of
+:mod:`evoband.cost` needs), without building it for real. The target, the training loop, the
+cost model, the parameter repair and the fitted members all ask the family of the searched space.
+
+* :class:`CnnFamily` (:data:`SHIPPED`): :class:`evoband.cnn.ConfigurableCNN`, the family of the
+  shipped ``course`` and ``extended`` spaces, by :mod:`evoband.cnn`'s functions.
+* :class:`BlockFamily`: the networks of a space composed with the builders of
+  :mod:`evoband.blocks` (:func:`evoband.block_net.build_network`); its counts come from a
+  meta-device forward pass (:mod:`evoband.meta_counts`), so they hold for any such network.
+
+A configuration the input is too small for (it pools an image below 1x1, ...) is a
+:class:`~evoband.errors.ConfigError` when built or counted; :meth:`NetworkFamily.safe_count`
+counts it as ``sys.maxsize`` parameters, so that a search repairs or refuses it like an
+oversized network.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ConfigSpace import ConfigurationSpace, OrdinalHyperparameter, UniformIntegerHyperparameter
+from torch import nn
+
+from . import cnn
+from .block_keys import size_keys
+from .block_layers import Space
+from .block_net import build_network, sample_config
+from .errors import ConfigError
+from .meta_counts import NetworkCounts, count_network
+from .operators import Variation
+from .space import Config, recipes
+
+__all__ = [
+    "SHIPPED",
+    "BlockFamily",
+    "CnnFamily",
+    "NetworkFamily",
+    "ValidSampling",
+    "require_inheritance",
+]
+
+Shape = tuple[int, ...]
+
+
+class NetworkFamily(ABC):
+    """Builds and counts the networks of a search space's configurations.
+
+    ``input_shape`` is ``(C, H, W)`` without the batch; ``n_classes`` the outputs.
+    """
+
+    name: str = ""
+    supports_inheritance: bool = False
+    """Whether :mod:`evoband.inherit` can map a parent's weights onto a child of this family."""
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> nn.Module:
+        """The (freshly initialised) network of ``config``; a ConfigError if it cannot be built."""
+
+    @abstractmethod
+    def count_params(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
+        """Trainable parameters of :meth:`build`'s network, without allocating it."""
+
+    @abstractmethod
+    def macs_per_sample(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
+        """Multiply-accumulates of one training forward pass (convolutions and linear layers)."""
+
+    @abstractmethod
+    def activation_elements(
+        self, config: Mapping[str, Any], input_shape: Shape, n_classes: int
+    ) -> int:
+        """Conv output elements of one forward pass (the memory-bound work of activations)."""
+
+    def safe_count(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
+        """:meth:`count_params`, but ``sys.maxsize`` for a configuration that cannot be built
+        (too small an input), so that a parameter limit refuses it."""
+        try:
+            return self.count_params(config, input_shape, n_classes)
+        except ConfigError:
+            return sys.maxsize
+
+    def structure_keys(self, space: ConfigurationSpace) -> tuple[str, ...] | None:
+        """The keys a parameter repair may shrink; None: the shipped ones
+        (:data:`evoband.operators.STRUCTURE_PREFIXES`)."""
+        return None
+
+    def recipes(self, space: ConfigurationSpace) -> list[Config]:
+        """Known good configurations the initial population starts from."""
+        return []
+
+    def sampler(self, space: ConfigurationSpace, input_shape: Shape) -> Variation | None:
+        """Draws fresh configurations; None: :class:`evoband.operators.RandomSampling`."""
+        return None
+
+
+class CnnFamily(NetworkFamily):
+    """:class:`evoband.cnn.ConfigurableCNN`, the network family of the shipped spaces."""
+
+    name = "cnn"
+    supports_inheritance = True
+
+    def build(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> nn.Module:
+        return cnn.build_model(config, _image(input_shape), n_classes)
+
+    def count_params(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
+        return cnn.count_params(config, _image(input_shape), n_classes)
+
+    def macs_per_sample(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
+        return cnn.macs_per_sample(config, _image(input_shape), n_classes)
+
+    def activation_elements(
+        self, config: Mapping[str, Any], input_shape: Shape, n_classes: int
+    ) -> int:
+        return cnn.activation_elements(config, _image(input_shape))
+
+    def recipes(self, space: ConfigurationSpace) -> list[Config]:
+        return recipes(space)
+
+    def __repr__(self) -> str:
+        return "CnnFamily()"
+
+
+SHIPPED = CnnFamily()
+"""The family of the shipped spaces, and of every search that names none."""
+
+
+def _image(shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ConfigError(f"The shipped network family takes images (C, H, W), not {shape}.")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+CACHE_SIZE = 4096
+"""Counted configurations a :class:`BlockFamily` remembers (a repair counts each many times)."""
+
+
+class BlockFamily(NetworkFamily):
+    """The networks of a space composed with the builders (:func:`evoband.block_net.build_network`).
+
+    Args:
+        network: the network's space (``SpaceDefinition.network``).
+    """
+
+    name = "blocks"
+
+    def __init__(self, network: Space) -> None:
+        self.network = network
+        self._counts: dict[tuple[Any, ...], NetworkCounts] = {}
+
+    def build(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> nn.Module:
+        return build_network(self.network, config, input_shape, n_classes)
+
+    def counts(
+        self, config: Mapping[str, Any], input_shape: Shape, n_classes: int
+    ) -> NetworkCounts:
+        """Parameters, MACs and conv output elements, measured on the meta device (cached)."""
+        key = (tuple(sorted(config.items())), tuple(input_shape), n_classes)
+        found = self._counts.get(key)
+        if found is None:
+            found = count_network(lambda: self.build(config, input_shape, n_classes), input_shape)
+            if len(self._counts) >= CACHE_SIZE:
+                self._counts.clear()
+            self._counts[key] = found
+        return found
+
+    def count_params(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
+        return self.counts(config, input_shape, n_classes).params
+
+    def macs_per_sample(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
+        return self.counts(config, input_shape, n_classes).macs
+
+    def activation_elements(
+        self, config: Mapping[str, Any], input_shape: Shape, n_classes: int
+    ) -> int:
+        return self.counts(config, input_shape, n_classes).activation_elements
+
+    def structure_keys(self, space: ConfigurationSpace) -> tuple[str, ...]:
+        """The searched widths, counts and kernel sizes (:func:`evoband.block_keys.size_keys`)
+        that are integer ranges or ordered choices: those a repair can shrink."""
+        shrinkable = (UniformIntegerHyperparameter, OrdinalHyperparameter)
+        return tuple(
+            key
+            for key in size_keys(self.network)
+            if key in space and isinstance(space[key], shrinkable)
+        )
+
+    def sampler(self, space: ConfigurationSpace, input_shape: Shape) -> Variation:
+        return ValidSampling(self.network, space, input_shape)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"network": self.network, "_counts": {}}  # worker processes count afresh
+
+    def __repr__(self) -> str:
+        return f"BlockFamily({self.network!r})"
+
+
+class ValidSampling(Variation):
+    """Fresh configurations that fit the input (:func:`evoband.block_plan.sample_config`):
+    drawn again while the input is too small for them; a ShapeError after ``max_tries``."""
+
+    n_parents = 0
+
+    def __init__(
+        self, network: Space, space: ConfigurationSpace, input_shape: Shape, max_tries: int = 100
+    ) -> None:
+        self.network, self.space = network, space
+        self.input_shape, self.max_tries = tuple(input_shape), max_tries
+
+    def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
+        return sample_config(self.network, self.space, self.input_shape, rng, self.max_tries)
+
+
+def require_inheritance(family: NetworkFamily) -> None:
+    """A ConfigError if weight inheritance (:mod:`evoband.inherit`) cannot map ``family``'s
+    networks (it knows the layers of the shipped family only)."""
+    if not family.supports_inheritance:
+        raise ConfigError(
+            f"Weight inheritance works for the shipped spaces' networks only, not for the "
+            f"{family.name!r} family of a composed space; turn inherit_weights off."
+        )
