@@ -130,6 +130,13 @@ def test_a_repeated_bug_is_recorded_with_its_traceback_and_stops_the_search(
     assert len(tracebacks) == 1
     assert sum("again (" in r.getMessage() for r in caplog.records) == 2
 
+    # the bug fixed, the run resumes past the recorded errors and finishes its budget
+    monkeypatch.undo()
+    resumed = run_search(search_config(data_dir, run_dir, cap=8, resume=True))
+    assert resumed.stopped_by != report.stopped_by
+    assert statuses(run_dir)[: 1 + REPEATED_ERROR_LIMIT] == ["ok"] + ["error"] * 3
+    assert resumed.n_evaluations == 8 and "error" not in statuses(run_dir)[4:]
+
 
 def test_a_bug_that_does_not_repeat_does_not_stop_the_search(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -286,7 +286,7 @@ class EvolutionaryOptimizer:
             log_evaluation(member, result, self.constraints)
         self.callback.on_evaluation(self.view(), member, result)
         where = f"{member.describe()} at {budget} epochs"
-        self._stop_if(self.errors.observe(result, where, log=cached is None))
+        self._stop_if(self.errors.observe(result, where, replayed=cached is not None))
         return result
 
     def _record_fold(self, member: Member, budget: int, fold: FoldResult) -> None:

@@ -35,12 +35,15 @@ class ErrorStreak:
         self.count = 0
         self._logged: set[str] = set()
 
-    def observe(self, result: Result, where: str, *, log: bool = True) -> str:
+    def observe(self, result: Result, where: str, *, replayed: bool = False) -> str:
         """Count ``result`` (of the evaluation ``where``); the stop summary once the limit is hit.
 
-        The first occurrence of an error is logged with its traceback, repeats in one line;
-        replayed evaluations (``log=False``) count without logging.
+        The first occurrence of an error is logged with its traceback, repeats in one line.
+        Evaluations replayed from the ledger on resume count without logging and never stop the
+        search themselves: a run stopped by a bug resumes once it is fixed (a new evaluation
+        that fails the same way again stops it at once).
         """
+        log = not replayed
         folds = [f for f in result.folds if f.status == Status.ERROR]
         if result.status != Status.ERROR or not folds:
             self.error, self.count = "", 0
@@ -61,7 +64,7 @@ class ErrorStreak:
             logger.error(
                 "%s raised the same error again (%d in a row): %s", where, self.count, error
             )
-        if self.count < self.limit:
+        if self.count < self.limit or replayed:
             return ""
         return (
             f"the same error in {self.count} evaluations in a row ({error}; last: {where}); "
