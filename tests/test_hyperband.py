@@ -8,6 +8,7 @@ import pytest
 
 from evoband.errors import ConfigError, EvobandError
 from evoband.hyperband import Bracket, HyperbandSchedule, promote
+from evoband.settings import SearchSettings
 
 # (min_epochs, max_epochs, eta) -> {s: (members per rung, epochs per rung)}, computed by hand.
 TABLES = {
@@ -144,3 +145,22 @@ PROMOTIONS = [
 @pytest.mark.parametrize("ranked, ok, n_next, expected", PROMOTIONS)
 def test_promotion_table(ranked: list[int], ok: set[int], n_next: int, expected) -> None:
     assert promote(ranked, lambda m: m in ok, n_next) == (expected[0], expected[1])
+
+
+@pytest.mark.parametrize(
+    ("hyperband", "bracket", "up_to", "expected"),
+    [
+        (True, 3, None, (4, 8, 16, 32)),
+        (True, 3, 8, (4, 8)),
+        (True, 1, None, (16, 32)),
+        (True, 0, None, (32,)),
+        (True, None, None, (32,)),
+        (False, 3, None, (32,)),
+        (False, None, 16, ()),
+    ],
+)
+def test_lr_segments_are_the_rungs_of_the_bracket(
+    hyperband: bool, bracket: int | None, up_to: int | None, expected: tuple[int, ...]
+) -> None:
+    settings = SearchSettings(hyperband=hyperband, min_epochs=4, max_epochs=32, eta=2)
+    assert settings.lr_segments(bracket, up_to=up_to) == expected

@@ -143,9 +143,7 @@ class EvolutionaryOptimizer:
 
     def segments(self, member: Member) -> tuple[int, ...]:
         """The budgets ``member``'s LR schedule is planned over: its bracket's rungs."""
-        if self.schedule is not None and member.bracket is not None:
-            return self.schedule.bracket(member.bracket).budgets
-        return (self.settings.max_epochs,)
+        return self.settings.lr_segments(member.bracket)
 
     def elapsed(self) -> float:
         """Seconds spent on this run, over all sessions."""

@@ -33,15 +33,10 @@ __all__ = ["FittedMember", "Population", "RetrainTask", "selected_segments"]
 
 
 def selected_segments(member: Member, settings: SearchSettings) -> list[int]:
-    """The LR cycles ``member`` was trained with up to its standing budget: its bracket's rungs
-    (as :meth:`evoband.ea.EvolutionaryOptimizer.segments` plans them), cut at that budget."""
-    schedule = settings.schedule
-    if schedule is not None and member.bracket is not None:
-        budgets: tuple[int, ...] = schedule.bracket(member.bracket).budgets
-    else:
-        budgets = (settings.max_epochs,)
+    """The LR cycles ``member`` was trained with up to its standing budget
+    (:meth:`SearchSettings.lr_segments` of its bracket, cut at that budget)."""
     epochs = member.result.epochs if member.result is not None else settings.max_epochs
-    return [b for b in budgets if b <= epochs]
+    return list(settings.lr_segments(member.bracket, up_to=epochs))
 
 
 class RetrainTask:

@@ -23,6 +23,7 @@ from .errors import DataError
 from .metrics import confusion_matrix
 from .results import Status
 from .runs import RunData, member_config
+from .settings import SearchSettings
 from .store import read_training_record
 from .target import Task, evaluate
 from .train import predict, resolve_device
@@ -123,14 +124,18 @@ def selected_training(run: RunData, member_id: int) -> tuple[int, list[int]]:
 
 
 def bracket_segments(run: RunData, bracket: Any, epochs: int) -> list[int]:
-    """The rung budgets of Hyperband bracket ``bracket`` up to ``epochs`` ([] without one)."""
-    schedule = run.info.get("hyperband") or {}
-    if bracket is None or pd.isna(bracket):
+    """The rung budgets of Hyperband bracket ``bracket`` up to ``epochs``, as the run's settings
+    plan them (:meth:`SearchSettings.lr_segments`)."""
+    search = run.search
+    if bracket is None or pd.isna(bracket) or not search.get("hyperband"):
         return []
-    for b in schedule.get("brackets", []):
-        if int(b["s"]) == int(bracket):
-            return [int(budget) for budget in b["budgets"] if int(budget) <= epochs]
-    return []
+    settings = SearchSettings(
+        hyperband=True,
+        min_epochs=int(search["min_epochs"]),
+        max_epochs=int(search["max_epochs"]),
+        eta=int(search["eta"]),
+    )
+    return list(settings.lr_segments(int(bracket), up_to=epochs))
 
 
 def retrain_on_test(

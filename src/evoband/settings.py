@@ -114,6 +114,17 @@ class SearchSettings:
             return None
         return HyperbandSchedule(self.min_epochs, self.max_epochs, self.eta)
 
+    def lr_segments(self, bracket: int | None, up_to: int | None = None) -> tuple[int, ...]:
+        """The budgets a member's LR schedule is planned over: the rungs of its Hyperband
+        ``bracket`` (one cycle over ``max_epochs`` without Hyperband or bracket), those up to
+        ``up_to`` epochs when given (what a member scored at that budget was trained with)."""
+        schedule = self.schedule
+        if schedule is not None and bracket is not None:
+            budgets: tuple[int, ...] = schedule.bracket(bracket).budgets
+        else:
+            budgets = (self.max_epochs,)
+        return tuple(b for b in budgets if up_to is None or b <= up_to)
+
     @property
     def algorithm(self) -> str:
         return algorithm_name(self.random_search, self.hyperband)
