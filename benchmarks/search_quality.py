@@ -5,7 +5,8 @@ Every method searches the same ConfigSpace space on the same data with the same 
 wall-clock budget, one run at a time:
 
 - ``ea_hb``, ``ea``, ``rs_hb``: :func:`evoband.run_search` (EA with / without Hyperband, random
-  search with Hyperband).
+  search with Hyperband); ``ea_hb_inherit``: EA+HB whose children start from their parents'
+  trained weights (``inherit_weights``).
 - ``dehb``: the ``dehb`` package (ask / tell) with epochs as the fidelity.
 - ``optuna``: Optuna's TPE sampler with its HyperbandPruner, training rung by rung.
 
@@ -70,6 +71,7 @@ EVOBAND_METHODS: dict[str, dict[str, bool]] = {
     "ea_hb": {"hyperband": True, "random_search": False},
     "ea": {"hyperband": False, "random_search": False},
     "rs_hb": {"hyperband": True, "random_search": True},
+    "ea_hb_inherit": {"hyperband": True, "random_search": False, "inherit_weights": True},
 }
 PEER_PACKAGES: dict[str, str] = {"dehb": "dehb", "optuna": "optuna"}
 ALL_METHODS = (*EVOBAND_METHODS, *PEER_PACKAGES)
@@ -325,7 +327,8 @@ def frame_evaluations(frame: Any, constraints: Constraints) -> list[Evaluation]:
 
 
 def run_evoband(method: str, seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
-    """One run of ``ea_hb``, ``ea`` or ``rs_hb`` through :func:`evoband.run_search`."""
+    """One run of ``ea_hb``, ``ea``, ``rs_hb`` or ``ea_hb_inherit`` through
+    :func:`evoband.run_search`."""
     settings = SearchSettings(
         **EVOBAND_METHODS[method],
         max_time=bench.budget,
