@@ -232,3 +232,26 @@ def test_flip_test_time_averaging_changes_evaluation_only() -> None:
         expected = (plain(x) + plain(x.flip(3))) / 2
         torch.testing.assert_close(model(x), expected)
         torch.testing.assert_close(model(x.flip(3)), model(x))  # mirror images score the same
+
+
+@pytest.mark.parametrize("space_fn", [course_space, extended_space], ids=["course", "extended"])
+def test_two_hundred_random_configurations_build_train_and_count(space_fn) -> None:
+    """Every sampled configuration (widths at their lower bounds, for speed) builds on 3x16x16
+    and 1x8x8, gives finite logits of the right shape, gets a gradient in every parameter, and
+    counts exactly on the meta device."""
+    space = space_fn()
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        config = {
+            key: space[key].lower if key.startswith("n_channels_") else value
+            for key, value in sample(space, rng).items()
+        }
+        for shape in [(3, 16, 16), (1, 8, 8)]:
+            torch.manual_seed(i)
+            model = build_model(config, shape, 7)
+            x = torch.randn(4, *shape)
+            logits = model(x)
+            assert logits.shape == (4, 7) and torch.isfinite(logits).all(), config
+            logits.square().mean().backward()
+            assert all(p.grad is not None for p in model.parameters()), config
+            assert real_params(model) == count_params(config, shape, 7)
