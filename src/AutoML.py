@@ -18,6 +18,7 @@ from evoband.cli import (
     setup_logging,
     workers_arg,
 )
+from evoband.cluster import EXECUTORS
 from evoband.hyperband import HyperbandSchedule
 from evoband.search import SearchConfig, run_search
 from evoband.settings import SearchSettings
@@ -125,6 +126,30 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         help="worker processes training the CV folds in parallel (CPU; one thread each); auto: one per core up to the number of folds on a CPU, 1 on a GPU",
     )
     p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=SearchConfig.executor,
+        help="how --workers N>1 train the folds on this machine: process (a pool of worker "
+        "processes) or dask (a Dask LocalCluster of N workers); process stays the default until "
+        "benchmarks/scaling.py shows otherwise; ignored with --scheduler_address/--scheduler_file",
+    )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler_address",
+        metavar="tcp://HOST:PORT",
+        default=None,
+        help="train the folds on the workers of this running Dask scheduler (--workers and "
+        "--executor are ignored); the run directory must be on a filesystem every worker sees at "
+        "the same path (see README)",
+    )
+    cluster.add_argument(
+        "--scheduler_file",
+        metavar="PATH",
+        default=None,
+        help="like --scheduler_address, with the file the scheduler wrote (dask scheduler "
+        "--scheduler-file PATH)",
+    )
+    p.add_argument(
         "--eval_cost_share",
         type=float,
         default=SearchSettings.eval_cost_share,
@@ -182,6 +207,9 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         device=args.device,
         progress=not args.no_progress,
         workers=None if args.workers == "auto" else args.workers,
+        executor=args.executor,
+        scheduler_address=args.scheduler_address,
+        scheduler_file=args.scheduler_file,
     )
 
 

@@ -7,6 +7,7 @@ nothing already on disk changed. The processes start at once (start-up time domi
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def zero_workers(tmp: Path, data: Path) -> tuple[list[str], str]:
     return script("AutoML.py", "--data_dir", str(data), "--workers", "0"), "--workers"
 
 
+def unreachable_scheduler(tmp: Path, data: Path) -> tuple[list[str], str]:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return script(
+        "AutoML.py", "--data_dir", str(data), "--run_dir", str(tmp / "r4"),
+        "--scheduler_address", f"tcp://127.0.0.1:{port}",
+    ), "Cannot reach the Dask scheduler"  # fmt: skip
+
+
+def both_scheduler_flags(tmp: Path, data: Path) -> tuple[list[str], str]:
+    return script(
+        "AutoML.py", "--data_dir", str(data), "--run_dir", str(tmp / "r5"),
+        "--scheduler_address", "tcp://127.0.0.1:8786", "--scheduler_file", str(tmp / "s.json"),
+    ), "not allowed with"  # fmt: skip
+
+
 def missing_configuration(tmp: Path, data: Path) -> tuple[list[str], str]:
     return script("main.py", "-c", str(tmp / "none.json"), "--data_dir", str(data)), "none.json"
 
@@ -97,6 +115,8 @@ CASES: list[Case] = [
     no_train_split,
     precision_out_of_range,
     zero_workers,
+    unreachable_scheduler,
+    both_scheduler_flags,
     missing_configuration,
     unknown_hyperparameter,
     broken_training_record,

@@ -35,3 +35,8 @@ def write_failure(run_dir: object, what: object, exc: BaseException) -> StoreWri
         "finished evaluation is in its ledger: free space or make it writable, then resume "
         "with --resume."
     )
+
+
+class ClusterError(EvobandError):
+    """The Dask cluster running a search's folds went away (its scheduler stopped or became
+    unreachable); every finished evaluation is in the ledger and the run can be resumed."""

@@ -19,6 +19,7 @@ import torch
 
 from . import __version__
 from .block_spaces import SpaceDefinition
+from .cluster import check_cluster_arguments, check_sendable
 from .constraints import Constraints
 from .data import DataSource
 from .errors import ConfigError, StoreError
@@ -51,7 +52,9 @@ class SearchConfig:
     and ``selection`` replace the optimizer's default operators (see
     :class:`evoband.ea.EvolutionaryOptimizer`); they must be made for the searched space
     (``definition.compile()`` of a composed one, ``evoband.space.get_space(name)`` of a shipped
-    one).
+    one). ``workers``, ``executor``, ``scheduler_address`` and ``scheduler_file`` choose where the
+    folds train (:func:`evoband.run_executor.make_executor`); they are not part of the search's
+    definition, so a run may be resumed with another executor.
     """
 
     settings: SearchSettings = field(default_factory=SearchSettings)
@@ -66,6 +69,9 @@ class SearchConfig:
     device: str = "auto"
     progress: bool = True
     workers: int | None = 1  # fold worker processes; None: auto_workers (what AutoML.py does)
+    executor: str = "process"  # how workers > 1 run on this machine: "process" or "dask"
+    scheduler_address: str | None = None  # an existing Dask cluster's scheduler (tcp://host:port)
+    scheduler_file: str | None = None  # or the file that scheduler wrote
     mutations: Sequence[Variation] | None = None
     crossover: Variation | None = None
     selection: Selection | None = None
@@ -82,6 +88,7 @@ class SearchConfig:
             raise ConfigError(
                 f"The value of `workers` is {self.workers}, but must be `workers >= 1`."
             )
+        check_cluster_arguments(self.executor, self.scheduler_address, self.scheduler_file)
         if self.mutations is not None:
             if isinstance(self.mutations, Variation) or not isinstance(self.mutations, Sequence):
                 raise ConfigError("mutations takes a list of variation operators, e.g. [op].")
@@ -189,15 +196,8 @@ def auto_workers(device: torch.device, n_folds: int) -> int:
 def check_workers(family: NetworkFamily, workers: int) -> None:
     """A ConfigError if worker processes cannot be sent the network family (a composed space
     whose ``Indexed`` parameters are made by lambdas cannot be pickled)."""
-    if workers <= 1:
-        return
-    try:
-        pickle.dumps(family)
-    except Exception as exc:  # pickling fails with several types
-        raise ConfigError(
-            f"The space cannot be sent to {workers} worker processes ({exc}); use workers=1, or "
-            "make its Indexed parameters with module-level functions instead of lambdas."
-        ) from exc
+    if workers > 1:
+        check_sendable(family, workers, pickle.dumps)
 
 
 def prepare_run_dir(config: SearchConfig) -> Path:

@@ -15,30 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .callbacks import ProgressBar
 from .constraints import Constraints
 from .data import DataSource, load_data
 from .ea import EvolutionaryOptimizer
 from .errors import StoreWriteError
-from .executor import ProcessExecutor
 from .family import SHIPPED, NetworkFamily, require_inheritance
 from .hooks import Callback
 from .member import Member
+from .run_executor import executor_record, make_executor
 from .run_setup import (
     SearchConfig,
     SearchDefinition,
     arguments,
     auto_workers,
     check_resume,
-    check_workers,
     default_run_name,
     prepare_run_dir,
     versions,
 )
-from .search_space import check_operators, resolve_space
+from .search_space import SearchSpace, check_operators, resolve_space
 from .settings import SearchSettings, check_max_params
 from .store import RunStore
-from .target import Task
+from .target import FoldExecutor, Task
 from .train import resolve_device
 
 __all__ = [
@@ -136,7 +137,30 @@ def run_search(
     workers = (
         config.workers if config.workers is not None else auto_workers(device, config.cv_folds)
     )
-    check_workers(family, workers)
+    # an existing cluster is reached here: a bad scheduler address fails before anything is written
+    executor = make_executor(
+        config.executor, workers, device, family,
+        scheduler_address=config.scheduler_address, scheduler_file=config.scheduler_file,
+    )  # fmt: skip
+    try:
+        return _search(config, callbacks, data, searched, constraints, device, executor, workers)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _search(
+    config: SearchConfig,
+    callbacks: Sequence[Callback],
+    data: DataSource,
+    searched: SearchSpace,
+    constraints: Constraints,
+    device: torch.device,
+    executor: FoldExecutor | None,
+    workers: int,
+) -> SearchReport:
+    """:func:`run_search` once its executor exists (the caller closes it)."""
+    settings, space, family = config.settings, searched.space, searched.family
     run_dir = prepare_run_dir(config)
     task = Task(
         data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device, family=family
@@ -160,7 +184,6 @@ def run_search(
         cbs: list[Callback] = list(callbacks)
         if config.progress:
             cbs.insert(0, ProgressBar())
-        executor = ProcessExecutor(workers) if workers > 1 else None
         optimizer = EvolutionaryOptimizer(
             space, task, constraints, settings, store, callbacks=cbs, executor=executor,
             selection=config.selection, mutations=config.mutations, crossover=config.crossover,
@@ -173,7 +196,7 @@ def run_search(
             "versions": versions(),
             "data": data.describe(),
             "device": str(device),
-            "workers": workers,
+            **executor_record(executor, workers),
             "started": dt.datetime.now().isoformat(timespec="seconds"),
         }
         if optimizer.schedule is not None:

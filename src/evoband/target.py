@@ -244,6 +244,9 @@ class FoldExecutor(ABC):
     ) -> Iterator[FoldResult]:
         """Results of ``jobs`` on ``task``, in the order they finish."""
 
+    def start(self, task: Task) -> None:  # noqa: B027 - optional hook; most executors hold nothing
+        """Start workers now (with ``task`` loaded), if any: not on an evaluation's clock."""
+
     def close(self) -> None:  # noqa: B027 - optional hook; most executors hold nothing
         """Release workers, if any."""
 
