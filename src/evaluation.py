@@ -19,7 +19,15 @@ import logging
 import sys
 from pathlib import Path
 
-from evoband.cli import EXIT_BAD_INPUT, EXIT_OK, flag, model_size, run_cli, setup_logging
+from evoband.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    flag,
+    model_size,
+    run_cli,
+    setup_logging,
+    word_or_count,
+)
 from evoband.errors import ConfigError
 from evoband.files import write_json
 from evoband.paths import resolve_default, resolve_user
@@ -66,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ensemble",
-        type=ensemble_size_arg,
+        type=word_or_count("half"),
         default=None,
         metavar="K",
         help="also retrain the K best feasible members of each run's final population (an int, "
@@ -112,21 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
-
-
-def ensemble_size_arg(value: str) -> int | str:
-    """``half`` or a whole number >= 1."""
-    if value == "half":
-        return value
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'half' or a whole number >= 1, got {value!r}"
-        ) from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected 'half' or a whole number >= 1, got {value!r}")
-    return number
 
 
 def parse_entries(args: argparse.Namespace) -> list[tuple[str | None, Path]]:

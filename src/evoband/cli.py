@@ -61,19 +61,27 @@ def model_size(value: str) -> int:
     return int(number)
 
 
-def workers_arg(value: str) -> int | str:
-    """``auto`` or a whole number >= 1."""
-    if value == "auto":
-        return value
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected auto or a whole number >= 1, got {value!r}"
-        ) from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {value!r}")
-    return number
+def word_or_count(word: str) -> Callable[[str], int | str]:
+    """An argparse type accepting ``word`` or a whole number >= 1."""
+
+    def parse(value: str) -> int | str:
+        if value == word:
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected {word!r} or a whole number >= 1, got {value!r}"
+            )
+        return number
+
+    return parse
+
+
+workers_arg = word_or_count("auto")
+"""``auto`` or a whole number >= 1 (``--workers``)."""
 
 
 class _TqdmHandler(logging.Handler):
