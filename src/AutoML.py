@@ -123,7 +123,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         "--workers",
         type=workers_arg,
         default="auto",
-        help="worker processes training the CV folds in parallel (CPU; one thread each); auto: one per core up to the number of folds on a CPU, 1 on a GPU",
+        help="worker processes training CV folds in parallel, those of all members of a rung together (CPU; one thread each); auto: one per core on a CPU, 1 on a GPU",
     )
     p.add_argument(
         "--executor",

@@ -53,7 +53,8 @@ logger = logging.getLogger(__name__)
 
 
 class ProgressBar(BaseCallback):
-    """A tqdm bar over the time budget; its postfix shows generation, evaluations and the best."""
+    """A tqdm bar over the time budget; its postfix shows generation, evaluations (done, training
+    and waiting for a worker) and the best."""
 
     def __init__(self, **tqdm_kwargs: Any) -> None:
         self.kwargs = tqdm_kwargs
@@ -76,6 +77,8 @@ class ProgressBar(BaseCallback):
         self.bar.n = min(search.elapsed, self.bar.total)
         best = search.best
         postfix: dict[str, object] = {"gen": search.generation, "evals": search.n_evaluations}
+        if search.training or search.waiting:
+            postfix["jobs"] = f"{search.training} training, {search.waiting} waiting"
         if best is not None and best.result is not None:
             tag = "best" if search.constraints.feasible(best.result) else "best(infeasible)"
             postfix[tag] = f"top3 {best.result.top3:.3f} prec {best.result.precision:.3f}"

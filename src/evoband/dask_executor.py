@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from .cluster import parse_scheduler_address
 from .errors import ClusterError, ConfigError, EvobandError
 from .faults import failed_fold
 from .results import FoldResult, Status
-from .target import FoldExecutor, FoldJob, Task, run_fold
+from .target import FoldJob, Task, WorkerExecutor, run_fold
 from .train import EpochCallback
 
 __all__ = ["DaskExecutor"]
@@ -83,7 +83,7 @@ def _run_on_worker(plugin: str, job: FoldJob, wall_deadline: float | None) -> Fo
     return result
 
 
-class DaskExecutor(FoldExecutor):
+class DaskExecutor(WorkerExecutor):
     """Folds as tasks on a Dask cluster: a LocalCluster of ``workers`` processes, or an existing
     cluster reached by ``scheduler_address`` (``tcp://host:port``) or ``scheduler_file``.
 
@@ -245,40 +245,47 @@ class DaskExecutor(FoldExecutor):
 
     # -- folds ---------------------------------------------------------------------------------
 
-    def run(
+    def stream(
         self,
-        jobs: Sequence[FoldJob],
+        jobs: Iterator[FoldJob],
         task: Task,
         on_epoch: Callable[[int], EpochCallback | None] | None = None,
-    ) -> Iterator[FoldResult]:
-        if not jobs:
-            return
+    ) -> Iterator[tuple[FoldJob, FoldResult]]:
+        """As many jobs at a time as the cluster has workers when the stream starts."""
         client = self._client_for(task)
         to_wall = time.time() - time.monotonic()
         submitted: dict[Any, tuple[FoldJob, float]] = {}  # by the future's key
-        futures = []
-        for job in jobs:
-            wall = None if job.deadline is None else job.deadline + to_wall
-            future = client.submit(
-                _run_on_worker,
-                self._plugin,
-                replace(job, deadline=None),
-                wall,
-                key=f"evoband-fold{job.fold}-{uuid.uuid4().hex}",
-                pure=False,
-            )
-            submitted[future.key] = (job, time.perf_counter())
-            futures.append(future)
+        # our client's loop: the default client (another one in this process) would only
+        # notice the results on its periodic ticks
+        finished = as_completed([], loop=client.loop)
+        exhausted, slots = False, max(1, self.n_workers)
         try:
-            # our client's loop: the default client (another one in this process) would only
-            # notice the results on its periodic ticks
-            for future in as_completed(futures, loop=client.loop):
-                job, started = submitted[future.key]
+            while True:
+                while not exhausted and finished.count() < slots:
+                    job = next(jobs, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    wall = None if job.deadline is None else job.deadline + to_wall
+                    future = client.submit(
+                        _run_on_worker,
+                        self._plugin,
+                        replace(job, deadline=None),
+                        wall,
+                        key=f"evoband-fold{job.fold}-{uuid.uuid4().hex}",
+                        pure=False,
+                    )
+                    submitted[future.key] = (job, time.perf_counter())
+                    finished.add(future)
+                if finished.is_empty():
+                    return
+                future = next(finished)
+                job, started = submitted.pop(future.key)
                 with _signals_deferred():
                     result = self._result_of(future, job, time.perf_counter() - started)
-                yield result
+                yield job, result
         finally:  # interrupted or failed: stop what is still queued or training
-            pending = [f for f in futures if not f.done()]
+            pending = list(finished.futures)
             if pending and self.client is not None and self.client.status == "running":
                 self.client.cancel(pending)
 

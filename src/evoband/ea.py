@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from ConfigSpace import ConfigurationSpace
 
+from .batch_training import Evaluation, result_of, train_together
 from .breeding import Breeder
 from .constraints import Constraints
 from .cost import CostModel
@@ -35,7 +36,7 @@ from .results import FoldResult, Result
 from .settings import SearchSettings, check_max_params
 from .space import Config
 from .store import RunStore
-from .target import FoldExecutor, Task, evaluate
+from .target import FoldExecutor, SerialExecutor, Task
 from .train import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class EvolutionaryOptimizer:
         selection: parent selection (tournament by default).
         mutations: variation operators applied to one parent, chosen uniformly.
         crossover: recombination of two parents.
-        executor: runs the folds of each evaluation (default: serially, in this process).
+        executor: runs the fold jobs, those of a rung's members together (default: serially, in
+            this process).
     """
 
     def __init__(
@@ -123,6 +125,8 @@ class EvolutionaryOptimizer:
         self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
         self._replaying = False
         self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
+        self._training: list[Evaluation] = []  # evaluations started and not finished
+        self._waiting = 0  # evaluations of the current batch not started yet
         self.errors = ErrorStreak()  # the same error evaluation after evaluation stops the search
 
     # -- helpers -------------------------------------------------------------------------------
@@ -169,6 +173,8 @@ class EvolutionaryOptimizer:
             n_evaluations=self.n_evaluations,
             elapsed=self.elapsed(),
             replaying=0 < self.n_evaluations == self.n_replayed,
+            training=len(self._training),
+            waiting=self._waiting,
             stop=self.stop_request,
         )
 
@@ -212,45 +218,109 @@ class EvolutionaryOptimizer:
             self.stopped_by = reason
             raise StopSearch
 
-    def _budget_used_up(self) -> str:
-        """Why no more evaluations may start (a stop request or the evaluation cap), or ""."""
+    def _budget_used_up(self, in_flight: int = 0) -> str:
+        """Why no more evaluations may start (a stop request or the evaluation cap, counting
+        ``in_flight`` ones started but not finished), or ""."""
         cap = self.settings.max_evaluations
         if self.stop_request:
             return self.stop_request.describe()
-        return f"max_evaluations ({cap}) reached" if cap and self.n_evaluations >= cap else ""
+        used = self.n_evaluations + in_flight
+        return f"max_evaluations ({cap}) reached" if cap and used >= cap else ""
 
     def evaluate(
         self, member: Member, budget: int, bracket: int | None = None, rung: int | None = None
     ) -> Result:
         """Train ``member`` to ``budget`` epochs (continuing from its checkpoint) and record it."""
-        self._stop_if(self._budget_used_up())
-        previous = member.epochs
-        cached = self.store.evaluation(member.member_id, budget)
-        self._replaying = cached is not None
-        if cached is not None:
+        self.evaluate_all([member], budget, bracket, rung)
+        return member.results[budget]
+
+    def evaluate_all(
+        self,
+        members: Sequence[Member],
+        budget: int,
+        bracket: int | None = None,
+        rung: int | None = None,
+    ) -> None:
+        """Train each of ``members`` to ``budget`` epochs and record each result as it comes.
+
+        Results in the ledger are replayed first; the others train together, their folds
+        interleaved on the executor's workers (:func:`evoband.batch_training.train_together`).
+        Raises ``StopSearch`` (after recording what finished) when the budget ends first.
+        """
+        fresh: list[Evaluation] = []
+        for member in members:
+            self._stop_if(self._budget_used_up())
+            cached = self.store.evaluation(member.member_id, budget)
+            if cached is None:
+                fresh.append(self._evaluation(member, budget))
+                continue
             self.n_replayed += 1
-            result = cached
-        else:
+            self._record(member, budget, cached, bracket, rung, replayed=True)
+        self._replaying = not fresh
+        started = self._training = []  # started, not finished
+        self._waiting = len(fresh)
+        stop: list[str] = []
+
+        def may_start(evaluation: Evaluation) -> bool:
             # only real training is timed: replayed evaluations happened within the budget
             over = self.elapsed() >= self.settings.max_time
-            self._stop_if(f"max_time ({self.settings.max_time:g} s) reached" if over else "")
-            start = time.monotonic()
-            result = evaluate(
-                member.config,
-                budget,
-                task=self.task,
-                seed=member.seed,
-                segments=self.segments(member),
-                checkpoint_dir=member.checkpoint_dir,
-                checkpoint_sha256=self.store.latest_checkpoint_hashes(member.member_id),
-                deadline=start + self.time_limit(member, budget),
-                done_folds=self.store.fold_results(member.member_id, budget),
-                on_fold=lambda fold: self._record_fold(member, budget, fold),
-                executor=self.executor,
-                inherit=parent_weights(
-                    member, self.members, self.store, self.settings.inherit_weights
-                ),
+            reason = self._budget_used_up(len(started)) or (
+                f"max_time ({self.settings.max_time:g} s) reached" if over else ""
             )
+            if reason:
+                stop.append(reason)
+                return False
+            started.append(evaluation)
+            self._waiting -= 1
+            return True
+
+        def done(evaluation: Evaluation, result: Result) -> None:
+            if evaluation in started:
+                started.remove(evaluation)
+            else:  # nothing left to train
+                self._waiting -= 1
+            self._record(evaluation.owner, budget, result, bracket, rung, replayed=False)
+
+        ready = [e for e in fresh if not e.needs_training(len(self.task.splits))]
+        for evaluation in ready:  # every fold was recorded before a crash: nothing to train
+            done(evaluation, result_of(evaluation, evaluation.owner.num_params))
+        train_together(
+            [e for e in fresh if e not in ready],
+            self.task,
+            self.executor or SerialExecutor(),
+            may_start=may_start,
+            on_fold=lambda evaluation, fold: self._record_fold(evaluation.owner, budget, fold),
+            on_done=done,
+        )
+        self._waiting = 0
+        self._stop_if(stop[0] if stop else "")
+
+    def _evaluation(self, member: Member, budget: int) -> Evaluation:
+        return Evaluation(
+            member,
+            member.config,
+            budget,
+            member.seed,
+            tuple(self.segments(member)),
+            member.checkpoint_dir,
+            self.store.latest_checkpoint_hashes(member.member_id),
+            self.time_limit(member, budget),
+            parent_weights(member, self.members, self.store, self.settings.inherit_weights),
+            dict(self.store.fold_results(member.member_id, budget)),
+        )
+
+    def _record(
+        self,
+        member: Member,
+        budget: int,
+        result: Result,
+        bracket: int | None,
+        rung: int | None,
+        *,
+        replayed: bool,
+    ) -> None:
+        """Account for ``member``'s result at ``budget``: ledger, exports, log and callbacks."""
+        previous = member.epochs
         if result.ok:
             self.cost_model.observe(
                 member.config, budget - previous, len(result.folds), result.seconds
@@ -259,7 +329,7 @@ class EvolutionaryOptimizer:
         self.n_evaluations += 1
         # what was trained: a fold that timed out stopped short of the budget
         self.epochs_spent += sum(max(f.epochs - previous, 0) for f in result.folds)
-        if cached is None:
+        if not replayed:
             self.peak_checkpoint_bytes = max(
                 self.peak_checkpoint_bytes, self.store.checkpoint_bytes()
             )
@@ -284,8 +354,7 @@ class EvolutionaryOptimizer:
             log_evaluation(member, result, self.constraints)
         self.callback.on_evaluation(self.view(), member, result)
         where = f"{member.describe()} at {budget} epochs"
-        self._stop_if(self.errors.observe(result, where, replayed=cached is not None))
-        return result
+        self._stop_if(self.errors.observe(result, where, replayed=replayed))
 
     def _record_fold(self, member: Member, budget: int, fold: FoldResult) -> None:
         self.store.record_fold(member.member_id, budget, fold)
@@ -313,10 +382,11 @@ class EvolutionaryOptimizer:
         while len(initial) < self.settings.pop_size:
             initial.append(self._new_member(self.breeder.sample(self.rng), Origin.SAMPLED, (), s))
         if bracket is None:
-            for member in initial:
-                self.evaluate(member, self.settings.max_epochs)
-                self.population.append(member)
-                self.retention.release([member])
+            try:
+                self.evaluate_all(initial, self.settings.max_epochs)
+            finally:  # stopped part way: the population is what was evaluated
+                self.population = [m for m in initial if self.settings.max_epochs in m.results]
+                self.retention.release(self.population)
         else:
             eta = self.settings.eta
             sizes = tuple(max(1, len(initial) // eta**i) for i in range(len(bracket.budgets)))
@@ -329,7 +399,7 @@ class EvolutionaryOptimizer:
         self, members: list[Member], sizes: Sequence[int], budgets: Sequence[int], s: int | None
     ) -> list[Member]:
         return successive_halving(
-            members, sizes, budgets, s, self.evaluate, self.rank, self.retention.release
+            members, sizes, budgets, s, self.evaluate_all, self.rank, self.retention.release
         )
 
     def _run_bracket(self, bracket: Bracket) -> list[Member]:
@@ -340,9 +410,8 @@ class EvolutionaryOptimizer:
     def _generation(self) -> None:
         if self.schedule is None:
             children = [self._make_child(None) for _ in range(self.settings.num_children)]
-            for child in children:
-                self.evaluate(child, self.settings.max_epochs)
-                self.retention.release([child])
+            self.evaluate_all(children, self.settings.max_epochs)
+            self.retention.release(children)
             self.population = plus_selection(
                 self.rank(self.population + children), self.settings.pop_size
             )

@@ -37,7 +37,7 @@ def successive_halving(
     sizes: Sequence[int],
     budgets: Sequence[int],
     s: int | None,
-    evaluate: Callable[[Member, int, int | None, int | None], Result],
+    evaluate_all: Callable[[list[Member], int, int | None, int | None], None],
     rank: Callable[[Sequence[Member], int | None], list[Member]],
     release: Callable[[Sequence[Member]], None],
 ) -> list[Member]:
@@ -46,8 +46,7 @@ def successive_halving(
     alive = members
     for rung, (n, budget) in enumerate(zip(sizes, budgets, strict=True)):
         alive = alive[:n]
-        for member in alive:
-            evaluate(member, budget, s, rung)
+        evaluate_all(alive, budget, s, rung)
         ranked = rank(alive, budget)
         next_n = sizes[rung + 1] if rung + 1 < len(sizes) else 0
         promoted, released = promote(ranked, partial(finished_ok, budget=budget), next_n)

@@ -1,4 +1,4 @@
-"""Parallel execution of the folds of an evaluation in worker processes on this machine.
+"""Parallel execution of fold jobs in worker processes on this machine.
 
 Each worker holds the prepared data once (sent when the pool starts) and trains on one CPU
 thread, so that N workers use N cores without the intra-op thread contention that makes
@@ -9,15 +9,18 @@ independent, so the results are those of serial execution with one thread per mo
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from functools import partial
 from multiprocessing.pool import Pool
+from typing import Any
 
 import torch
 
 from .errors import ConfigError
 from .results import FoldResult
-from .target import FoldExecutor, FoldJob, Task, run_fold
+from .target import FoldJob, Task, WorkerExecutor, run_fold
 from .train import EpochCallback
 
 _WORKER_TASK: Task | None = None
@@ -37,7 +40,11 @@ def _run_in_worker(job: FoldJob) -> FoldResult:
     return result
 
 
-class ProcessExecutor(FoldExecutor):
+def _paired(finished: queue.SimpleQueue[Any], job: FoldJob, result: FoldResult) -> None:
+    finished.put((job, result))
+
+
+class ProcessExecutor(WorkerExecutor):
     """Folds in ``workers`` processes (CPU only); the pool starts with the first evaluation.
 
     Args:
@@ -68,15 +75,41 @@ class ProcessExecutor(FoldExecutor):
             self._task = task
         return self._pool
 
-    def run(
+    def stream(
         self,
-        jobs: Sequence[FoldJob],
+        jobs: Iterator[FoldJob],
         task: Task,
         on_epoch: Callable[[int], EpochCallback | None] | None = None,
-    ) -> Iterator[FoldResult]:
-        if not jobs:
-            return
-        yield from self._pool_for(task).imap_unordered(_run_in_worker, jobs)
+    ) -> Iterator[tuple[FoldJob, FoldResult]]:
+        """At most ``workers`` jobs at a time; a worker's exception is raised here."""
+        pool = self._pool_for(task)
+        finished: queue.SimpleQueue[tuple[FoldJob, FoldResult] | BaseException]
+        finished = queue.SimpleQueue()
+        in_flight, exhausted = 0, False
+        try:
+            while True:
+                while not exhausted and in_flight < self.workers:
+                    job = next(jobs, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    pool.apply_async(
+                        _run_in_worker,
+                        (job,),
+                        callback=partial(_paired, finished, job),
+                        error_callback=finished.put,
+                    )
+                    in_flight += 1
+                if in_flight == 0:
+                    return
+                outcome = finished.get()
+                in_flight -= 1
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                yield outcome
+        finally:
+            if in_flight:  # abandoned (a stop, an error): end those jobs, not train them on
+                self.close()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -63,6 +63,8 @@ class SearchView:
         elapsed: seconds spent on the run, over all sessions.
         replaying: every evaluation so far was replayed from the ledger (a resumed run catching
             up with where it stopped).
+        training: evaluations training now (on the executor's workers).
+        waiting: evaluations of the current rung waiting for a worker.
     """
 
     settings: SearchSettings
@@ -74,6 +76,8 @@ class SearchView:
     n_evaluations: int
     elapsed: float
     replaying: bool
+    training: int = 0
+    waiting: int = 0
     stop: StopRequest = field(default_factory=StopRequest, repr=False, compare=False)
 
     def request_stop(self, reason: str) -> None:

@@ -182,15 +182,15 @@ class SearchDefinition:
         return out
 
 
-def auto_workers(device: torch.device, n_folds: int) -> int:
-    """Fold workers that keep this machine busy: one per available core up to the fold count on
-    a CPU (small networks train on one thread each), one on a GPU."""
+def auto_workers(device: torch.device) -> int:
+    """Fold workers that keep this machine busy: one per available core on a CPU (small networks
+    train on one thread each; the folds of a rung's members run together), one on a GPU."""
     if device.type != "cpu":
         return 1
     cores = (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     )
-    return max(1, min(cores, n_folds))
+    return max(1, cores)
 
 
 def check_workers(family: NetworkFamily, workers: int) -> None:

@@ -134,9 +134,7 @@ def run_search(
     shape, n_classes = data.input_shape, data.n_classes
     check_max_params(space, constraints, lambda c: family.safe_count(c, shape, n_classes))
     device = resolve_device(config.device)
-    workers = (
-        config.workers if config.workers is not None else auto_workers(device, config.cv_folds)
-    )
+    workers = config.workers if config.workers is not None else auto_workers(device)
     # an existing cluster is reached here: a bad scheduler address fails before anything is written
     executor = make_executor(
         config.executor, workers, device, family,

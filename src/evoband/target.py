@@ -244,11 +244,46 @@ class FoldExecutor(ABC):
     ) -> Iterator[FoldResult]:
         """Results of ``jobs`` on ``task``, in the order they finish."""
 
+    def stream(
+        self,
+        jobs: Iterator[FoldJob],
+        task: Task,
+        on_epoch: Callable[[int], EpochCallback | None] | None = None,
+    ) -> Iterator[tuple[FoldJob, FoldResult]]:
+        """Each job of ``jobs`` with its result, in the order they finish; the next job is taken
+        from ``jobs`` only when a worker is free for it (so a deadline set when the job is made
+        starts with its training). This default trains one job at a time."""
+        for job in jobs:
+            for result in self.run([job], task, on_epoch):
+                yield job, result
+
     def start(self, task: Task) -> None:  # noqa: B027 - optional hook; most executors hold nothing
         """Start workers now (with ``task`` loaded), if any: not on an evaluation's clock."""
 
     def close(self) -> None:  # noqa: B027 - optional hook; most executors hold nothing
         """Release workers, if any."""
+
+
+class WorkerExecutor(FoldExecutor):
+    """An executor whose workers take jobs as they free up: :meth:`run` streams the list."""
+
+    def run(
+        self,
+        jobs: Sequence[FoldJob],
+        task: Task,
+        on_epoch: Callable[[int], EpochCallback | None] | None = None,
+    ) -> Iterator[FoldResult]:
+        for _, result in self.stream(iter(jobs), task, on_epoch):
+            yield result
+
+    @abstractmethod
+    def stream(
+        self,
+        jobs: Iterator[FoldJob],
+        task: Task,
+        on_epoch: Callable[[int], EpochCallback | None] | None = None,
+    ) -> Iterator[tuple[FoldJob, FoldResult]]:
+        """See :meth:`FoldExecutor.stream`; as many jobs at a time as there are workers."""
 
 
 class SerialExecutor(FoldExecutor):
