@@ -79,8 +79,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_the_package() -> None:
     graph = import_graph()
-    assert {"ea", "hooks", "callbacks", "results", "store"} <= set(graph)
-    assert "hooks" in graph["ea"] and "results" in graph["store"]
+    assert {"ea", "ea_state", "hooks", "callbacks", "results", "store"} <= set(graph)
+    assert "hooks" in graph["ea_state"] and "results" in graph["store"]
     assert "ea" not in graph["callbacks"] and "ea" not in graph["hooks"]
 
 

@@ -8,16 +8,21 @@ keys set the size of its networks, and a canonical description of the whole tree
 * :func:`describe`: every position with its layer kind, keys and parameter spaces, as JSON-able
   data: two spaces with the same description build the same networks from the same
   configurations (a run's fingerprint, :mod:`evoband.search_space`, is made from it).
+* :func:`repeat_items`: the keys of each item of a ``Repeat`` (or ``Fork``) by role, for the
+  layer operators (:class:`evoband.mutations.AddLayer`, ...) to shift whole items.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from .block_layers import Space
+from .block_layers import SPACE_TYPES, Space
+from .block_spaces import SpaceDefinition
 from .block_tree import ChoiceNode, CountNode, LayerNode, Node, ResidualNode, SeqNode, Slot, expand
+from .errors import ConfigError
 
-__all__ = ["SIZE_SUFFIXES", "describe", "size_keys"]
+__all__ = ["SIZE_SUFFIXES", "describe", "repeat_items", "size_keys"]
 
 SIZE_SUFFIXES = {"conv": ("channels", "kernel"), "dense": ("units",)}
 """The layer settings (by key suffix) whose larger values make a layer larger."""
@@ -73,3 +78,65 @@ def _describe(node: Node) -> dict[str, Any]:
 def describe(space: Space) -> dict[str, Any]:
     """The expanded tree of ``space`` as JSON-able data (parameters by their ``repr``)."""
     return _describe(expand(space))
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, SeqNode):
+        return node.children
+    if isinstance(node, CountNode):
+        return node.items
+    if isinstance(node, ResidualNode):
+        return (node.body,)
+    return node.branches if isinstance(node, ChoiceNode) else ()
+
+
+def _slots(node: Node) -> list[Slot]:
+    """Every slot of the subtree at ``node``, in tree order."""
+    if isinstance(node, LayerNode):
+        own: list[Slot] = list(node.slots.values())
+    elif isinstance(node, CountNode):
+        own = [node.count]
+    else:
+        own = [node.pick] if isinstance(node, ChoiceNode) else []
+    return own + [slot for child in _children(node) for slot in _slots(child)]
+
+
+def _count_nodes(node: Node, count_key: str) -> list[CountNode]:
+    found = [node] if isinstance(node, CountNode) and node.count.key == count_key else []
+    return found + [n for child in _children(node) for n in _count_nodes(child, count_key)]
+
+
+def repeat_items(space: Space | SpaceDefinition, count_key: str) -> list[dict[str, str]]:
+    """The keys of each item of the Repeat (or Fork) counted by ``count_key``, by role.
+
+    One dict per item (all ``max`` items), role -> key, for every hyperparameter of the item
+    (layer settings, nested counts and their items, choice picks, residual bodies; a key used
+    twice in an item counted once). The role is the key's position in the item's tree order
+    (``"0"``, ``"1"``, ...), so role ``j`` is the same setting in every item. Keys shared by
+    name between items (``kernel_size`` of every stage) belong to no single item and are left
+    out. Repeats that share the count's name are one list: item ``i`` holds the keys of item
+    ``i`` of each. For :class:`evoband.mutations.LayerOperator`'s ``items``::
+
+        space = Repeat(Dense(IntRange(8, 64), OneOf(["relu", "gelu"])), 1, 3, name="depth")
+        repeat_items(space, "depth")
+        # [{"0": "r0_units", "1": "r0_act"}, {"0": "r1_units", "1": "r1_act"}, ...]
+    """
+    network = space if isinstance(space, SPACE_TYPES) else space.network
+    nodes = _count_nodes(expand(network), count_key)
+    if not nodes:
+        raise ConfigError(
+            f"No Repeat or Fork of the space is counted by {count_key!r}; give its count's key "
+            "(its name=..., else <prefix>count or <prefix>paths, see evoband.block_tree)."
+        )
+    per_item = [
+        list(dict.fromkeys(s.key for item in items for s in _slots(item) if s.varies))
+        for items in zip(*(node.items for node in nodes), strict=True)
+    ]
+    if len({len(keys) for keys in per_item}) > 1:
+        raise ConfigError(
+            f"The items of {count_key!r} have different numbers of settings "
+            f"({[len(keys) for keys in per_item]}); their Indexed parameters must match."
+        )
+    uses = Counter(key for keys in per_item for key in keys)
+    shared = {j for keys in per_item for j, key in enumerate(keys) if uses[key] > 1}
+    return [{str(j): key for j, key in enumerate(keys) if j not in shared} for keys in per_item]

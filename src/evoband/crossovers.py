@@ -15,7 +15,7 @@ import numpy as np
 from ConfigSpace import ConfigurationSpace
 
 from .errors import ConfigError
-from .mutations import Layer, LayerOperator, with_layers
+from .layer_items import Layer, LayerOperator
 from .operators import Variation
 from .space import Config, complete
 
@@ -49,17 +49,11 @@ class StageSwapCrossover(LayerOperator):
         space: the search space.
         count_key: the integer key that counts the layers.
         item_prefix: the prefix (or prefixes) of the per-layer keys.
+        items: per layer (item), role -> key, instead of prefixes: whole items of a composed
+            space's Repeat (:func:`evoband.block_keys.repeat_items`) stay together.
     """
 
     n_parents = 2
-
-    def __init__(
-        self,
-        space: ConfigurationSpace,
-        count_key: str = "n_conv_layers",
-        item_prefix: str | Sequence[str] = "n_channels_conv_",
-    ) -> None:
-        super().__init__(space, count_key, item_prefix)
 
     def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
         a, b = parents[0], parents[1]
@@ -72,7 +66,7 @@ class StageSwapCrossover(LayerOperator):
         different = [layers for layers in options if layers != layers_a]
         pool = different or options
         layers = pool[int(rng.integers(len(pool)))]
-        return with_layers(self.space, a, self.count_key, self.prefixes, layers, rng)
+        return self._with(a, layers, rng)
 
     def _children(self, layers_a: list[Layer], layers_b: list[Layer]) -> list[list[Layer]]:
         n_a, n_b = len(layers_a), len(layers_b)

@@ -8,45 +8,22 @@ the search continues exactly where it stopped with the same population and RNG s
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
-import numpy as np
-from ConfigSpace import ConfigurationSpace
-
 from .batch_training import Evaluation, result_of, train_together
-from .breeding import Breeder
-from .constraints import Constraints
-from .cost import CostModel
-from .ea_steps import (
-    CheckpointRetention,
-    export_best,
-    log_evaluation,
-    parent_weights,
-    successive_halving,
-)
-from .errors import ConfigError, StoreWriteError
-from .family import require_inheritance
-from .faults import ErrorStreak
-from .hooks import Callback, CbAll, SearchView, StopRequest
+from .ea_state import SearchState, StopSearch
+from .ea_steps import log_evaluation, parent_weights, successive_halving
+from .errors import StoreWriteError
 from .hyperband import Bracket
-from .member import Member, Origin, best_member, population_summary, rank_members
-from .operators import ParamBudget, Selection, Variation, plus_selection
+from .member import Member, Origin, population_summary
+from .operators import plus_selection
 from .results import FoldResult, Result
-from .settings import SearchSettings, check_max_params
-from .space import Config
-from .store import RunStore
-from .target import FoldExecutor, SerialExecutor, Task
-from .train import derive_seed
+from .target import SerialExecutor
 
 logger = logging.getLogger(__name__)
 
 
-class StopSearch(Exception):
-    """The budget (time or evaluations) is used up, or a callback asked to stop."""
-
-
-class EvolutionaryOptimizer:
+class EvolutionaryOptimizer(SearchState):
     """Constrained (mu + lambda) evolution whose children climb Hyperband rungs.
 
     Args:
@@ -63,169 +40,7 @@ class EvolutionaryOptimizer:
             this process).
     """
 
-    def __init__(
-        self,
-        space: ConfigurationSpace,
-        task: Task,
-        constraints: Constraints,
-        settings: SearchSettings,
-        store: RunStore,
-        *,
-        callbacks: Sequence[Callback] = (),
-        selection: Selection | None = None,
-        mutations: Sequence[Variation] | None = None,
-        crossover: Variation | None = None,
-        executor: FoldExecutor | None = None,
-    ) -> None:
-        self.space = space
-        self.task = task
-        self.constraints = constraints
-        self.settings = settings
-        self.store = store
-        self.callback = CbAll(*callbacks)
-        self.executor = executor
-        family = task.family  # builds and counts the networks (see evoband.family)
-        if settings.inherit_weights:
-            require_inheritance(family)
-        n_train = len(task.splits[0].y_train)
-        self.cost_model = CostModel(task.input_shape, task.n_classes, n_train, family)
-        self.param_budget = ParamBudget(
-            space,
-            self.task.count_params,
-            constraints.max_params.limit,
-            cost=self.full_evaluation_cost,
-            cost_limit=settings.max_eval_seconds,
-            keys=family.structure_keys(space),
-        )
-        check_max_params(space, constraints, self.task.count_params)
-        self.breeder = Breeder(
-            space,
-            self.param_budget,
-            constraints.max_params,
-            settings,
-            selection=selection,
-            mutations=mutations,
-            crossover=crossover,
-            starts=family.recipes(space),
-            sampler=family.sampler(space, task.input_shape),
-        )
-        self.schedule = settings.schedule
-        self.rng = np.random.default_rng(settings.seed)
-        self.members: list[Member] = []
-        self.population: list[Member] = []
-        self.generation = 0
-        self.n_evaluations = 0
-        self.n_replayed = 0
-        self.epochs_spent = 0
-        saved = store.state()
-        self._spent_before = float(saved.get("elapsed", 0.0))
-        self.peak_checkpoint_bytes = int(saved.get("peak_checkpoint_bytes", 0))
-        self._session_start = time.monotonic()
-        self.stopped_by = ""
-        self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
-        self._replaying = False
-        self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
-        self._training: list[Evaluation] = []  # evaluations started and not finished
-        self._waiting = 0  # evaluations of the current batch not started yet
-        self.errors = ErrorStreak()  # the same error evaluation after evaluation stops the search
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def full_evaluation_cost(self, config: Config) -> float:
-        """Predicted seconds to train ``config`` to max_epochs on every fold, by the seed-only
-        reference constants (:meth:`CostModel.full_evaluation_seconds`)."""
-        folds = len(self.task.splits)
-        return self.cost_model.full_evaluation_seconds(config, self.settings.max_epochs, folds)
-
-    def time_limit(self, member: Member, budget: int) -> float:
-        """Seconds the evaluation of ``member`` at ``budget`` may train: the explicit
-        ``eval_time_limit``, else :meth:`CostModel.time_limit` of the step."""
-        if self.settings.eval_time_limit is not None:
-            return self.settings.eval_time_limit
-        folds = len(self.task.splits)
-        return self.cost_model.time_limit(member.config, budget - member.epochs, folds)
-
-    def segments(self, member: Member) -> tuple[int, ...]:
-        """The budgets ``member``'s LR schedule is planned over: its bracket's rungs."""
-        return self.settings.lr_segments(member.bracket)
-
-    def elapsed(self) -> float:
-        """Seconds spent on this run, over all sessions."""
-        return self._spent_before + time.monotonic() - self._session_start
-
-    def rank(self, members: Sequence[Member], budget: int | None = None) -> list[Member]:
-        """:func:`evoband.member.rank_members` under the search's constraints."""
-        return rank_members(members, self.constraints, budget)
-
-    def best_member(self) -> Member | None:
-        """The best member evaluated so far (the most precise one if none is feasible)."""
-        return best_member(self.members, self.constraints)
-
-    def view(self) -> SearchView:
-        """The search as callbacks see it now."""
-        return SearchView(
-            settings=self.settings,
-            constraints=self.constraints,
-            run_dir=self.store.run_dir,
-            generation=self.generation,
-            members=tuple(self.members),
-            population=tuple(self.population),
-            n_evaluations=self.n_evaluations,
-            elapsed=self.elapsed(),
-            replaying=0 < self.n_evaluations == self.n_replayed,
-            training=len(self._training),
-            waiting=self._waiting,
-            stop=self.stop_request,
-        )
-
-    # -- making members ------------------------------------------------------------------------
-
-    def _new_member(
-        self, config: Config, origin: Origin, parents: tuple[int, ...], bracket: int | None
-    ) -> Member:
-        member = Member(
-            member_id=len(self.members),
-            config=config,
-            seed=derive_seed(self.settings.seed, len(self.members)),
-            num_params=self.task.count_params(config),
-            origin=origin,
-            parents=parents,
-            generation=self.generation,
-            bracket=bracket,
-            checkpoint_dir=self.store.checkpoint_dir(len(self.members)),
-        )
-        recorded = self.store.member_config(member.member_id)
-        if recorded is None:
-            self.store.add_member(member)
-        elif recorded != member.config:
-            raise ConfigError(
-                f"The ledger in {self.store.run_dir} holds another member {member.member_id} than this "
-                "search makes; it was written by a different evoband version or settings."
-            )
-        self.members.append(member)
-        return member
-
-    def _make_child(self, bracket: int | None) -> Member:
-        usable = [m for m in self.rank(self.population) if m.result is not None and m.result.ok]
-        config, origin, parents = self.breeder.child(usable, self.rng)
-        return self._new_member(config, origin, parents, bracket)
-
     # -- evaluating ----------------------------------------------------------------------------
-
-    def _stop_if(self, reason: str) -> None:
-        """End the search (``StopSearch``) when ``reason`` is given: it becomes ``stopped_by``."""
-        if reason:
-            self.stopped_by = reason
-            raise StopSearch
-
-    def _budget_used_up(self, in_flight: int = 0) -> str:
-        """Why no more evaluations may start (a stop request or the evaluation cap, counting
-        ``in_flight`` ones started but not finished), or ""."""
-        cap = self.settings.max_evaluations
-        if self.stop_request:
-            return self.stop_request.describe()
-        used = self.n_evaluations + in_flight
-        return f"max_evaluations ({cap}) reached" if cap and used >= cap else ""
 
     def evaluate(
         self, member: Member, budget: int, bracket: int | None = None, rung: int | None = None
@@ -360,10 +175,6 @@ class EvolutionaryOptimizer:
         self.store.record_fold(member.member_id, budget, fold)
         if fold.inherited:
             self.store.record_inheritance(member.member_id, fold.fold, member.parents[0])
-
-    def _export(self) -> None:
-        best = self.best_member()
-        export_best(self.store, best, self.segments(best) if best else (), self.settings.seed)
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -6,10 +6,13 @@ explicit numpy Generator, returns a configuration valid in the space (repaired t
 A mutation that cannot apply (its key is inactive, or a count is at its bound) returns a copy of
 the parent. Wrappers that combine and guard mutations are in :mod:`evoband.wrappers`.
 
-Structure changes (:class:`AddLayer`, :class:`RemoveLayer`) shift the per-index keys of the
-layers (``n_channels_conv_0``, ``n_channels_conv_1``, ...), so that the other layers keep their
-values and their order; :func:`layer_values` and :func:`with_layers` are the two helpers that read
-and write such a list of layers.
+Structure changes (:class:`AddLayer`, :class:`RemoveLayer`) shift whole items (layers) of a
+count: the keys of item ``i`` move to item ``i + 1`` (or ``i - 1``), so that the other items keep
+their values and their order. An item's keys are per-index keys (``n_channels_conv_0``,
+``n_channels_conv_1``, ...: ``prefix + str(i)`` for each prefix), or given per item as role ->
+key maps (``items=``), e.g. every key of a composed space's ``Repeat`` item from
+:func:`evoband.block_keys.repeat_items` (see :mod:`evoband.layer_items`, whose
+:func:`layer_values` and :func:`with_layers` read and write such a list of layers).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ConfigSpace import (
 
 from .errors import ConfigError
 from .files import builtin
+from .layer_items import Layer, LayerOperator, hyperparameter, layer_values, with_layers
 from .operators import Variation
 from .space import Config, complete
 
@@ -48,93 +52,14 @@ __all__ = [
     "with_layers",
 ]
 
-Layer = dict[str, Any]
-"""One layer's per-index values, keyed by prefix (``{"n_channels_conv_": 64}``)."""
-
-
-def _hp(space: ConfigurationSpace, key: str, what: str) -> Any:
-    if key not in space:
-        raise ConfigError(f"{what}: {key!r} is not a hyperparameter of the {space.name} space.")
-    return space[key]
-
-
-def _prefixes(item_prefix: str | Sequence[str]) -> tuple[str, ...]:
-    prefixes = (item_prefix,) if isinstance(item_prefix, str) else tuple(item_prefix)
-    if not prefixes or not all(isinstance(p, str) and p for p in prefixes):
-        raise ConfigError(f"The item prefixes are {item_prefix!r}, but must be non-empty strings.")
-    return prefixes
-
-
-def layer_values(config: Config, count_key: str, prefixes: Sequence[str]) -> list[Layer]:
-    """The layers of ``config`` in order: for each of its ``config[count_key]`` layers, the values
-    of its per-index keys (``prefix + str(i)``) that ``config`` holds."""
-    return [
-        {p: config[f"{p}{i}"] for p in prefixes if f"{p}{i}" in config}
-        for i in range(int(config[count_key]))
-    ]
-
-
-def with_layers(
-    space: ConfigurationSpace,
-    config: Config,
-    count_key: str,
-    prefixes: Sequence[str],
-    layers: Sequence[Layer],
-    rng: np.random.Generator,
-) -> Config:
-    """``config`` with its layers replaced by ``layers`` (the count set to their number), repaired.
-
-    Values that are illegal at their new index, and missing ones, are drawn from the priors.
-    """
-    out = {k: v for k, v in config.items() if not k.startswith(tuple(prefixes))}
-    out[count_key] = len(layers)
-    for i, layer in enumerate(layers):
-        for prefix, value in layer.items():
-            key = f"{prefix}{i}"
-            if key in space and space[key].legal_value(value):
-                out[key] = value
-    return complete(space, out, rng)
-
-
-class LayerOperator(Variation):
-    """Base of the operators on a list of layers: ``count_key`` is an integer count, and every
-    prefix in ``item_prefix`` has a per-index key (``prefix + str(i)``) for each possible layer."""
-
-    def __init__(
-        self,
-        space: ConfigurationSpace,
-        count_key: str = "n_conv_layers",
-        item_prefix: str | Sequence[str] = "n_channels_conv_",
-    ) -> None:
-        what = type(self).__name__
-        hp = _hp(space, count_key, what)
-        if not isinstance(hp, UniformIntegerHyperparameter):
-            raise ConfigError(
-                f"{what}: {count_key!r} must be an integer count, not {type(hp).__name__}."
-            )
-        self.space, self.count_key = space, count_key
-        self.prefixes = _prefixes(item_prefix)
-        self.lower, self.upper = int(hp.lower), int(hp.upper)
-        for prefix in self.prefixes:
-            missing = [f"{prefix}{i}" for i in range(self.upper) if f"{prefix}{i}" not in space]
-            if missing:
-                raise ConfigError(
-                    f"{what}: {count_key!r} goes up to {self.upper}, but the space has no "
-                    f"{', '.join(map(repr, missing))}."
-                )
-
-    def _layers(self, parent: Config) -> list[Layer] | None:
-        if self.count_key not in parent:
-            return None
-        return layer_values(parent, self.count_key, self.prefixes)
-
 
 class AddLayer(LayerOperator):
     """Inserts a layer at a random position; the other layers keep their values, in order.
 
     The new layer copies the values of the layer before it (of the layer after it when inserted
     first), so that the layers around it see the shapes they saw before and the network's
-    function changes little. At the count's upper bound (or where the count is inactive) it
+    function changes little; with ``items`` a whole item is copied (every key of a composed
+    space's Repeat item). At the count's upper bound (or where the count is inactive) it
     returns the parent unchanged. Works for ``n_fc_layers`` / ``n_channels_fc_`` too.
     """
 
@@ -146,11 +71,11 @@ class AddLayer(LayerOperator):
         pos = int(rng.integers(len(layers) + 1))
         new: Layer = dict(layers[pos - 1] if pos > 0 else layers[0]) if layers else {}
         layers.insert(pos, new)
-        return with_layers(self.space, parent, self.count_key, self.prefixes, layers, rng)
+        return self._with(parent, layers, rng)
 
 
 class RemoveLayer(LayerOperator):
-    """Removes a random layer; the other layers keep their values, in order.
+    """Removes a random layer (a whole item); the other layers keep their values, in order.
 
     At the count's lower bound (or where the count is inactive) it returns the parent unchanged.
     """
@@ -161,7 +86,7 @@ class RemoveLayer(LayerOperator):
         if layers is None or len(layers) <= self.lower:
             return dict(parent)
         del layers[int(rng.integers(len(layers)))]
-        return with_layers(self.space, parent, self.count_key, self.prefixes, layers, rng)
+        return self._with(parent, layers, rng)
 
 
 class WidthMutation(Variation):
@@ -188,7 +113,7 @@ class WidthMutation(Variation):
         if isinstance(keys, str):
             names = [name for name in space if name.startswith(keys)]
         else:
-            names = [_hp(space, name, "WidthMutation").name for name in keys]
+            names = [hyperparameter(space, name, "WidthMutation").name for name in keys]
         numeric = (UniformIntegerHyperparameter, UniformFloatHyperparameter)
         bad = [name for name in names if not isinstance(space[name], numeric)]
         if not names or bad:
@@ -239,7 +164,7 @@ class ToggleMutation(Variation):
         key = key if key is not None else self.key
         if not key:
             raise ConfigError(f"{type(self).__name__} needs the key to change.")
-        hp = _hp(space, key, type(self).__name__)
+        hp = hyperparameter(space, key, type(self).__name__)
         if isinstance(hp, CategoricalHyperparameter):
             values = [builtin(c) for c in hp.choices]
         elif isinstance(hp, OrdinalHyperparameter):
@@ -299,7 +224,7 @@ class CountMutation(Variation):
     """
 
     def __init__(self, space: ConfigurationSpace, key: str) -> None:
-        hp = _hp(space, key, "CountMutation")
+        hp = hyperparameter(space, key, "CountMutation")
         if isinstance(hp, UniformIntegerHyperparameter):
             values = list(range(int(hp.lower), int(hp.upper) + 1))
         elif isinstance(hp, OrdinalHyperparameter):
@@ -339,7 +264,7 @@ class LearningRateMutation(Variation):
     ) -> None:
         if not (math.isfinite(step) and step > 0.0):
             raise ConfigError(f"The learning-rate step is {step} decades, but must be > 0.")
-        hp = _hp(space, key, "LearningRateMutation")
+        hp = hyperparameter(space, key, "LearningRateMutation")
         if not isinstance(hp, UniformFloatHyperparameter) or hp.lower <= 0.0:
             raise ConfigError(
                 f"LearningRateMutation: {key!r} must be a positive float, not {type(hp).__name__}."

@@ -1,0 +1,205 @@
+"""The state of a search and the helpers its loop (:mod:`evoband.ea`) builds on: the operators,
+cost model and budgets made from the arguments, the members made so far, the view callbacks get.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from ConfigSpace import ConfigurationSpace
+
+from .batch_training import Evaluation
+from .breeding import Breeder
+from .constraints import Constraints
+from .cost import CostModel
+from .ea_steps import CheckpointRetention, export_best
+from .errors import ConfigError
+from .family import require_inheritance
+from .faults import ErrorStreak
+from .hooks import Callback, CbAll, SearchView, StopRequest
+from .member import Member, Origin, best_member, rank_members
+from .operators import ParamBudget, Selection, Variation
+from .settings import SearchSettings, check_max_params
+from .space import Config
+from .store import RunStore
+from .target import FoldExecutor, Task
+from .train import derive_seed
+
+
+class StopSearch(Exception):
+    """The budget (time or evaluations) is used up, or a callback asked to stop."""
+
+
+class SearchState:
+    """What :class:`evoband.ea.EvolutionaryOptimizer` knows and does besides its loop (the
+    arguments are those of the optimizer)."""
+
+    def __init__(
+        self,
+        space: ConfigurationSpace,
+        task: Task,
+        constraints: Constraints,
+        settings: SearchSettings,
+        store: RunStore,
+        *,
+        callbacks: Sequence[Callback] = (),
+        selection: Selection | None = None,
+        mutations: Sequence[Variation] | None = None,
+        crossover: Variation | None = None,
+        executor: FoldExecutor | None = None,
+    ) -> None:
+        self.space = space
+        self.task = task
+        self.constraints = constraints
+        self.settings = settings
+        self.store = store
+        self.callback = CbAll(*callbacks)
+        self.executor = executor
+        family = task.family  # builds and counts the networks (see evoband.family)
+        if settings.inherit_weights:
+            require_inheritance(family)
+        n_train = len(task.splits[0].y_train)
+        self.cost_model = CostModel(task.input_shape, task.n_classes, n_train, family)
+        self.param_budget = ParamBudget(
+            space,
+            self.task.count_params,
+            constraints.max_params.limit,
+            cost=self.full_evaluation_cost,
+            cost_limit=settings.max_eval_seconds,
+            keys=family.structure_keys(space),
+        )
+        check_max_params(space, constraints, self.task.count_params)
+        self.breeder = Breeder(
+            space,
+            self.param_budget,
+            constraints.max_params,
+            settings,
+            selection=selection,
+            mutations=mutations,
+            crossover=crossover,
+            starts=family.recipes(space),
+            sampler=family.sampler(space, task.input_shape),
+        )
+        self.schedule = settings.schedule
+        self.rng = np.random.default_rng(settings.seed)
+        self.members: list[Member] = []
+        self.population: list[Member] = []
+        self.generation = 0
+        self.n_evaluations = 0
+        self.n_replayed = 0
+        self.epochs_spent = 0
+        saved = store.state()
+        self._spent_before = float(saved.get("elapsed", 0.0))
+        self.peak_checkpoint_bytes = int(saved.get("peak_checkpoint_bytes", 0))
+        self._session_start = time.monotonic()
+        self.stopped_by = ""
+        self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
+        self._replaying = False
+        self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
+        self._training: list[Evaluation] = []  # evaluations started and not finished
+        self._waiting = 0  # evaluations of the current batch not started yet
+        self.errors = ErrorStreak()  # the same error evaluation after evaluation stops the search
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def full_evaluation_cost(self, config: Config) -> float:
+        """Predicted seconds to train ``config`` to max_epochs on every fold, by the seed-only
+        reference constants (:meth:`CostModel.full_evaluation_seconds`)."""
+        folds = len(self.task.splits)
+        return self.cost_model.full_evaluation_seconds(config, self.settings.max_epochs, folds)
+
+    def time_limit(self, member: Member, budget: int) -> float:
+        """Seconds the evaluation of ``member`` at ``budget`` may train: the explicit
+        ``eval_time_limit``, else :meth:`CostModel.time_limit` of the step."""
+        if self.settings.eval_time_limit is not None:
+            return self.settings.eval_time_limit
+        folds = len(self.task.splits)
+        return self.cost_model.time_limit(member.config, budget - member.epochs, folds)
+
+    def segments(self, member: Member) -> tuple[int, ...]:
+        """The budgets ``member``'s LR schedule is planned over: its bracket's rungs."""
+        return self.settings.lr_segments(member.bracket)
+
+    def elapsed(self) -> float:
+        """Seconds spent on this run, over all sessions."""
+        return self._spent_before + time.monotonic() - self._session_start
+
+    def rank(self, members: Sequence[Member], budget: int | None = None) -> list[Member]:
+        """:func:`evoband.member.rank_members` under the search's constraints."""
+        return rank_members(members, self.constraints, budget)
+
+    def best_member(self) -> Member | None:
+        """The best member evaluated so far (the most precise one if none is feasible)."""
+        return best_member(self.members, self.constraints)
+
+    def view(self) -> SearchView:
+        """The search as callbacks see it now."""
+        return SearchView(
+            settings=self.settings,
+            constraints=self.constraints,
+            run_dir=self.store.run_dir,
+            generation=self.generation,
+            members=tuple(self.members),
+            population=tuple(self.population),
+            n_evaluations=self.n_evaluations,
+            elapsed=self.elapsed(),
+            replaying=0 < self.n_evaluations == self.n_replayed,
+            training=len(self._training),
+            waiting=self._waiting,
+            stop=self.stop_request,
+        )
+
+    # -- making members ------------------------------------------------------------------------
+
+    def _new_member(
+        self, config: Config, origin: Origin, parents: tuple[int, ...], bracket: int | None
+    ) -> Member:
+        member = Member(
+            member_id=len(self.members),
+            config=config,
+            seed=derive_seed(self.settings.seed, len(self.members)),
+            num_params=self.task.count_params(config),
+            origin=origin,
+            parents=parents,
+            generation=self.generation,
+            bracket=bracket,
+            checkpoint_dir=self.store.checkpoint_dir(len(self.members)),
+        )
+        recorded = self.store.member_config(member.member_id)
+        if recorded is None:
+            self.store.add_member(member)
+        elif recorded != member.config:
+            raise ConfigError(
+                f"The ledger in {self.store.run_dir} holds another member {member.member_id} than this "
+                "search makes; it was written by a different evoband version or settings."
+            )
+        self.members.append(member)
+        return member
+
+    def _make_child(self, bracket: int | None) -> Member:
+        usable = [m for m in self.rank(self.population) if m.result is not None and m.result.ok]
+        config, origin, parents = self.breeder.child(usable, self.rng)
+        return self._new_member(config, origin, parents, bracket)
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def _stop_if(self, reason: str) -> None:
+        """End the search (``StopSearch``) when ``reason`` is given: it becomes ``stopped_by``."""
+        if reason:
+            self.stopped_by = reason
+            raise StopSearch
+
+    def _budget_used_up(self, in_flight: int = 0) -> str:
+        """Why no more evaluations may start (a stop request or the evaluation cap, counting
+        ``in_flight`` ones started but not finished), or ""."""
+        cap = self.settings.max_evaluations
+        if self.stop_request:
+            return self.stop_request.describe()
+        used = self.n_evaluations + in_flight
+        return f"max_evaluations ({cap}) reached" if cap and used >= cap else ""
+
+    def _export(self) -> None:
+        best = self.best_member()
+        export_best(self.store, best, self.segments(best) if best else (), self.settings.seed)
