@@ -26,6 +26,11 @@ CONFIGS = [
 ]
 
 
+def _evaluation(task: Task, owner: int, config: dict, epochs: int, **options) -> Evaluation:
+    params = task.family.count_params(config, task.input_shape, task.n_classes)
+    return Evaluation(owner, params, config, epochs, owner, **options)
+
+
 def _train(task: Task, executor, evaluations, may_start=lambda e: True):
     folds: list[tuple[int, int]] = []
     results: dict[int, Result] = {}
@@ -49,7 +54,7 @@ def test_evaluations_trained_together_score_as_alone(tiny_image_root: Path, work
     alone = [evaluate(config, 2, task=task, seed=i) for i, config in enumerate(CONFIGS)]
     executor = ProcessExecutor(workers) if workers > 1 else SerialExecutor()
     try:
-        evaluations = [Evaluation(i, config, 2, i) for i, config in enumerate(CONFIGS)]
+        evaluations = [_evaluation(task, i, config, 2) for i, config in enumerate(CONFIGS)]
         results, folds, left = _train(task, executor, evaluations)
     finally:
         executor.close()
@@ -69,7 +74,7 @@ def test_evaluations_trained_together_score_as_alone(tiny_image_root: Path, work
 
 def test_a_refused_start_leaves_that_evaluation_and_the_later_ones(tiny_image_root: Path) -> None:
     task = Task(load_data(tiny_image_root), cv_folds=2, split_seed=1)
-    evaluations = [Evaluation(i, config, 1, i) for i, config in enumerate(CONFIGS)]
+    evaluations = [_evaluation(task, i, config, 1) for i, config in enumerate(CONFIGS)]
     asked: list[int] = []
 
     def may_start(evaluation: Evaluation) -> bool:
@@ -85,8 +90,8 @@ def test_a_refused_start_leaves_that_evaluation_and_the_later_ones(tiny_image_ro
 def test_a_timed_out_fold_ends_its_evaluation_only(tiny_image_root: Path) -> None:
     task = Task(load_data(tiny_image_root), cv_folds=3, split_seed=1)
     evaluations = [
-        Evaluation(0, CONFIGS[0], 3, 0, time_limit=0.0),
-        Evaluation(1, CONFIGS[1], 1, 1),
+        _evaluation(task, 0, CONFIGS[0], 3, time_limit=0.0),
+        _evaluation(task, 1, CONFIGS[1], 1),
     ]
     results, folds, left = _train(task, SerialExecutor(), evaluations)
     assert left == []

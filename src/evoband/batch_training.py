@@ -27,12 +27,14 @@ class Evaluation:
 
     Attributes:
         owner: whatever the caller evaluates (a member), handed back to its callbacks.
+        num_params: the network's parameters (the result reports them).
         time_limit: seconds it may train from its start (None: no limit).
         done: folds already finished at this budget; filled as the others finish.
         The others are those of :class:`evoband.target.FoldJob`.
     """
 
     owner: Any
+    num_params: int
     config: dict[str, Any]
     epochs: int
     seed: int
@@ -43,7 +45,6 @@ class Evaluation:
     inherit: ParentWeights | None = None
     done: dict[int, FoldResult] = field(default_factory=dict)
     _in_flight: int = 0
-    _stopped: bool = False
 
     def needs_training(self, n_folds: int) -> bool:
         """Whether a fold is left to train (none after a fold that timed out or failed)."""
@@ -51,7 +52,8 @@ class Evaluation:
 
     @property
     def stopped(self) -> bool:
-        return self._stopped or any(f.status in STOPPING for f in self.done.values())
+        """A fold timed out or failed: the others are not trained."""
+        return any(f.status in STOPPING for f in self.done.values())
 
     def _jobs(self, n_folds: int) -> Iterator[FoldJob]:
         deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
@@ -72,10 +74,10 @@ class Evaluation:
                 )
 
 
-def result_of(evaluation: Evaluation, num_params: int) -> Result:
+def result_of(evaluation: Evaluation) -> Result:
     """The evaluation's result from the folds it has."""
     folds = [evaluation.done[k] for k in sorted(evaluation.done)]
-    return Result.from_folds(folds, num_params, evaluation.epochs)
+    return Result.from_folds(folds, evaluation.num_params, evaluation.epochs)
 
 
 def train_together(
@@ -120,11 +122,7 @@ def train_together(
         evaluation = owner_of.pop(id(job))
         evaluation._in_flight -= 1
         evaluation.done[fold.fold] = fold
-        evaluation._stopped |= fold.status in STOPPING
         on_fold(evaluation, fold)
         if evaluation._in_flight == 0 and not evaluation.needs_training(n_folds):
-            num_params = task.family.count_params(
-                evaluation.config, task.input_shape, task.n_classes
-            )
-            on_done(evaluation, result_of(evaluation, num_params))
+            on_done(evaluation, result_of(evaluation))
     return not_started

@@ -98,7 +98,7 @@ class EvolutionaryOptimizer(SearchState):
 
         ready = [e for e in fresh if not e.needs_training(len(self.task.splits))]
         for evaluation in ready:  # every fold was recorded before a crash: nothing to train
-            done(evaluation, result_of(evaluation, evaluation.owner.num_params))
+            done(evaluation, result_of(evaluation))
         train_together(
             [e for e in fresh if e not in ready],
             self.task,
@@ -113,6 +113,7 @@ class EvolutionaryOptimizer(SearchState):
     def _evaluation(self, member: Member, budget: int) -> Evaluation:
         return Evaluation(
             member,
+            member.num_params,
             member.config,
             budget,
             member.seed,
