@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import pickle
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -19,11 +18,10 @@ import torch
 
 from . import __version__
 from .block_spaces import SpaceDefinition
-from .cluster import check_cluster_arguments, check_sendable
+from .cluster import check_cluster_arguments
 from .constraints import Constraints
 from .data import DataSource
 from .errors import ConfigError, StoreError
-from .family import NetworkFamily
 from .operators import Selection, Variation
 from .paths import resolve_default
 from .search_space import space_name
@@ -36,7 +34,6 @@ __all__ = [
     "arguments",
     "auto_workers",
     "check_resume",
-    "check_workers",
     "default_run_name",
     "prepare_run_dir",
     "versions",
@@ -191,13 +188,6 @@ def auto_workers(device: torch.device) -> int:
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     )
     return max(1, cores)
-
-
-def check_workers(family: NetworkFamily, workers: int) -> None:
-    """A ConfigError if worker processes cannot be sent the network family (a composed space
-    whose ``Indexed`` parameters are made by lambdas cannot be pickled)."""
-    if workers > 1:
-        check_sendable(family, workers, pickle.dumps)
 
 
 def prepare_run_dir(config: SearchConfig) -> Path:
