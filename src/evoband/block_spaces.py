@@ -165,7 +165,7 @@ def extended_blocks() -> SpaceDefinition:
         activation,
         batch_norm=OneOf([True, False], weights=[3, 1], name="use_BN", default=True),
     )
-    dropout = FloatRange(0.01, 0.5, log=True, name="dropout_rate", default=0.1)
+    dropout = FloatRange(0.01, 0.5, log=True, name="dropout_rate", default=0.3)
     stage = Chain(Repeat(conv, 1, 2, name="convs_per_stage", default=2), Pool(Fixed("max")))
     dense = Dense(layer_widths("n_channels_fc", (16, 512), [128, 64, 64]), activation, dropout)
     network = Chain(
