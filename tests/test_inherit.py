@@ -18,11 +18,12 @@ from evoband.errors import ConfigError, StoreError
 from evoband.inherit import inherit
 from evoband.member import Origin
 from evoband.operators import LocalMutation, UniformMutation
+from evoband.parent_weights import ParentWeights
 from evoband.search import SearchConfig, SearchDefinition, check_resume, run_search
 from evoband.settings import SearchSettings
 from evoband.space import complete, get_space, sample
 from evoband.store import RunStore, load_run
-from evoband.target import FoldJob, ParentWeights, Task, run_fold, save_checkpoint
+from evoband.target import FoldJob, Task, run_fold, save_checkpoint
 from evoband.train import make_state
 from helpers import make_image_folder, read_json
 

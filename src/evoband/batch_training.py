@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .parent_weights import ParentWeights
 from .results import FoldResult, Result
-from .target import STOPPING, FoldExecutor, FoldJob, ParentWeights, Task
+from .target import STOPPING, FoldExecutor, FoldJob, Task
 
 __all__ = ["Evaluation", "train_together"]
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 
 from .constraints import Constraints
 from .hyperband import promote
 from .member import Member, Origin
+from .parent_weights import ParentWeights
 from .results import Result, Status
 from .store import RunStore
-from .target import ParentWeights
 
 __all__ = [
     "CheckpointRetention",
@@ -90,18 +91,23 @@ def parent_weights(
     member: Member, members: Sequence[Member], store: RunStore, inherit_weights: bool
 ) -> ParentWeights | None:
     """Where ``member``'s folds inherit their initial weights from: its first parent's
-    checkpoints, with inheritance on and for mutated or recombined children only."""
+    checkpoints (and, for a recombined child, the other parent's for the layers it gave), with
+    inheritance on and for mutated or recombined children only."""
     if not inherit_weights or member.origin not in (Origin.MUTATED, Origin.RECOMBINED):
         return None
-    parent = members[member.parents[0]]
-    if parent.checkpoint_dir is None:
+    sources = [
+        ParentWeights(
+            parent.member_id,
+            dict(parent.config),
+            parent.checkpoint_dir,
+            store.latest_checkpoint_hashes(parent.member_id),
+        )
+        for parent in (members[i] for i in member.parents)
+        if parent.checkpoint_dir is not None
+    ]
+    if not sources or sources[0].member_id != member.parents[0]:
         return None
-    return ParentWeights(
-        parent.member_id,
-        dict(parent.config),
-        parent.checkpoint_dir,
-        store.latest_checkpoint_hashes(parent.member_id),
-    )
+    return replace(sources[0], donors=tuple(sources[1:]))
 
 
 class CheckpointRetention:

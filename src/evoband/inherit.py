@@ -24,6 +24,12 @@ Every weighted layer of the child is filled in network order:
   another layer's output. Such a join copies what matches by position (the leading output rows
   and input columns the two shapes share) and keeps the fresh initialisation for the rest.
 
+**A recombined child** (:func:`inherit_recombined`) takes each weighted layer from the parent
+that gave it: the first parent whose layer of the same name has the child's width and kernel
+size (the first parent when several or none do), mapped onto the child as above from that parent
+alone. Layers of different parents meet with arbitrary channel correspondences, so a crossover
+child never computes either parent's function.
+
 A child whose network has exactly the parent's tensors (it differs only in training
 hyperparameters such as the learning rate, optimizer, weight decay, augmentation, batch size or
 dropout) gets the full parent state, as in population-based training.
@@ -51,7 +57,7 @@ mode differs through BatchNorm batch statistics and dropout):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -73,7 +79,7 @@ from .layer_map import (
     layer_specs,
 )
 
-__all__ = ["LayerSpec", "inherit", "inherit_state", "layer_specs"]
+__all__ = ["LayerSpec", "inherit", "inherit_recombined", "inherit_state", "layer_specs"]
 
 
 class _Builder:
@@ -270,6 +276,50 @@ def inherit_state(
         for spec in layer_specs(child_config, input_shape, n_classes):
             x = builder.layer(spec, _pooled(x, spec.pooling))
     return builder.out
+
+
+def inherit_recombined(
+    parents: Sequence[tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
+    child_state: Mapping[str, torch.Tensor],
+    child_config: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+) -> dict[str, torch.Tensor]:
+    """A crossover child's state dict: each weighted layer (with its BatchNorm) from the parent
+    that gave it (see the module docstring).
+
+    Args:
+        parents: ``(state_dict, config)`` of each parent, the first parent first.
+        child_state, child_config, input_shape: as for :func:`inherit_state`.
+    """
+    mapped = [
+        inherit_state(state, config, child_state, child_config, input_shape)
+        for state, config in parents
+    ]
+    out = dict(mapped[0])
+    n_classes = int(child_state["head.weight"].shape[0])
+    for spec in layer_specs(child_config, input_shape, n_classes):
+        donor = _donor(spec.name, [state for state, _ in parents], child_state)
+        if donor == 0:
+            continue
+        modules = [spec.name] if spec.bn is None else [spec.name, spec.bn]
+        for key in child_state:
+            if any(key.startswith(f"{module}.") for module in modules):
+                out[key] = mapped[donor][key]
+    return out
+
+
+def _donor(
+    name: str,
+    parent_states: Sequence[Mapping[str, torch.Tensor]],
+    child_state: Mapping[str, torch.Tensor],
+) -> int:
+    """The first parent whose layer ``name`` has the child's output width and kernel size."""
+    shape = child_state[f"{name}.weight"].shape
+    for i, state in enumerate(parent_states):
+        weight = state.get(f"{name}.weight")
+        if weight is not None and weight.shape[0] == shape[0] and weight.shape[2:] == shape[2:]:
+            return i
+    return 0
 
 
 def inherit(

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from .checkpoints import checkpoint_path, file_sha256, load_checkpoint, save_checkpoint
+from .checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from .data import DataSource, channel_stats, normalize, stratified_folds
 from .errors import EvobandError
 from .family import SHIPPED, NetworkFamily
 from .faults import failed_fold
-from .inherit import inherit_state
+from .parent_weights import ParentWeights, load_inherited
 from .results import FoldResult, Result, Status
 from .train import (
     EpochCallback,
@@ -190,48 +190,6 @@ class FoldJob:
     inherit: ParentWeights | None = None
 
 
-@dataclass(frozen=True)
-class ParentWeights:
-    """Where a child's initial weights come from (see :mod:`evoband.inherit`).
-
-    Attributes:
-        member_id: the parent's id.
-        config: the parent's genotype.
-        checkpoint_dir: the parent's checkpoints (``fold<k>.pt``).
-        sha256: the recorded hash of each fold's checkpoint; a mismatch means no inheritance.
-    """
-
-    member_id: int
-    config: dict[str, Any]
-    checkpoint_dir: Path
-    sha256: dict[int, str]
-
-
-def load_inherited(
-    state: TrainState, parent: ParentWeights, fold: int, job: FoldJob, task: Task
-) -> bool:
-    """Initialise ``state``'s model from the parent's checkpoint of ``fold``; say whether it was.
-
-    A missing, mismatching or unloadable parent checkpoint leaves the fresh initialisation.
-    """
-    path = checkpoint_path(parent.checkpoint_dir, fold)
-    expected = parent.sha256.get(fold)
-    if not path.exists() or (expected and file_sha256(path) != expected):
-        logger.debug("No usable parent checkpoint %s; fold %d starts fresh.", path, fold)
-        return False
-    try:
-        device = next(state.model.parameters()).device
-        saved = torch.load(path, map_location=device, weights_only=True)
-        child = inherit_state(
-            saved["model"], parent.config, state.model.state_dict(), job.config, task.input_shape
-        )
-        state.model.load_state_dict(child)
-    except Exception as exc:  # a damaged file may fail in many ways inside torch.load
-        logger.warning("Parent checkpoint %s cannot be inherited (%s); starting fresh.", path, exc)
-        return False
-    return True
-
-
 class FoldExecutor(ABC):
     """Runs the fold jobs of one evaluation and yields each result as it finishes."""
 
@@ -339,7 +297,7 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             state = fresh_state()  # a failed load may have filled part of the state
         inherited = False
         if job.inherit is not None and state.epochs_done == 0:
-            inherited = load_inherited(state, job.inherit, k, job, task)
+            inherited = load_inherited(state, job.inherit, k, job.config, task.input_shape)
             if not inherited:
                 state = fresh_state()
         outcome = train(
