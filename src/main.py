@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ from evoband.data import channel_stats, load_data
 from evoband.errors import ConfigError
 from evoband.export import export_model
 from evoband.files import write_json
+from evoband.lineage import lineage_source
 from evoband.metrics import confusion_matrix
 from evoband.paths import resolve_user
 from evoband.settings import SearchSettings
@@ -107,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("H", "W"),
         default=None,
         help="resize images on load",
+    )
+    flag(
+        p,
+        "--lineage",
+        default=True,
+        help="for a configuration that inherited weights in the search (its training record has "
+        "a lineage), retrain its ancestors first and start from their weights, as it was scored",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument(
@@ -197,15 +206,24 @@ def main(argv: list[str] | None = None) -> int:
 
         return update
 
-    result = evaluate(
-        config,
-        args.epochs,
-        task=task,
-        seed=args.seed,
-        segments=segments,
-        on_epoch=bar,
-        keep_predictions=True,
-    )
+    with tempfile.TemporaryDirectory(prefix="evoband-lineage-") as workdir:
+        source = lineage_source(
+            selected if args.lineage else None,
+            config,
+            task,
+            seed=args.seed,
+            workdir=Path(workdir),
+        )
+        result = evaluate(
+            config,
+            args.epochs,
+            task=task,
+            seed=args.seed,
+            segments=segments,
+            on_epoch=bar,
+            keep_predictions=True,
+            inherit=source,
+        )
     violated = constraints.violated(result)
     rows = [
         ("top-3 accuracy", f"{result.top3:.4f}"),
@@ -226,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "segments": segments,
         "seed": args.seed,
+        "lineage": len(selected["lineage"]) - 1 if source is not None and selected else 0,
         "data": data.describe(),
         "constraints": {c.name: c.describe() for c in constraints.all},
         "violated": [c.name for c in violated],

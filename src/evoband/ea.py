@@ -104,7 +104,7 @@ class EvolutionaryOptimizer(SearchState):
             self.task,
             self.executor or SerialExecutor(),
             may_start=may_start,
-            on_fold=lambda evaluation, fold: self._record_fold(evaluation.owner, budget, fold),
+            on_fold=lambda evaluation, fold: self._record_fold(evaluation, budget, fold),
             on_done=done,
         )
         self._waiting = 0
@@ -172,10 +172,13 @@ class EvolutionaryOptimizer(SearchState):
         where = f"{member.describe()} at {budget} epochs"
         self._stop_if(self.errors.observe(result, where, replayed=replayed))
 
-    def _record_fold(self, member: Member, budget: int, fold: FoldResult) -> None:
-        self.store.record_fold(member.member_id, budget, fold)
-        if fold.inherited:
-            self.store.record_inheritance(member.member_id, fold.fold, member.parents[0])
+    def _record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
+        member_id = evaluation.owner.member_id
+        self.store.record_fold(member_id, budget, fold)
+        source = evaluation.inherit
+        if fold.inherited and source is not None:
+            sources = [(p.member_id, p.epochs) for p in (source, *source.donors)]
+            self.store.record_inheritance(member_id, fold.fold, source.member_id, sources)
 
     # -- the loop ------------------------------------------------------------------------------
 

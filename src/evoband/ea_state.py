@@ -202,4 +202,10 @@ class SearchState:
 
     def _export(self) -> None:
         best = self.best_member()
-        export_best(self.store, best, self.segments(best) if best else (), self.settings.seed)
+        export_best(
+            self.store,
+            best,
+            self.segments(best) if best else (),
+            self.settings.seed,
+            self.members,
+        )

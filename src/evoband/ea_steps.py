@@ -9,9 +9,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 from .constraints import Constraints
 from .hyperband import promote
+from .lineage import lineage_record
 from .member import Member, Origin
 from .parent_weights import ParentWeights
 from .results import Result, Status
@@ -73,17 +75,28 @@ def log_evaluation(member: Member, result: Result, constraints: Constraints) -> 
         logger.warning("%s, %d epochs: %s", member.describe(), result.epochs, result.message)
 
 
-def export_best(store: RunStore, best: Member | None, segments: Sequence[int], seed: int) -> None:
-    """Rewrite the run's exports with ``best`` as the optimum (with its training record)."""
+def export_best(
+    store: RunStore,
+    best: Member | None,
+    segments: Sequence[int],
+    seed: int,
+    members: Sequence[Member] = (),
+) -> None:
+    """Rewrite the run's exports with ``best`` as the optimum (with its training record; for an
+    optimum that inherited weights, with its lineage from ``members``, see :mod:`evoband.lineage`)."""
     if best is None or best.result is None:
         store.export(None)
         return
-    training = {
+    training: dict[str, Any] = {
         "epochs": best.result.epochs,
         "segments": list(segments),
         "seed": seed,
         "member_id": best.member_id,
     }
+    inherited = store.inheritances()
+    if best.member_id in inherited:
+        sources = {m: entry["sources"] for m, entry in inherited.items()}
+        training["lineage"] = lineage_record(best, best.result.epochs, members, sources)
     store.export(best.config, training)
 
 
@@ -101,6 +114,7 @@ def parent_weights(
             dict(parent.config),
             parent.checkpoint_dir,
             store.latest_checkpoint_hashes(parent.member_id),
+            parent.epochs,
         )
         for parent in (members[i] for i in member.parents)
         if parent.checkpoint_dir is not None

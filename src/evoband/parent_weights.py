@@ -32,6 +32,7 @@ class ParentWeights:
         config: the parent's genotype.
         checkpoint_dir: the parent's checkpoints (``fold<k>.pt``).
         sha256: the recorded hash of each fold's checkpoint; a mismatch means no inheritance.
+        epochs: the epochs the parent had trained (those of its checkpoints).
         donors: the other parents of a recombined child: a layer that one of them gave the child
             (:func:`evoband.inherit.inherit_recombined`) starts from its weights.
     """
@@ -40,6 +41,7 @@ class ParentWeights:
     config: dict[str, Any]
     checkpoint_dir: Path
     sha256: dict[int, str]
+    epochs: int = 0
     donors: tuple[ParentWeights, ...] = ()
 
 

@@ -7,6 +7,7 @@ The same code path as ``main.py -t`` (:class:`evoband.target.Task` with ``use_te
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from .analysis import member_results, optimum
 from .arrays import ARRAYS
 from .data import DIGITS, load_data
 from .errors import DataError
+from .lineage import lineage_source
 from .metrics import confusion_matrix
 from .results import Status
 from .runs import RunData, member_config
@@ -145,7 +147,8 @@ def retrain_on_test(
     seed: int | None = None,
     member_id: int | None = None,
 ) -> TestResult | None:
-    """Retrain a member of the run from scratch on the training split; score it on the test split.
+    """Retrain a member of the run on the training split (from scratch, or after its lineage when
+    it inherited weights, see :mod:`evoband.lineage`); score it on the test split.
 
     The same code path as ``main.py -t``: :class:`Task` with ``use_test`` and :func:`evaluate`.
 
@@ -170,9 +173,20 @@ def retrain_on_test(
     segments: list[int] = []
     if epochs is None:
         epochs, segments = selected_training(run, member_id)
-    result = evaluate(
-        config, epochs, task=task, seed=seed, segments=segments, keep_predictions=True
-    )
+    record = read_training_record(run.path / "opt_cfg.json")
+    if record is None or record.get("member_id") != member_id:
+        record = None
+    with tempfile.TemporaryDirectory(prefix="evoband-lineage-") as workdir:
+        source = lineage_source(record, config, task, seed=seed, workdir=Path(workdir))
+        result = evaluate(
+            config,
+            epochs,
+            task=task,
+            seed=seed,
+            segments=segments,
+            keep_predictions=True,
+            inherit=source,
+        )
     fold = result.folds[0] if result.folds else None
     probabilities = None
     if fold is not None and fold.model is not None:

@@ -14,7 +14,7 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,11 @@ from .store_schema import (
     APPLICATION_ID,
     ERRORS_TABLE,
     INHERITANCE_TABLE,
+    INSERT_INHERITANCE,
+    INSERT_SOURCES,
     LEDGER,
     SCHEMA_VERSION,
+    SOURCES_TABLE,
     WRITE_FAILURES,
     open_ledger,
 )
@@ -108,10 +111,8 @@ class RunStore:
         self.write_seconds += time.perf_counter() - start
 
     def _has_table(self, name: str) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
-        ).fetchone()
-        return row is not None
+        query = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+        return self.conn.execute(query, (name,)).fetchone() is not None
 
     def close(self) -> None:
         self.conn.close()
@@ -360,28 +361,32 @@ class RunStore:
 
     # -- weight inheritance --------------------------------------------------------------------
 
-    def record_inheritance(self, member_id: int, fold: int, parent_id: int) -> None:
-        """Record that a fold of ``member_id`` started from ``parent_id``'s weights.
-
-        The table is made by the first such record, so that a search without inheritance writes
-        the same ledger as before inheritance existed.
-        """
+    def record_inheritance(
+        self, member_id: int, fold: int, parent_id: int, sources: Sequence[tuple[int, int]] = ()
+    ) -> None:
+        """Record that a fold of ``member_id`` started from ``parent_id``'s weights, and once its
+        ``sources`` (``(parent_id, parent_epochs)`` of each parent it inherits from). The tables
+        are made on first use: a search without inheritance writes the ledger of before."""
         with self.transaction() as c:
             c.execute(INHERITANCE_TABLE)
-            c.execute(
-                "INSERT OR REPLACE INTO inheritance VALUES (?, ?, ?)", (member_id, fold, parent_id)
-            )
+            c.execute(SOURCES_TABLE)
+            c.execute(INSERT_INHERITANCE, (member_id, fold, parent_id))
+            c.execute(INSERT_SOURCES, (member_id, json.dumps(sources)))
 
     def inheritances(self) -> dict[int, dict[str, Any]]:
-        """Members that inherited weights: ``{member_id: {"parent": id, "folds": [k, ...]}}``."""
+        """Members that inherited weights: ``{member_id: {"parent": id, "folds": [k, ...],
+        "sources": [(id, epochs), ...]}}`` (``sources`` empty in ledgers older than them)."""
         if not self._has_table("inheritance"):
             return {}
         out: dict[int, dict[str, Any]] = {}
-        rows = self.conn.execute(
-            "SELECT member_id, fold, parent_id FROM inheritance ORDER BY member_id, fold"
-        )
+        rows = self.conn.execute("SELECT member_id, fold, parent_id FROM inheritance ORDER BY 1, 2")
         for member_id, fold, parent_id in rows:
-            out.setdefault(member_id, {"parent": parent_id, "folds": []})["folds"].append(fold)
+            entry = out.setdefault(member_id, {"parent": parent_id, "folds": [], "sources": []})
+            entry["folds"].append(fold)
+        if self._has_table("inheritance_sources"):
+            for member_id, text in self.conn.execute("SELECT * FROM inheritance_sources"):
+                if member_id in out:
+                    out[member_id]["sources"] = [tuple(s) for s in json.loads(text)]
         return out
 
     # -- checkpoints ---------------------------------------------------------------------------

@@ -173,7 +173,8 @@ def training_record_path(config_path: Path) -> Path:
 
 
 def read_training_record(config_path: Path) -> dict[str, Any] | None:
-    """The epochs and LR segments a configuration was selected at, if recorded beside it."""
+    """The epochs and LR segments a configuration was selected at, if recorded beside it, with
+    the member's id and, when it inherited weights, its lineage (:mod:`evoband.lineage`)."""
     path = training_record_path(config_path)
     if not path.exists():
         return None
@@ -185,6 +186,16 @@ def read_training_record(config_path: Path) -> dict[str, Any] | None:
         }
         if "member_id" in record:
             out["member_id"] = int(record["member_id"])
+        if "lineage" in record:
+            out["lineage"] = [
+                {
+                    "member_id": int(node["member_id"]),
+                    "config": dict(node["config"]),
+                    "epochs": int(node["epochs"]),
+                    "sources": [[int(m), int(e)] for m, e in node["sources"]],
+                }
+                for node in record["lineage"]
+            ]
         return out
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(

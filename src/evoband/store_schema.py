@@ -44,6 +44,14 @@ INHERITANCE_TABLE = """CREATE TABLE IF NOT EXISTS inheritance (
     PRIMARY KEY (member_id, fold))"""
 """Which folds of which members started from a parent's weights (made on first use)."""
 
+SOURCES_TABLE = """CREATE TABLE IF NOT EXISTS inheritance_sources (
+    member_id INTEGER PRIMARY KEY, sources TEXT NOT NULL)"""
+"""Per member that inherited: JSON ``[[parent_id, parent_epochs], ...]``, the first parent first
+(the lineage retraining follows them; made on first use)."""
+
+INSERT_INHERITANCE = "INSERT OR REPLACE INTO inheritance VALUES (?, ?, ?)"
+INSERT_SOURCES = "INSERT OR IGNORE INTO inheritance_sources VALUES (?, ?)"
+
 
 ERRORS_TABLE = """CREATE TABLE IF NOT EXISTS errors (
     member_id INTEGER NOT NULL, epochs INTEGER NOT NULL, fold INTEGER NOT NULL,

@@ -1,0 +1,150 @@
+"""Retraining a member that inherited weights: along its lineage, not from scratch.
+
+A child that started from its parents' trained weights (``--inherit_weights True``) was scored
+after their training plus its own epochs. Retrained from scratch for its own epochs only it is a
+different, less trained network. Its lineage (recorded in ``opt_cfg.training.json``) lists every
+ancestor whose weights it carries, with the epochs each had trained when its weights were passed
+on; :func:`train_lineage` retrains them in that order on the task's split, each inheriting from
+its own sources, and returns where the member's weights come from.
+
+A lineage node is a dict ``{"member_id", "config", "epochs", "sources"}``; ``sources`` lists
+``[member_id, epochs]`` of the nodes it inherited from, the first parent first. The last node is
+the member itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .member import Member
+from .parent_weights import ParentWeights
+from .results import Status
+from .target import Task, evaluate
+from .train import derive_seed
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["lineage_record", "lineage_source", "train_lineage"]
+
+Sources = Sequence[tuple[int, int]]
+
+
+def lineage_record(
+    member: Member, epochs: int, members: Sequence[Member], sources: Mapping[int, Sources]
+) -> list[dict[str, Any]]:
+    """The lineage of ``member`` scored at ``epochs``: ancestors first, then the member; just the
+    member when it inherited nothing.
+
+    Args:
+        member: the member.
+        epochs: the budget it was selected at.
+        members: every member of the run, indexed by id.
+        sources: the recorded inheritances, ``{member_id: [(parent_id, parent_epochs), ...]}``.
+    """
+    nodes: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def visit(member_id: int, at: int) -> None:
+        if (member_id, at) in nodes:
+            return
+        own = [(int(p), int(e)) for p, e in sources.get(member_id, ())]
+        for parent_id, parent_epochs in own:
+            visit(parent_id, parent_epochs)
+        nodes[(member_id, at)] = {
+            "member_id": member_id,
+            "config": dict(members[member_id].config),
+            "epochs": at,
+            "sources": [list(s) for s in own],
+        }
+
+    visit(member.member_id, epochs)
+    return list(nodes.values())
+
+
+def train_lineage(
+    lineage: Sequence[Mapping[str, Any]],
+    task: Task,
+    *,
+    seed: int,
+    segments: Sequence[int],
+    workdir: Path,
+    on_node: Callable[[Mapping[str, Any]], None] | None = None,
+) -> ParentWeights | None:
+    """Train the ancestors of the lineage's last node on ``task``; its inheritance source.
+
+    Each ancestor is trained from its own sources' weights to the epochs recorded for it (LR
+    cycles: the ``segments`` up to those epochs; seed derived from ``seed`` and its id), its
+    checkpoint kept in ``workdir``. Returns None when the last node inherited nothing.
+
+    Raises:
+        RuntimeError: an ancestor's training did not finish ``ok`` (the lineage is broken).
+    """
+    trained: dict[tuple[int, int], ParentWeights] = {}
+
+    def source_of(node: Mapping[str, Any]) -> ParentWeights | None:
+        found = [trained[(int(p), int(e))] for p, e in node["sources"]]
+        if not found:
+            return None
+        first, *donors = found
+        return replace(first, donors=tuple(donors))
+
+    *ancestors, last = lineage
+    for node in ancestors:
+        member_id, epochs = int(node["member_id"]), int(node["epochs"])
+        if on_node is not None:
+            on_node(node)
+        directory = workdir / f"member{member_id}_{epochs}epochs"
+        result = evaluate(
+            node["config"],
+            epochs,
+            task=task,
+            seed=derive_seed(seed, member_id),
+            segments=[b for b in segments if b <= epochs],
+            checkpoint_dir=directory,
+            inherit=source_of(node),
+        )
+        if result.status != Status.OK:
+            raise RuntimeError(
+                f"Ancestor member {member_id} of the lineage ended {result.status} at {epochs} "
+                f"epochs ({result.message}); retrain with --lineage False."
+            )
+        hashes = {f.fold: f.checkpoint_sha256 for f in result.folds if f.checkpoint_sha256}
+        trained[(member_id, epochs)] = ParentWeights(
+            member_id, dict(node["config"]), directory, hashes, epochs
+        )
+    return source_of(last)
+
+
+def lineage_source(
+    record: Mapping[str, Any] | None,
+    config: Mapping[str, Any],
+    task: Task,
+    *,
+    seed: int,
+    workdir: Path,
+) -> ParentWeights | None:
+    """Where ``config``'s weights come from when its training record (``opt_cfg.training.json``)
+    has a lineage: its ancestors retrained on ``task`` (:func:`train_lineage`); None when it
+    inherited nothing or the record's lineage ends in another configuration."""
+    if record is None or len(record.get("lineage") or []) < 2:
+        return None
+    lineage = record["lineage"]
+    if any(config.get(k) != v for k, v in lineage[-1]["config"].items()):
+        logger.warning(
+            "The training record's lineage ends in another configuration than this one; "
+            "training it from scratch."
+        )
+        return None
+    epochs = sum(int(node["epochs"]) for node in lineage[:-1])
+    logger.info(
+        "Member %s inherited weights: retraining its %d ancestors first (%d epochs in all).",
+        lineage[-1]["member_id"],
+        len(lineage) - 1,
+        epochs,
+    )
+    return train_lineage(
+        lineage, task, seed=seed, segments=list(record["segments"]), workdir=workdir
+    )
