@@ -376,8 +376,6 @@ def test_search_arguments_are_checked_before_anything_is_written(tmp_path: Path)
         SearchConfig(space=SPACE, selection="tournament")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="name of a shipped space or a SpaceDefinition"):
         SearchConfig(space=3)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="Weight inheritance"):
-        fit(data, space=SPACE, settings=SearchSettings(inherit_weights=True), run_dir=run_dir)
     lambdas = SpaceDefinition(
         "l", Repeat(Dense(Indexed(lambda i: IntRange(4, 8, name=f"u{i}")), "relu"), 1, 2), SETTINGS
     )

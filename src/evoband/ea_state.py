@@ -16,7 +16,6 @@ from .constraints import Constraints
 from .cost import CostModel
 from .ea_steps import CheckpointRetention, export_best
 from .errors import ConfigError
-from .family import require_inheritance
 from .faults import ErrorStreak
 from .hooks import Callback, CbAll, SearchView, StopRequest
 from .member import Member, Origin, best_member, rank_members
@@ -58,8 +57,6 @@ class SearchState:
         self.callback = CbAll(*callbacks)
         self.executor = executor
         family = task.family  # builds and counts the networks (see evoband.family)
-        if settings.inherit_weights:
-            require_inheritance(family)
         n_train = len(task.splits[0].y_train)
         self.cost_model = CostModel(task.input_shape, task.n_classes, n_train, family)
         self.param_budget = ParamBudget(

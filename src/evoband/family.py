@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from ConfigSpace import ConfigurationSpace, OrdinalHyperparameter, UniformIntegerHyperparameter
 from torch import nn
 
@@ -33,6 +34,8 @@ from .block_keys import size_keys
 from .block_layers import Space
 from .block_net import build_network, sample_config
 from .errors import ConfigError
+from .inherit import inherit_recombined
+from .inherit_by_name import inherit_by_name
 from .meta_counts import NetworkCounts, count_network
 from .operators import Variation
 from .space import Config, recipes
@@ -43,7 +46,6 @@ __all__ = [
     "CnnFamily",
     "NetworkFamily",
     "ValidSampling",
-    "require_inheritance",
 ]
 
 Shape = tuple[int, ...]
@@ -56,8 +58,6 @@ class NetworkFamily(ABC):
     """
 
     name: str = ""
-    supports_inheritance: bool = False
-    """Whether :mod:`evoband.inherit` can map a parent's weights onto a child of this family."""
 
     @abstractmethod
     def build(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> nn.Module:
@@ -76,6 +76,17 @@ class NetworkFamily(ABC):
         self, config: Mapping[str, Any], input_shape: Shape, n_classes: int
     ) -> int:
         """Conv output elements of one forward pass (the memory-bound work of activations)."""
+
+    def inherit_state(
+        self,
+        parents: Sequence[tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
+        child_state: Mapping[str, torch.Tensor],
+        child_config: Mapping[str, Any],
+        input_shape: Shape,
+    ) -> dict[str, torch.Tensor]:
+        """A child's state dict from its parents' trained ones (``(state_dict, config)``, the
+        first parent first): by tensor name (:mod:`evoband.inherit_by_name`)."""
+        return inherit_by_name([state for state, _ in parents], child_state)
 
     def safe_count(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> int:
         """:meth:`count_params`, but ``sys.maxsize`` for a configuration that cannot be built
@@ -103,7 +114,6 @@ class CnnFamily(NetworkFamily):
     """:class:`evoband.cnn.ConfigurableCNN`, the network family of the shipped spaces."""
 
     name = "cnn"
-    supports_inheritance = True
 
     def build(self, config: Mapping[str, Any], input_shape: Shape, n_classes: int) -> nn.Module:
         return cnn.build_model(config, _image(input_shape), n_classes)
@@ -121,6 +131,16 @@ class CnnFamily(NetworkFamily):
 
     def recipes(self, space: ConfigurationSpace) -> list[Config]:
         return recipes(space)
+
+    def inherit_state(
+        self,
+        parents: Sequence[tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
+        child_state: Mapping[str, torch.Tensor],
+        child_config: Mapping[str, Any],
+        input_shape: Shape,
+    ) -> dict[str, torch.Tensor]:
+        """Layer by layer, channels matched (:func:`evoband.inherit.inherit_recombined`)."""
+        return inherit_recombined(parents, child_state, child_config, _image(input_shape))
 
     def __repr__(self) -> str:
         return "CnnFamily()"
@@ -214,13 +234,3 @@ class ValidSampling(Variation):
 
     def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
         return sample_config(self.network, self.space, self.input_shape, rng, self.max_tries)
-
-
-def require_inheritance(family: NetworkFamily) -> None:
-    """A ConfigError if weight inheritance (:mod:`evoband.inherit`) cannot map ``family``'s
-    networks (it knows the layers of the shipped family only)."""
-    if not family.supports_inheritance:
-        raise ConfigError(
-            f"Weight inheritance works for the shipped spaces' networks only, not for the "
-            f"{family.name!r} family of a composed space; turn inherit_weights off."
-        )

@@ -1,6 +1,6 @@
 """Where a child's initial weights come from, and loading them onto its fresh model.
 
-The mapping of a parent's tensors onto the child's network is :mod:`evoband.inherit`'s; this
+The mapping of a parent's tensors onto the child's network is the network family's; this
 module finds and checks the parents' fold checkpoints.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .checkpoints import checkpoint_path, file_sha256
-from .inherit import inherit_recombined
+from .family import SHIPPED, NetworkFamily
 from .train import TrainState
 
 logger = logging.getLogger(__name__)
@@ -68,10 +68,11 @@ def load_inherited(
     parent: ParentWeights,
     fold: int,
     config: Mapping[str, Any],
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
+    family: NetworkFamily = SHIPPED,
 ) -> bool:
-    """Initialise ``state``'s model (built from ``config``) from the parents' checkpoints of
-    ``fold``; say whether it was.
+    """Initialise ``state``'s model (``family``'s network of ``config``) from the parents'
+    checkpoints of ``fold`` (:meth:`NetworkFamily.inherit_state`); say whether it was.
 
     An unusable checkpoint of the first parent leaves the fresh initialisation; an unusable one
     of a donor leaves its layers to the first parent.
@@ -86,7 +87,7 @@ def load_inherited(
         if saved is not None:
             sources.append((saved, donor.config))
     try:
-        child = inherit_recombined(sources, state.model.state_dict(), config, input_shape)
+        child = family.inherit_state(sources, state.model.state_dict(), config, input_shape)
         state.model.load_state_dict(child)
     except Exception as exc:  # e.g. a checkpoint of another network under the recorded config
         logger.warning("Parent weights cannot be inherited (%s); starting fresh.", exc)

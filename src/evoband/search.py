@@ -22,7 +22,7 @@ from .constraints import Constraints
 from .data import DataSource, load_data
 from .ea import EvolutionaryOptimizer
 from .errors import StoreWriteError
-from .family import SHIPPED, NetworkFamily, require_inheritance
+from .family import SHIPPED, NetworkFamily
 from .hooks import Callback
 from .member import Member
 from .run_executor import executor_record, make_executor
@@ -125,8 +125,6 @@ def run_search(
     constraints = Constraints.of(config.max_params, config.min_precision)
     searched = resolve_space(config.space, seed=settings.seed)
     space, family = searched.space, searched.family
-    if settings.inherit_weights:
-        require_inheritance(family)
     operators = [(f"mutations[{i}]", op) for i, op in enumerate(config.mutations or ())]
     check_operators([*operators, ("crossover", config.crossover)], space)
     if data is None:

@@ -297,7 +297,9 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             state = fresh_state()  # a failed load may have filled part of the state
         inherited = False
         if job.inherit is not None and state.epochs_done == 0:
-            inherited = load_inherited(state, job.inherit, k, job.config, task.input_shape)
+            inherited = load_inherited(
+                state, job.inherit, k, job.config, task.input_shape, task.family
+            )
             if not inherited:
                 state = fresh_state()
         outcome = train(
