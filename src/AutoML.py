@@ -123,7 +123,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         "--workers",
         type=workers_arg,
         default="auto",
-        help="worker processes training CV folds in parallel, those of all members of a rung together (CPU; one thread each); auto: one per core on a CPU, 1 on a GPU",
+        help="worker processes training CV folds in parallel, those of all members of a rung together (one CPU thread each, or one GPU each with --device cuda); auto: one per core on a CPU, one per visible GPU on CUDA",
     )
     p.add_argument(
         "--executor",

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from evoband.data import load_data
-from evoband.executor import ProcessExecutor
+from evoband.errors import ConfigError
+from evoband.executor import ProcessExecutor, worker_devices
+from evoband.family import SHIPPED
+from evoband.run_executor import make_executor
+from evoband.run_setup import auto_workers
 from evoband.search import SearchConfig, run_search
 from evoband.settings import SearchSettings
 from evoband.target import Task, evaluate
@@ -65,3 +71,41 @@ def test_search_with_workers_records_every_fold(tiny_image_root: Path, tmp_path:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(Exception, match="workers"):
         ProcessExecutor(0)
+
+
+def test_each_worker_gets_a_gpu_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    assert worker_devices(cpu, 3) == [cpu, cpu, cpu]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda = torch.device("cuda")
+    assert worker_devices(cuda, 2) == [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert auto_workers(cuda) == 2
+    with pytest.raises(ConfigError, match="3 workers but 2 visible GPUs.*--workers 2"):
+        worker_devices(cuda, 3)
+    with pytest.raises(ConfigError, match="3 workers but 2 visible GPUs"):
+        make_executor("process", 3, cuda, SHIPPED)  # refused before any worker starts
+    with pytest.raises(ConfigError, match="not on mps"):
+        worker_devices(torch.device("mps"), 2)
+
+
+def test_a_task_moves_its_folds_and_stays_where_it_was(tiny_image_root: Path) -> None:
+    task = Task(load_data(tiny_image_root), cv_folds=2)
+    assert task.on("cpu") is task
+    moved = task.on("meta")
+    assert moved.device == torch.device("meta") and task.device == torch.device("cpu")
+    assert all(t.is_meta for s in moved.splits for t in dataclasses.astuple(s))
+    assert all(not t.is_meta for s in task.splits for t in dataclasses.astuple(s))
+    assert len(moved.splits) == 2 and moved.splits[0].x_train.shape == task.splits[0].x_train.shape
+
+
+def test_workers_on_given_devices_train_as_serial(tiny_image_root: Path) -> None:
+    task = Task(load_data(tiny_image_root), cv_folds=2, split_seed=1)
+    serial = evaluate(SMALL_CONFIG, 2, task=task, seed=4)
+    executor = ProcessExecutor(2, devices=[torch.device("cpu"), torch.device("cpu")])
+    try:
+        parallel = evaluate(SMALL_CONFIG, 2, task=task, seed=4, executor=executor)
+    finally:
+        executor.close()
+    assert [(f.top3, f.precision) for f in parallel.folds] == [
+        (f.top3, f.precision) for f in serial.folds
+    ]

@@ -3,7 +3,8 @@
 Each worker holds the prepared data once (sent when the pool starts) and trains on one CPU
 thread, so that N workers use N cores without the intra-op thread contention that makes
 multi-threaded training of small networks many times slower on a busy CPU. Folds are
-independent, so the results are those of serial execution with one thread per model.
+independent, so the results are those of serial execution with one thread per model. On CUDA
+each worker trains on a GPU of its own instead.
 """
 
 from __future__ import annotations
@@ -26,11 +27,32 @@ from .train import EpochCallback
 _WORKER_TASK: Task | None = None
 
 
-def _init_worker(task: Task) -> None:
+def worker_devices(device: torch.device, workers: int) -> list[torch.device]:
+    """The device of each worker: the CPU for all on a CPU, one GPU each on CUDA.
+
+    Raises:
+        ConfigError: more workers than visible GPUs.
+    """
+    if device.type == "cpu":
+        return [device] * workers
+    if device.type != "cuda":
+        raise ConfigError(f"Worker processes train on the CPU or CUDA GPUs, not on {device}.")
+    gpus = torch.cuda.device_count()
+    if workers > gpus:
+        raise ConfigError(
+            f"{workers} workers but {gpus} visible GPUs: each worker trains on a GPU of its own; "
+            f"pass --workers {max(gpus, 1)} (or --workers auto)."
+        )
+    return [torch.device("cuda", i) for i in range(workers)]
+
+
+def _init_worker(task: Task, devices: list[torch.device]) -> None:
     global _WORKER_TASK
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
     torch.set_num_threads(1)
-    _WORKER_TASK = task
+    # the pool numbers its workers from 1 (a replaced worker gets the next number)
+    index = (multiprocessing.current_process()._identity or (1,))[0] - 1
+    _WORKER_TASK = task.on(devices[index % len(devices)])
 
 
 def _run_in_worker(job: FoldJob) -> FoldResult:
@@ -45,16 +67,21 @@ def _paired(finished: queue.SimpleQueue[Any], job: FoldJob, result: FoldResult) 
 
 
 class ProcessExecutor(WorkerExecutor):
-    """Folds in ``workers`` processes (CPU only); the pool starts with the first evaluation.
+    """Folds in ``workers`` processes; the pool starts with the first evaluation.
+
+    On a CPU every worker trains on one thread; on CUDA each worker has a GPU of its own
+    (:func:`worker_devices`). The task's tensors are sent through the CPU.
 
     Args:
         workers: number of worker processes (>= 2 to be useful).
+        devices: the device of each worker (default: :func:`worker_devices` of the task's).
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, devices: list[torch.device] | None = None) -> None:
         if workers < 1:
             raise ConfigError(f"The value of `workers` is {workers}, but must be `workers >= 1`.")
         self.workers = workers
+        self.devices = devices
         self._pool: Pool | None = None
         self._task: Task | None = None
 
@@ -64,14 +91,15 @@ class ProcessExecutor(WorkerExecutor):
         self._pool_for(task)
 
     def _pool_for(self, task: Task) -> Pool:
-        if task.device.type != "cpu":
-            raise ConfigError("Worker processes train on the CPU only; use one worker with a GPU.")
         if self._pool is None or self._task is not task:
+            devices = self.devices or worker_devices(task.device, self.workers)
             self.close()
             context = multiprocessing.get_context(
                 "spawn"
             )  # no fork of a process holding torch threads
-            self._pool = context.Pool(self.workers, initializer=_init_worker, initargs=(task,))
+            self._pool = context.Pool(
+                self.workers, initializer=_init_worker, initargs=(task.on("cpu"), devices)
+            )
             self._task = task
         return self._pool
 

@@ -46,9 +46,10 @@ def make_executor(
     if not remote and workers <= 1:
         return None
     if not remote and executor == "process":
-        from .executor import ProcessExecutor
+        from .executor import ProcessExecutor, worker_devices
 
         check_sendable(family, workers, pickle.dumps)
+        worker_devices(device, workers)  # more workers than GPUs fails now, not at the start
         return ProcessExecutor(workers)
     if device.type != "cpu":
         raise ConfigError(

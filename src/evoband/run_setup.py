@@ -181,7 +181,10 @@ class SearchDefinition:
 
 def auto_workers(device: torch.device) -> int:
     """Fold workers that keep this machine busy: one per available core on a CPU (small networks
-    train on one thread each; the folds of a rung's members run together), one on a GPU."""
+    train on one thread each; the folds of a rung's members run together), one per visible GPU
+    on CUDA, one on another accelerator."""
+    if device.type == "cuda":
+        return max(1, torch.cuda.device_count())
     if device.type != "cpu":
         return 1
     cores = (

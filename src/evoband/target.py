@@ -6,6 +6,8 @@ member promoted to a higher Hyperband rung only trains the extra epochs.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -87,6 +89,16 @@ class Task:
                 tr = torch.as_tensor(fold.train_idx, device=self.device)
                 va = torch.as_tensor(fold.valid_idx, device=self.device)
                 self.splits.append(Split(x[tr], y[tr], x[va], y[va]))
+
+    def on(self, device: torch.device | str) -> Task:
+        """This task with its tensors on ``device`` (itself when they are there already)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        moved = copy.copy(self)
+        moved.device = device
+        moved.splits = [Split(*(t.to(device) for t in dataclasses.astuple(s))) for s in self.splits]
+        return moved
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
