@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from evoband.data import load_data
 from evoband.errors import ConfigError
 from evoband.executor import ProcessExecutor, worker_devices
 from evoband.family import SHIPPED
+from evoband.results import Status
 from evoband.run_executor import make_executor
 from evoband.run_setup import auto_workers
 from evoband.search import SearchConfig, run_search
@@ -109,3 +114,44 @@ def test_workers_on_given_devices_train_as_serial(tiny_image_root: Path) -> None
     assert [(f.top3, f.precision) for f in parallel.folds] == [
         (f.top3, f.precision) for f in serial.folds
     ]
+
+
+def kill_a_worker_once_training(executor: ProcessExecutor, after: float = 0.3) -> threading.Thread:
+    """SIGKILL one of the executor's worker processes ``after`` seconds after they exist (while
+    they start or train: jobs are in flight either way)."""
+
+    def kill() -> None:
+        while not getattr(executor._pool, "_processes", None):
+            time.sleep(0.05)
+        time.sleep(after)
+        os.kill(next(iter(executor._pool._processes)), signal.SIGKILL)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+SLOW = dict(SMALL_CONFIG, n_channels_conv_0=48)
+"""Folds of a few seconds: a worker is killed while it trains one."""
+
+
+@pytest.mark.parametrize("retries", [2, 0])
+def test_a_worker_killed_mid_job_is_survived(image_folder_factory, retries: int) -> None:
+    task = Task(load_data(image_folder_factory("big", n_train=90, size=16)), cv_folds=3)
+    executor = ProcessExecutor(2, retries=retries)
+    try:
+        executor.start(task)
+        killer = kill_a_worker_once_training(executor)
+        killed = evaluate(SLOW, 8, task=task, seed=4, executor=executor)
+        killer.join()
+        after = evaluate(SLOW, 1, task=task, seed=4, executor=executor)  # the pool works again
+    finally:
+        executor.close()
+    assert after.ok
+    if retries:  # the folds that died with the pool ran again, from scratch
+        serial = evaluate(SLOW, 8, task=task, seed=4)
+        assert [f.precision for f in killed.folds] == [f.precision for f in serial.folds]
+    else:
+        failed = [f for f in killed.folds if f.status == Status.FAILED]
+        assert failed and all("died 1 time(s)" in f.message for f in failed)
+        assert killed.status == Status.FAILED

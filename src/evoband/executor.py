@@ -10,17 +10,17 @@ each worker trains on a GPU of its own instead.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import signal
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from functools import partial
-from multiprocessing.pool import Pool
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
 from .errors import ConfigError
-from .results import FoldResult
+from .results import FoldResult, Status
 from .target import FoldJob, Task, WorkerExecutor, run_fold
 from .train import EpochCallback
 
@@ -62,27 +62,32 @@ def _run_in_worker(job: FoldJob) -> FoldResult:
     return result
 
 
-def _paired(finished: queue.SimpleQueue[Any], job: FoldJob, result: FoldResult) -> None:
-    finished.put((job, result))
-
-
 class ProcessExecutor(WorkerExecutor):
     """Folds in ``workers`` processes; the pool starts with the first evaluation.
 
     On a CPU every worker trains on one thread; on CUDA each worker has a GPU of its own
-    (:func:`worker_devices`). The task's tensors are sent through the CPU.
+    (:func:`worker_devices`). The task's tensors are sent through the CPU. A worker that dies
+    (killed, out of memory) takes the pool down with every job in flight: the pool is started
+    again and those jobs are run again, each at most ``retries`` more times, after which it is
+    recorded as a ``failed`` fold.
 
     Args:
         workers: number of worker processes (>= 2 to be useful).
         devices: the device of each worker (default: :func:`worker_devices` of the task's).
+        retries: how many more times a job is run after its worker died under it.
     """
 
-    def __init__(self, workers: int, devices: list[torch.device] | None = None) -> None:
+    def __init__(
+        self, workers: int, devices: list[torch.device] | None = None, retries: int = 2
+    ) -> None:
         if workers < 1:
             raise ConfigError(f"The value of `workers` is {workers}, but must be `workers >= 1`.")
+        if retries < 0:
+            raise ConfigError(f"The value of `retries` is {retries}, but must be `retries >= 0`.")
         self.workers = workers
         self.devices = devices
-        self._pool: Pool | None = None
+        self.retries = retries
+        self._pool: ProcessPoolExecutor | None = None
         self._task: Task | None = None
 
     def start(self, task: Task) -> None:
@@ -90,15 +95,15 @@ class ProcessExecutor(WorkerExecutor):
         to the first evaluation's time limit."""
         self._pool_for(task)
 
-    def _pool_for(self, task: Task) -> Pool:
+    def _pool_for(self, task: Task) -> ProcessPoolExecutor:
         if self._pool is None or self._task is not task:
             devices = self.devices or worker_devices(task.device, self.workers)
             self.close()
-            context = multiprocessing.get_context(
-                "spawn"
-            )  # no fork of a process holding torch threads
-            self._pool = context.Pool(
-                self.workers, initializer=_init_worker, initargs=(task.on("cpu"), devices)
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of torch threads
+                initializer=_init_worker,
+                initargs=(task.on("cpu"), devices),
             )
             self._task = task
         return self._pool
@@ -110,38 +115,54 @@ class ProcessExecutor(WorkerExecutor):
         on_epoch: Callable[[int], EpochCallback | None] | None = None,
     ) -> Iterator[tuple[FoldJob, FoldResult]]:
         """At most ``workers`` jobs at a time; a worker's exception is raised here."""
-        pool = self._pool_for(task)
-        finished: queue.SimpleQueue[tuple[FoldJob, FoldResult] | BaseException]
-        finished = queue.SimpleQueue()
-        in_flight, exhausted = 0, False
+        running: dict[Future[FoldResult], tuple[FoldJob, float]] = {}
+        again: deque[FoldJob] = deque()
+        deaths: dict[int, int] = {}
+        exhausted = False
         try:
             while True:
-                while not exhausted and in_flight < self.workers:
-                    job = next(jobs, None)
+                pool = self._pool_for(task)
+                while len(running) < self.workers:
+                    job = again.popleft() if again else None if exhausted else next(jobs, None)
                     if job is None:
-                        exhausted = True
+                        exhausted = not again
                         break
-                    pool.apply_async(
-                        _run_in_worker,
-                        (job,),
-                        callback=partial(_paired, finished, job),
-                        error_callback=finished.put,
-                    )
-                    in_flight += 1
-                if in_flight == 0:
+                    running[pool.submit(_run_in_worker, job)] = (job, time.perf_counter())
+                if not running:
                     return
-                outcome = finished.get()
-                in_flight -= 1
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                yield outcome
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    done = set(running)  # the pool is gone, and every job in flight with it
+                    self.close()
+                for future in done:
+                    job, started = running.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        yield job, future.result()
+                    elif not isinstance(exc, BrokenProcessPool):
+                        raise exc
+                    elif deaths.setdefault(id(job), 0) < self.retries:
+                        deaths[id(job)] += 1
+                        again.append(job)
+                    else:
+                        yield job, _died(job, self.retries + 1, time.perf_counter() - started)
         finally:
-            if in_flight:  # abandoned (a stop, an error): end those jobs, not train them on
+            if running:  # abandoned (a stop, an error): end those jobs, not train them on
                 self.close()
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            # terminate running jobs (shutdown alone would wait for them to finish)
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
             self._task = None
+
+
+def _died(job: FoldJob, times: int, seconds: float) -> FoldResult:
+    message = (
+        f"the worker process training this fold died {times} time(s) (killed, or out of "
+        "memory); recorded as failed"
+    )
+    return FoldResult(job.fold, 0.0, 0.0, 0.0, float("nan"), 0, seconds, Status.FAILED, message)
