@@ -27,7 +27,6 @@ little about the executors.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import math
 import os
@@ -35,9 +34,10 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,18 @@ except ImportError:  # running from a checkout without an installed package
 
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # noqa: E402
+    REPO_ROOT,
+    RESULTS_DIR,
+    Column,
+    apply_defaults,
+    mean_std,
+    write_csv,
+)
+from bench_common import markdown_table as shared_table  # noqa: E402
 from evoband import SearchConfig, SearchSettings, load_run, run_search  # noqa: E402
 from evoband.hooks import BaseCallback, SearchView  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 SETUPS: dict[str, dict[str, Any]] = {
     "serial": {"workers": 1, "executor": "process"},
@@ -184,48 +191,31 @@ def setup_order(setups: Sequence[str], index: int) -> list[str]:
     return [*setups[k:], *setups[:k]]
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write rows (the union of their keys, in first-seen order) to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def mean_std(values: Iterable[Any], fmt: str = "{:.1f}") -> str:
-    """``mean ± std`` over the finite values (``mean`` for one, ``-`` for none)."""
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not xs:
-        return "-"
-    text = fmt.format(statistics.mean(xs))
-    return text + (" ± " + fmt.format(statistics.stdev(xs)) if len(xs) > 1 else "")
-
-
-TABLE_COLUMNS = [
-    ("evals_per_min", "evaluations / min", "{:.1f}"),
-    ("epoch_folds_per_min", "epoch-folds / min", "{:.0f}"),
-    ("best_feasible_cv_top3", "best feasible CV top-3", "{:.3f}"),
-    ("n_evaluations", "evaluations", "{:.0f}"),
-    ("startup_s", "start-up s", "{:.1f}"),
-    ("load_before", "load before", "{:.1f}"),
+TABLE_COLUMNS: list[Column] = [
+    (key, title, partial(mean_std, fmt=fmt))
+    for key, title, fmt in [
+        ("evals_per_min", "evaluations / min", "{:.1f}"),
+        ("epoch_folds_per_min", "epoch-folds / min", "{:.0f}"),
+        ("best_feasible_cv_top3", "best feasible CV top-3", "{:.3f}"),
+        ("n_evaluations", "evaluations", "{:.0f}"),
+        ("startup_s", "start-up s", "{:.1f}"),
+        ("load_before", "load before", "{:.1f}"),
+    ]
 ]
-"""Columns of the table: CSV key, title, number format."""
+"""Columns of the table: CSV key, title, cell."""
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Mean ± std over seeds per setup, with the speed-up of evaluations / min over serial."""
-    titles = " | ".join(title for _, title, _ in TABLE_COLUMNS)
-    lines = [f"| setup | runs | {titles} | speed-up |", "|---" * (len(TABLE_COLUMNS) + 3) + "|"]
     serial = [r["evals_per_min"] for r in rows if r["setup"] == "serial"]
-    for setup in dict.fromkeys(row["setup"] for row in rows):
-        group = [row for row in rows if row["setup"] == setup]
-        cells = [mean_std((row[key] for row in group), fmt) for key, _, fmt in TABLE_COLUMNS]
+
+    def speedup(group: list[Mapping[str, Any]]) -> str:
+        if not serial or min(serial) <= 0:
+            return "-"
         rate = statistics.mean(r["evals_per_min"] for r in group)
-        speedup = f"{rate / statistics.mean(serial):.2f}x" if serial and min(serial) > 0 else "-"
-        lines.append(f"| {setup} | {len(group)} | " + " | ".join(cells) + f" | {speedup} |")
-    return "\n".join(lines)
+        return f"{rate / statistics.mean(serial):.2f}x"
+
+    return shared_table(rows, "setup", TABLE_COLUMNS, ("speed-up", speedup))
 
 
 def log_line(row: Mapping[str, Any]) -> str:
@@ -266,11 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and check the flags; ``--quick`` changes the defaults of the flags not given."""
     p = build_parser()
-    args = p.parse_args(argv)
-    for key, value in (QUICK_DEFAULTS if args.quick else FULL_DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    args = apply_defaults(p.parse_args(argv), QUICK_DEFAULTS, FULL_DEFAULTS)
     args.setups = list(dict.fromkeys(s.strip() for s in args.setups.split(",") if s.strip()))
     unknown = [s for s in args.setups if s not in SETUPS]
     if unknown or not args.setups:

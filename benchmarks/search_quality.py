@@ -29,14 +29,12 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import importlib.util
 import json
 import logging
 import math
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -45,6 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +63,16 @@ from evoband.space import SPACES, get_space, is_active, plain, validate  # noqa:
 from evoband.target import Result, Task, evaluate  # noqa: E402
 from evoband.train import OK, derive_seed, resolve_device  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # noqa: E402
+    REPO_ROOT,
+    RESULTS_DIR,
+    Column,
+    apply_defaults,
+    mean_std,
+    write_csv,
+)
+from bench_common import markdown_table as shared_table  # noqa: E402
 
 EVOBAND_METHODS: dict[str, dict[str, bool]] = {
     "ea_hb": {"hyperband": True, "random_search": False},
@@ -715,59 +722,32 @@ def retrain(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
     return {key: record[key] for key in keys}
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write rows (the union of their keys, in first-seen order) to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-TABLE_COLUMNS = [
-    ("best_cv_top3_25", "CV top-3 @25%", "score"),
-    ("best_cv_top3_50", "@50%", "score"),
-    ("best_cv_top3_100", "@100%", "score"),
-    ("n_evaluations", "evaluations", "count"),
-    ("feasible_rate", "feasible", "percent"),
-    ("epoch_folds", "epoch-folds", "count"),
-    ("test_top3", "test top-3", "score"),
-    ("test_precision", "test precision", "score"),
-]
-"""Columns of the Markdown table: CSV key, title and how to show it."""
-
-_FORMATS = {
-    "score": (1.0, "{:.3f}", ""),
-    "count": (1.0, "{:.0f}", ""),
-    "percent": (100.0, "{:.0f}", "%"),
+_CELLS: dict[str, Callable[[Iterable[Any]], str]] = {
+    "score": partial(mean_std, fmt="{:.3f}"),
+    "count": partial(mean_std, fmt="{:.0f}"),
+    "percent": partial(mean_std, fmt="{:.0f}", scale=100.0, unit="%"),
 }
 
-
-def mean_std(values: Iterable[Any], kind: str = "score") -> str:
-    """``mean ± std`` over the finite values (``mean`` for one, ``-`` for none).
-
-    ``kind`` is ``score`` (3 decimals), ``count`` (whole numbers) or ``percent``.
-    """
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not xs:
-        return "-"
-    scale, fmt, unit = _FORMATS[kind]
-    text = fmt.format(statistics.mean(xs) * scale)
-    if len(xs) > 1:
-        text += " ± " + fmt.format(statistics.stdev(xs) * scale)
-    return text + unit
+TABLE_COLUMNS: list[Column] = [
+    (key, title, _CELLS[kind])
+    for key, title, kind in [
+        ("best_cv_top3_25", "CV top-3 @25%", "score"),
+        ("best_cv_top3_50", "@50%", "score"),
+        ("best_cv_top3_100", "@100%", "score"),
+        ("n_evaluations", "evaluations", "count"),
+        ("feasible_rate", "feasible", "percent"),
+        ("epoch_folds", "epoch-folds", "count"),
+        ("test_top3", "test top-3", "score"),
+        ("test_precision", "test precision", "score"),
+    ]
+]
+"""Columns of the Markdown table: CSV key, title and cell (scores with 3 decimals, counts
+whole, rates in percent)."""
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Mean ± std over seeds per method, as a Markdown table."""
-    titles = " | ".join(title for _, title, _ in TABLE_COLUMNS)
-    lines = [f"| method | runs | {titles} |", "|---" * (len(TABLE_COLUMNS) + 2) + "|"]
-    for method in dict.fromkeys(row["method"] for row in rows):
-        group = [row for row in rows if row["method"] == method]
-        cells = [mean_std((row[key] for row in group), kind) for key, _, kind in TABLE_COLUMNS]
-        lines.append(f"| {method} | {len(group)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return shared_table(rows, "method", TABLE_COLUMNS)
 
 
 def evaluation_figures(outcomes: Sequence[RunOutcome], out_dir: Path) -> None:
@@ -853,11 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and validate the flags; ``--quick`` changes the defaults of the flags not given."""
     p = build_parser()
-    args = p.parse_args(argv)
-    for key, value in (QUICK_DEFAULTS if args.quick else FULL_DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    args = apply_defaults(p.parse_args(argv), QUICK_DEFAULTS, FULL_DEFAULTS)
     args.methods = list(dict.fromkeys(m.strip() for m in str(args.methods).split(",") if m.strip()))
     unknown = [m for m in args.methods if m not in ALL_METHODS]
     if unknown or not args.methods:
