@@ -11,15 +11,11 @@ from typing import Any
 import pytest
 import torch
 
+from evoband.checkpoints import checkpoint_path, file_sha256
 from evoband.cnn import build_model, count_params
 from evoband.data import load_data
 from evoband.results import FoldResult, Result, Status
-from evoband.target import (
-    Task,
-    checkpoint_path,
-    evaluate,
-    file_sha256,
-)
+from evoband.target import Task, evaluate
 
 TINY: dict[str, Any] = {
     "learning_rate_init": 1e-2,
