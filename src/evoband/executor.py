@@ -10,6 +10,7 @@ each worker trains on a GPU of its own instead.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -55,6 +56,11 @@ def _init_worker(task: Task, devices: list[torch.device]) -> None:
     _WORKER_TASK = task.on(devices[index % len(devices)])
 
 
+def _ready() -> int:
+    time.sleep(0.05)  # long enough for the other workers to take the other calls
+    return os.getpid()
+
+
 def _run_in_worker(job: FoldJob) -> FoldResult:
     assert _WORKER_TASK is not None, "worker started without its task"
     result = run_fold(job, _WORKER_TASK)
@@ -92,8 +98,13 @@ class ProcessExecutor(WorkerExecutor):
 
     def start(self, task: Task) -> None:
         """Start the workers now (with ``task`` loaded), so that their start-up is not charged
-        to the first evaluation's time limit."""
-        self._pool_for(task)
+        to the first evaluation's time limit: returns once every worker has answered."""
+        pool = self._pool_for(task)
+        answered: set[int] = set()
+        for _ in range(20):  # the pool spawns its workers as jobs come; each answers when ready
+            answered |= {f.result() for f in [pool.submit(_ready) for _ in range(self.workers)]}
+            if len(answered) >= self.workers:
+                return
 
     def _pool_for(self, task: Task) -> ProcessPoolExecutor:
         if self._pool is None or self._task is not task:
