@@ -135,8 +135,8 @@ class ProcessExecutor(WorkerExecutor):
                 pool = self._pool_for(task)
                 while len(running) < self.workers:
                     job = again.popleft() if again else None if exhausted else next(jobs, None)
-                    if job is None:
-                        exhausted = not again
+                    if job is None:  # (``again`` is empty here)
+                        exhausted = True
                         break
                     running[pool.submit(_run_in_worker, job)] = (job, time.perf_counter())
                 if not running:

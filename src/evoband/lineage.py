@@ -15,11 +15,12 @@ the member itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .errors import EvobandError
 from .member import Member
 from .parent_weights import ParentWeights
 from .results import Status
@@ -71,7 +72,6 @@ def train_lineage(
     seed: int,
     segments: Sequence[int],
     workdir: Path,
-    on_node: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> ParentWeights | None:
     """Train the ancestors of the lineage's last node on ``task``; its inheritance source.
 
@@ -80,7 +80,7 @@ def train_lineage(
     checkpoint kept in ``workdir``. Returns None when the last node inherited nothing.
 
     Raises:
-        RuntimeError: an ancestor's training did not finish ``ok`` (the lineage is broken).
+        EvobandError: an ancestor's training did not finish ``ok`` (the lineage is broken).
     """
     trained: dict[tuple[int, int], ParentWeights] = {}
 
@@ -94,8 +94,6 @@ def train_lineage(
     *ancestors, last = lineage
     for node in ancestors:
         member_id, epochs = int(node["member_id"]), int(node["epochs"])
-        if on_node is not None:
-            on_node(node)
         directory = workdir / f"member{member_id}_{epochs}epochs"
         result = evaluate(
             node["config"],
@@ -107,9 +105,9 @@ def train_lineage(
             inherit=source_of(node),
         )
         if result.status != Status.OK:
-            raise RuntimeError(
+            raise EvobandError(
                 f"Ancestor member {member_id} of the lineage ended {result.status} at {epochs} "
-                f"epochs ({result.message}); retrain with --lineage False."
+                f"epochs ({result.message}); main.py --lineage False trains it from scratch."
             )
         hashes = {f.fold: f.checkpoint_sha256 for f in result.folds if f.checkpoint_sha256}
         trained[(member_id, epochs)] = ParentWeights(
