@@ -1,4 +1,4 @@
-"""Train one configuration from scratch and score it: K-fold CV, or train -> test with -t.
+"""Train one configuration and score it: K-fold CV, or train -> test with -t (from scratch, or after its lineage when it inherited weights).
 
 python src/main.py -c runs/<run>/opt_cfg.json -t True
 """
