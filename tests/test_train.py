@@ -368,3 +368,14 @@ def test_derive_seed_is_deterministic_and_distinct() -> None:
     assert derive_seed(1, 2, 0) != derive_seed(2, 1, 0)
     assert derive_seed(0, 0, 1) != derive_seed(0, 1, 0)
     torch.Generator().manual_seed(max(seeds))  # usable as a torch seed
+
+
+def test_training_keeps_freed_buffers_for_reuse_on_glibc(tiny: Tensors) -> None:
+    import platform
+
+    from evoband import allocator
+
+    state = make_state(SMALL_CONFIG, tiny.input_shape, tiny.n_classes, seed=0, device=CPU)
+    train(state, tiny.x, tiny.y, config=SMALL_CONFIG, epochs=1, seed=0)
+    assert allocator._tuned == (platform.libc_ver()[0] == "glibc")
+    assert allocator.tune_allocator() == allocator._tuned  # again: nothing changes

@@ -153,7 +153,12 @@ class DaskExecutor(WorkerExecutor):
 
     def _start_local_cluster(self, workers: int) -> None:
         # allowed-failures is read when the scheduler starts: the retries of a fold whose worker died
-        with dask.config.set({"distributed.scheduler.allowed-failures": self.retries}):
+        settings = {
+            "distributed.scheduler.allowed-failures": self.retries,
+            # the nanny would set it in this process's environment too (see evoband.allocator)
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        }
+        with dask.config.set(settings):
             self._cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,

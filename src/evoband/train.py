@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .allocator import tune_allocator
 from .data import augment, batch_indices
 from .family import SHIPPED, NetworkFamily
 from .metrics import Metrics, compute_metrics
@@ -251,6 +252,7 @@ def train(
     Returns:
         ``ok``, ``diverged`` (a NaN or inf loss; training stopped at once) or ``timed_out``.
     """
+    tune_allocator()  # reused buffers instead of fresh pages every step (see evoband.allocator)
     n_classes = _n_outputs(state.model)
     loss_fn = _loss_fn(config, n_classes)
     mean_loss = float("nan")
