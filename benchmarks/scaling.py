@@ -1,11 +1,10 @@
-"""Scaling: evaluations per minute and search quality with 1, 2 process and 2 Dask fold workers.
+"""Scaling: evaluations per minute and search quality with 1 and 2 fold workers.
 
 Side by side in one run, the same search (EA + Hyperband, the same seed and settings) is given
 the same wall-clock budget with its CV folds trained
 
 - ``serial``: one after the other in the search's process (``workers=1``);
-- ``process2``: by 2 worker processes of evoband's process pool (``executor="process"``);
-- ``dask2``: by a Dask LocalCluster of 2 worker processes (``executor="dask"``).
+- ``dask2``: by a Dask LocalCluster of 2 worker processes (``workers=2``).
 
 One run at a time (the timings must not overlap); with several seeds the order of the setups
 rotates, so that a drift of the machine's load does not always hit the same one. Each run's
@@ -62,11 +61,10 @@ from evoband import SearchConfig, SearchSettings, load_run, run_search  # noqa: 
 from evoband.hooks import BaseCallback, SearchView  # noqa: E402
 
 SETUPS: dict[str, dict[str, Any]] = {
-    "serial": {"workers": 1, "executor": "process"},
-    "process2": {"workers": 2, "executor": "process"},
-    "dask2": {"workers": 2, "executor": "dask"},
+    "serial": {"workers": 1},
+    "dask2": {"workers": 2},
 }
-"""The fold executors compared: SearchConfig's ``workers`` and ``executor``."""
+"""The fold executors compared: SearchConfig's ``workers``."""
 
 FULL_DEFAULTS: dict[str, Any] = {
     "budget": 300.0,
@@ -157,7 +155,7 @@ def run_setup(setup: str, seed: int, bench: Bench, run_dir: Path) -> dict[str, A
     return {
         "setup": setup,
         "workers": SETUPS[setup]["workers"],
-        "executor": SETUPS[setup]["executor"] if SETUPS[setup]["workers"] > 1 else "serial",
+        "executor": "dask" if SETUPS[setup]["workers"] > 1 else "serial",
         "seed": seed,
         "budget_s": bench.budget,
         "search_s": round(report.elapsed, 2),

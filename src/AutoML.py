@@ -18,7 +18,6 @@ from evoband.cli import (
     setup_logging,
     workers_arg,
 )
-from evoband.cluster import EXECUTORS
 from evoband.hyperband import HyperbandSchedule
 from evoband.search import SearchConfig, run_search
 from evoband.settings import SearchSettings
@@ -123,23 +122,15 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         "--workers",
         type=workers_arg,
         default="auto",
-        help="worker processes training CV folds in parallel, those of all members of a rung together (one CPU thread each, or one GPU each with --device cuda); auto: one per core on a CPU, one per visible GPU on CUDA",
-    )
-    p.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default=SearchConfig.executor,
-        help="how --workers N>1 train the folds on this machine: process (a pool of worker "
-        "processes) or dask (a Dask LocalCluster of N workers); process stays the default until "
-        "benchmarks/scaling.py shows otherwise; ignored with --scheduler_address/--scheduler_file",
+        help="worker processes (a Dask LocalCluster) training CV folds in parallel, those of all members of a rung together (one CPU thread each, or one GPU each with --device cuda); auto: one per core on a CPU, one per visible GPU on CUDA; 1: serially in this process",
     )
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument(
         "--scheduler_address",
         metavar="tcp://HOST:PORT",
         default=None,
-        help="train the folds on the workers of this running Dask scheduler (--workers and "
-        "--executor are ignored); the run directory must be on a filesystem every worker sees at "
+        help="train the folds on the workers of this running Dask scheduler (--workers is "
+        "ignored); the run directory must be on a filesystem every worker sees at "
         "the same path (see README)",
     )
     cluster.add_argument(
@@ -207,7 +198,6 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         device=args.device,
         progress=not args.no_progress,
         workers=None if args.workers == "auto" else args.workers,
-        executor=args.executor,
         scheduler_address=args.scheduler_address,
         scheduler_file=args.scheduler_file,
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from evoband.batch_training import Evaluation, train_together
+from evoband.dask_executor import DaskExecutor
 from evoband.data import load_data
-from evoband.executor import ProcessExecutor
 from evoband.hooks import BaseCallback, SearchView
 from evoband.member import Member
 from evoband.results import FoldResult, Result, Status
@@ -52,7 +52,7 @@ def _train(task: Task, executor, evaluations, may_start=lambda e: True):
 def test_evaluations_trained_together_score_as_alone(tiny_image_root: Path, workers: int) -> None:
     task = Task(load_data(tiny_image_root), cv_folds=3, split_seed=1)
     alone = [evaluate(config, 2, task=task, seed=i) for i, config in enumerate(CONFIGS)]
-    executor = ProcessExecutor(workers) if workers > 1 else SerialExecutor()
+    executor = DaskExecutor(workers) if workers > 1 else SerialExecutor()
     try:
         evaluations = [_evaluation(task, i, config, 2) for i, config in enumerate(CONFIGS)]
         results, folds, left = _train(task, executor, evaluations)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pytest
 import torch
@@ -35,6 +37,7 @@ from evoband.blocks import (
     Repeat,
     Residual,
 )
+from evoband.cluster import check_sendable
 from evoband.cnn import activation_elements, build_model, count_params, macs_per_sample
 from evoband.constraints import Constraints
 from evoband.crossovers import TrainingCrossover
@@ -45,7 +48,7 @@ from evoband.meta_counts import count_network
 from evoband.mutations import AddLayer, CountMutation, WidthMutation
 from evoband.operators import ParamBudget, TournamentSelection, Variation, smallest_config
 from evoband.runs import read_run
-from evoband.search import SearchConfig, run_search
+from evoband.search import SearchConfig
 from evoband.search_space import check_training_settings, resolve_space
 from evoband.settings import check_max_params
 from evoband.space import get_space, sample, validate
@@ -379,7 +382,7 @@ def test_search_arguments_are_checked_before_anything_is_written(tmp_path: Path)
     lambdas = SpaceDefinition(
         "l", Repeat(Dense(Indexed(lambda i: IntRange(4, 8, name=f"u{i}")), "relu"), 1, 2), SETTINGS
     )
-    config = SearchConfig(space=lambdas, data_dir=str(data), run_dir=str(run_dir), workers=2)
-    with pytest.raises(ConfigError, match="worker processes"):
-        run_search(config)
+    check_sendable(BlockFamily(lambdas.network), 2, cloudpickle.dumps)  # Dask sends lambdas too
+    with pytest.raises(ConfigError, match="cannot be sent to 2 worker processes"):
+        check_sendable(threading.Lock(), 2, cloudpickle.dumps)  # type: ignore[arg-type]
     assert not run_dir.exists()

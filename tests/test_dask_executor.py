@@ -209,6 +209,10 @@ def test_local_cluster_folds_equal_serial_and_a_dead_worker_fails_only_its_fold(
         # the nanny's allocator setting would slow training down 1.4x (evoband.allocator)
         trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
         assert set(trim.values()) == {None} and "MALLOC_TRIM_THRESHOLD_" not in os.environ
+        profiling = client.run(
+            lambda: __import__("dask").config.get("distributed.worker.profile.enabled")
+        )
+        assert set(profiling.values()) == {False}  # the quieter LocalCluster settings reach them
         evaluate(
             SMALL_CONFIG, 1, task=task, seed=4, checkpoint_dir=tmp_path / "ckpt", executor=executor
         )
@@ -259,7 +263,6 @@ def test_executor_arguments_checked() -> None:
 @pytest.mark.parametrize(
     "options, words",
     [
-        ({"executor": "threads"}, "executor"),
         ({"scheduler_address": "tcp://a:1", "scheduler_file": "f.json"}, "either"),
         ({"scheduler_address": "tcp://host"}, "tcp://host:port"),
         ({"scheduler_address": "http://host:8786"}, "tcp://host:port"),
@@ -299,12 +302,12 @@ def test_search_with_the_dask_executor_equals_the_serial_search(
     run_dir = tmp_path / "run"
     interrupt = InterruptAfter(2)
     with pytest.raises(KeyboardInterrupt):
-        run_search(search_config(data_dir, run_dir, workers=2, executor="dask"), [interrupt])
+        run_search(search_config(data_dir, run_dir, workers=2), [interrupt])
     assert len(interrupt.started) >= 2  # the LocalCluster's worker processes
     _gone, alive = psutil.wait_procs(interrupt.started, timeout=30)
     assert not alive, "the LocalCluster outlived the interrupted search"
     assert read_json(run_dir / "run.json")["stopped_by"] == "interrupted"
-    config = search_config(data_dir, run_dir, workers=2, executor="dask", resume=True)
+    config = search_config(data_dir, run_dir, workers=2, resume=True)
     report = run_search(config)
     assert report.n_evaluations == CAP
     assert_same_ledger(run_dir, serial_run)
@@ -410,9 +413,8 @@ def test_another_client_in_the_process_does_not_delay_the_results(
         (["--scheduler_address", "localhost"], "tcp://host:port"),
         (["--scheduler_file", "{tmp}/none.json"], "does not exist"),
         (["--scheduler_file", "f.json", "--scheduler_address", "tcp://a:1"], "not allowed"),
-        (["--executor", "threads"], "--executor"),
     ],
-    ids=["refused", "malformed", "no_file", "both", "executor"],
+    ids=["refused", "malformed", "no_file", "both"],
 )
 def test_bad_cluster_flags_are_one_error_line_and_write_nothing(
     flags: list[str], words: str, data_dir: Path, tmp_path: Path

@@ -1,7 +1,8 @@
 """The folds of an evaluation as tasks on a Dask cluster (``dask.distributed``).
 
 :class:`DaskExecutor` either starts a ``LocalCluster`` of N worker processes on this machine
-(one thread each) or connects to an existing cluster by its scheduler's address or file. Every
+(one CPU thread each, or one GPU each on CUDA) or connects to an existing cluster by its
+scheduler's address or file. Every
 worker receives the prepared data once: the :class:`evoband.target.Task` travels inside a worker
 plugin, which the scheduler also hands to workers that join later (e.g. one restarted after it
 died), and each job names the plugin it trains with. Workers train on one torch thread, one fold
@@ -37,7 +38,7 @@ import torch
 from distributed import Client, Future, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.scheduler import KilledWorker
 
-from .cluster import parse_scheduler_address
+from .cluster import LOCAL_CLUSTER_SETTINGS, parse_scheduler_address, worker_devices
 from .errors import ClusterError, ConfigError, EvobandError
 from .faults import failed_fold
 from .results import FoldResult, Status
@@ -56,14 +57,20 @@ several threads must still train one fold at a time for the results to be reprod
 class _TaskPlugin(WorkerPlugin):
     """Carries the task to every worker (also to those that join later) and sets it up."""
 
-    def __init__(self, task: Task, ignore_sigint: bool) -> None:
+    def __init__(
+        self, task: Task, ignore_sigint: bool, devices: list[torch.device] | None = None
+    ) -> None:
         self.task: Task | None = task
         self.ignore_sigint = ignore_sigint
+        self.devices = devices
 
     def setup(self, worker: Any) -> None:
         torch.set_num_threads(1)  # small networks: one intra-op thread is fastest
         if self.ignore_sigint and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the search handles Ctrl-C
+        if self.devices and self.task is not None:  # a LocalCluster names its workers 0, 1, ...
+            index = worker.name if isinstance(worker.name, int) else 0
+            self.task = self.task.on(self.devices[index % len(self.devices)])
 
     def teardown(self, worker: Any) -> None:
         self.task = None
@@ -88,8 +95,10 @@ class DaskExecutor(WorkerExecutor):
     cluster reached by ``scheduler_address`` (``tcp://host:port``) or ``scheduler_file``.
 
     Args:
-        workers: worker processes of a LocalCluster started on this machine (CPU, one thread
-            each); closed with the executor.
+        workers: worker processes of a LocalCluster started on this machine (one CPU thread
+            each, or one GPU each on CUDA); closed with the executor.
+        devices: the device of each LocalCluster worker (default: :func:`worker_devices` of the
+            task's device).
         scheduler_address: the address of a running scheduler.
         scheduler_file: the JSON file a running scheduler wrote (``--scheduler-file``).
         retries: how many more times a fold whose worker died is run (on a LocalCluster).
@@ -102,6 +111,7 @@ class DaskExecutor(WorkerExecutor):
         self,
         workers: int | None = None,
         *,
+        devices: list[torch.device] | None = None,
         scheduler_address: str | None = None,
         scheduler_file: str | Path | None = None,
         retries: int = 2,
@@ -120,6 +130,7 @@ class DaskExecutor(WorkerExecutor):
         if scheduler_address is not None:
             parse_scheduler_address(scheduler_address)
         self.workers = workers
+        self.devices = devices
         self.scheduler_address = scheduler_address
         self.scheduler_file = None if scheduler_file is None else Path(scheduler_file)
         self.retries = retries
@@ -154,9 +165,8 @@ class DaskExecutor(WorkerExecutor):
     def _start_local_cluster(self, workers: int) -> None:
         # allowed-failures is read when the scheduler starts: the retries of a fold whose worker died
         settings = {
+            **LOCAL_CLUSTER_SETTINGS,
             "distributed.scheduler.allowed-failures": self.retries,
-            # the nanny would set it in this process's environment too (see evoband.allocator)
-            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
         }
         with dask.config.set(settings):
             self._cluster = LocalCluster(
@@ -221,14 +231,20 @@ class DaskExecutor(WorkerExecutor):
         self._client_for(task)
 
     def _client_for(self, task: Task) -> Client:
-        if task.device.type != "cpu":
-            raise ConfigError("Dask workers train on the CPU only; pass --device cpu.")
+        devices = self.devices
+        if task.device.type != "cpu" and devices is None:
+            if self.workers is None:
+                raise ConfigError(
+                    "The workers of an existing Dask cluster train on the CPU; pass --device cpu."
+                )
+            devices = worker_devices(task.device, self.workers)
         client = self.connect()
         if self._task is not task:
             self._drop_plugin()
             name = f"evoband-task-{uuid.uuid4().hex}"
+            plugin = _TaskPlugin(task.on("cpu"), self._cluster is not None, devices)
             try:
-                client.register_plugin(_TaskPlugin(task, self._cluster is not None), name=name)
+                client.register_plugin(plugin, name=name)
             except EvobandError:
                 raise
             except Exception as exc:  # whatever the workers raised while loading it

@@ -49,9 +49,9 @@ class SearchConfig:
     and ``selection`` replace the optimizer's default operators (see
     :class:`evoband.ea.EvolutionaryOptimizer`); they must be made for the searched space
     (``definition.compile()`` of a composed one, ``evoband.space.get_space(name)`` of a shipped
-    one). ``workers``, ``executor``, ``scheduler_address`` and ``scheduler_file`` choose where the
-    folds train (:func:`evoband.run_executor.make_executor`); they are not part of the search's
-    definition, so a run may be resumed with another executor.
+    one). ``workers``, ``scheduler_address`` and ``scheduler_file`` choose where the folds
+    train (:func:`evoband.run_executor.make_executor`); they are not part of the search's
+    definition, so a run may be resumed with other ones.
     """
 
     settings: SearchSettings = field(default_factory=SearchSettings)
@@ -65,8 +65,7 @@ class SearchConfig:
     resume: bool = False
     device: str = "auto"
     progress: bool = True
-    workers: int | None = 1  # fold worker processes; None: auto_workers (what AutoML.py does)
-    executor: str = "process"  # how workers > 1 run on this machine: "process" or "dask"
+    workers: int | None = 1  # fold worker processes (a Dask LocalCluster); None: auto_workers
     scheduler_address: str | None = None  # an existing Dask cluster's scheduler (tcp://host:port)
     scheduler_file: str | None = None  # or the file that scheduler wrote
     mutations: Sequence[Variation] | None = None
@@ -85,7 +84,7 @@ class SearchConfig:
             raise ConfigError(
                 f"The value of `workers` is {self.workers}, but must be `workers >= 1`."
             )
-        check_cluster_arguments(self.executor, self.scheduler_address, self.scheduler_file)
+        check_cluster_arguments(self.scheduler_address, self.scheduler_file)
         if self.mutations is not None:
             if isinstance(self.mutations, Variation) or not isinstance(self.mutations, Sequence):
                 raise ConfigError("mutations takes a list of variation operators, e.g. [op].")

@@ -135,7 +135,7 @@ def run_search(
     workers = config.workers if config.workers is not None else auto_workers(device)
     # an existing cluster is reached here: a bad scheduler address fails before anything is written
     executor = make_executor(
-        config.executor, workers, device, family,
+        workers, device, family,
         scheduler_address=config.scheduler_address, scheduler_file=config.scheduler_file,
     )  # fmt: skip
     try:
@@ -201,7 +201,7 @@ def _search(
         interrupted = True
         failure: BaseException | None = None
         try:
-            if executor is not None and task.device.type == "cpu":
+            if executor is not None:
                 executor.start(task)
             optimizer.run()
             interrupted = False
