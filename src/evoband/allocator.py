@@ -28,23 +28,27 @@ TRIM_THRESHOLD = 128 << 20
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_tuned = False
+_tuned: bool | None = None
+"""Whether this process's allocator is tuned; None until the first call."""
 
 
 def tune_allocator() -> bool:
-    """Set glibc's mmap and trim thresholds in this process (once); False where there is no
-    glibc (macOS, Windows, musl), which changes nothing."""
+    """Set glibc's mmap and trim thresholds in this process (the first call does it, later ones
+    return its outcome); False where there is no glibc (macOS, Windows, musl), which changes
+    nothing."""
     global _tuned
-    if _tuned:
-        return True
+    if _tuned is None:
+        _tuned = _set_thresholds()
+    return _tuned
+
+
+def _set_thresholds() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-        ok = libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
+        return libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     except (OSError, AttributeError) as exc:
         logger.debug("glibc's mallopt is not available: %s", exc)
         return False
-    _tuned = ok
-    return ok
