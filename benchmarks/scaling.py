@@ -4,14 +4,19 @@ Side by side in one run, the same search (EA + Hyperband, the same seed and sett
 the same wall-clock budget with its CV folds trained
 
 - ``serial``: one after the other in the search's process (``workers=1``);
-- ``dask2``: by a Dask LocalCluster of 2 worker processes (``workers=2``).
+- ``dask2``: by a Dask LocalCluster of 2 worker processes (``workers=2``);
+- ``dask2_async``: the same cluster with asynchronous promotion (``async_promotion=True``: no
+  rung barrier, so another search: its own decisions follow the order results come in).
 
 One run at a time (the timings must not overlap); with several seeds the order of the setups
 rotates, so that a drift of the machine's load does not always hit the same one. Each run's
 start-up (loading the data, starting the workers) counts against its budget, as in AutoML.py,
 and is also reported on its own. Per run it records the evaluations and epoch-folds (one epoch
 of one fold) per minute, the best feasible CV top-3 at the end of the budget, and the machine's
-load average before and after. Run from the repository root::
+load average before and after. Evaluations per minute fall as a search climbs to longer rungs,
+so a faster run of the same search also shows a lower rate than its speed; the synchronous
+setups therefore also report the speed-up on the serial run's own evaluations (the same search
+makes the same ones): the serial run's time to its last evaluation over theirs to all of them. Run from the repository root::
 
     python benchmarks/scaling.py                      # micro17flower, 300 s per setup
     python benchmarks/scaling.py --budget 600 --seeds 0,1
@@ -45,6 +50,7 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,10 +67,11 @@ from evoband import SearchConfig, SearchSettings, load_run, run_search  # noqa: 
 from evoband.hooks import BaseCallback, SearchView  # noqa: E402
 
 SETUPS: dict[str, dict[str, Any]] = {
-    "serial": {"workers": 1},
-    "dask2": {"workers": 2},
+    "serial": {"workers": 1, "async_promotion": False},
+    "dask2": {"workers": 2, "async_promotion": False},
+    "dask2_async": {"workers": 2, "async_promotion": True},
 }
-"""The fold executors compared: SearchConfig's ``workers``."""
+"""The setups compared: SearchConfig's ``workers`` and SearchSettings' ``async_promotion``."""
 
 FULL_DEFAULTS: dict[str, Any] = {
     "budget": 300.0,
@@ -132,6 +139,7 @@ def run_setup(setup: str, seed: int, bench: Bench, run_dir: Path) -> dict[str, A
         eta=bench.eta,
         max_time=bench.budget,
         seed=seed,
+        async_promotion=SETUPS[setup]["async_promotion"],
     )
     config = SearchConfig(
         settings=settings,
@@ -141,7 +149,7 @@ def run_setup(setup: str, seed: int, bench: Bench, run_dir: Path) -> dict[str, A
         cv_folds=bench.cv_folds,
         run_dir=str(run_dir),
         progress=False,
-        **SETUPS[setup],
+        workers=SETUPS[setup]["workers"],
     )
     clock = _StartClock()
     load_before = os.getloadavg()[0]
@@ -156,6 +164,7 @@ def run_setup(setup: str, seed: int, bench: Bench, run_dir: Path) -> dict[str, A
         "setup": setup,
         "workers": SETUPS[setup]["workers"],
         "executor": "dask" if SETUPS[setup]["workers"] > 1 else "serial",
+        "promotion": "async" if SETUPS[setup]["async_promotion"] else "sync",
         "seed": seed,
         "budget_s": bench.budget,
         "search_s": round(report.elapsed, 2),
@@ -183,6 +192,20 @@ def run_setup(setup: str, seed: int, bench: Bench, run_dir: Path) -> dict[str, A
     }
 
 
+def same_evaluations_speedup(run: pd.DataFrame, serial: pd.DataFrame) -> float:
+    """How much sooner a run had every evaluation the serial run of the same seed made in its
+    budget: the serial run's time to its last one over this run's time to all of them (the
+    same synchronous search makes the same evaluations; NaN when this run lacks one of them).
+    Both frames are :func:`evoband.load_run`'s."""
+    if serial.empty:
+        return math.nan
+    when = {(int(r.member_id), int(r.epochs)): float(r.elapsed) for r in run.itertuples()}
+    keys = [(int(r.member_id), int(r.epochs)) for r in serial.itertuples()]
+    if any(k not in when for k in keys):
+        return math.nan
+    return float(serial["elapsed"].max()) / max(max(when[k] for k in keys), 1e-9)
+
+
 def setup_order(setups: Sequence[str], index: int) -> list[str]:
     """``setups`` rotated by ``index`` (the seed's position), so each leads once in turn."""
     k = index % len(setups)
@@ -193,6 +216,7 @@ TABLE_COLUMNS: list[Column] = [
     (key, title, partial(mean_std, fmt=fmt))
     for key, title, fmt in [
         ("evals_per_min", "evaluations / min", "{:.1f}"),
+        ("same_evals_speedup", "speed-up on serial's evaluations", "{:.2f}x"),
         ("epoch_folds_per_min", "epoch-folds / min", "{:.0f}"),
         ("best_feasible_cv_top3", "best feasible CV top-3", "{:.3f}"),
         ("n_evaluations", "evaluations", "{:.0f}"),
@@ -214,6 +238,18 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         return f"{rate / statistics.mean(serial):.2f}x"
 
     return shared_table(rows, "setup", TABLE_COLUMNS, ("speed-up", speedup))
+
+
+def add_speedups(rows: Sequence[dict[str, Any]], serial_dir: Path) -> None:
+    """Each synchronous row's :func:`same_evaluations_speedup` (NaN without a serial run; an
+    asynchronous search makes other decisions, so it has none)."""
+    for row in rows:
+        same = row["promotion"] == "sync" and (serial_dir / "history.sqlite").exists()
+        row["same_evals_speedup"] = (
+            same_evaluations_speedup(load_run(row["run_dir"]), load_run(serial_dir))
+            if same
+            else math.nan
+        )
 
 
 def log_line(row: Mapping[str, Any]) -> str:
@@ -282,10 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     for index, seed in enumerate(args.seeds):
+        seed_rows = []
         for setup in setup_order(args.setups, index):  # one at a time: no overlapping timings
-            rows.append(run_setup(setup, seed, bench, runs_dir / f"{setup}_seed{seed}"))
+            seed_rows.append(run_setup(setup, seed, bench, runs_dir / f"{setup}_seed{seed}"))
+            rows.append(seed_rows[-1])
             print(log_line(rows[-1]), flush=True)
             write_csv(out, rows)  # after every run: a stopped benchmark keeps what it measured
+        add_speedups(seed_rows, runs_dir / f"serial_seed{seed}")
+        write_csv(out, rows)
     print("\n" + markdown_table(rows) + "\n")
     print(f"wrote {out}")
     return 0

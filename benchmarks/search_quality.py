@@ -6,7 +6,8 @@ wall-clock budget, one run at a time:
 
 - ``ea_hb``, ``ea``, ``rs_hb``: :func:`evoband.run_search` (EA with / without Hyperband, random
   search with Hyperband); ``ea_hb_inherit``: EA+HB whose children start from their parents'
-  trained weights (``inherit_weights``).
+  trained weights (``inherit_weights``); ``ea_hb_async``: EA+HB with asynchronous promotion
+  (``async_promotion``: no rung barrier).
 - ``dehb``: the ``dehb`` package (ask / tell) with epochs as the fidelity.
 - ``optuna``: Optuna's TPE sampler with its HyperbandPruner, training rung by rung.
 
@@ -79,6 +80,7 @@ EVOBAND_METHODS: dict[str, dict[str, bool]] = {
     "ea": {"hyperband": False, "random_search": False},
     "rs_hb": {"hyperband": True, "random_search": True},
     "ea_hb_inherit": {"hyperband": True, "random_search": False, "inherit_weights": True},
+    "ea_hb_async": {"hyperband": True, "random_search": False, "async_promotion": True},
 }
 PEER_PACKAGES: dict[str, str] = {"dehb": "dehb", "optuna": "optuna"}
 ALL_METHODS = (*EVOBAND_METHODS, *PEER_PACKAGES)
@@ -334,7 +336,7 @@ def frame_evaluations(frame: Any, constraints: Constraints) -> list[Evaluation]:
 
 
 def run_evoband(method: str, seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
-    """One run of ``ea_hb``, ``ea``, ``rs_hb`` or ``ea_hb_inherit`` through
+    """One run of one of :data:`EVOBAND_METHODS` through
     :func:`evoband.run_search`."""
     settings = SearchSettings(
         **EVOBAND_METHODS[method],

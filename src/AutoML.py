@@ -81,6 +81,11 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         "--inherit_weights",
         help="start mutated and recombined children from their parent's trained weights (accepts --inherit_weights, --inherit_weights True/False)",
     )
+    flag(
+        p,
+        "--async_promotion",
+        help="with Hyperband: promote members as soon as they rank in the top 1/eta of their rung so far, no rung barrier (accepts --async_promotion, --async_promotion True/False)",
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -184,6 +189,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         seed=args.seed,
         random_search=random_search,
         inherit_weights=args.inherit_weights,
+        async_promotion=args.async_promotion,
     )
     return SearchConfig(
         settings=settings,

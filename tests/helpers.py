@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from evoband.hooks import BaseCallback, SearchView
 from evoband.hyperband import HyperbandSchedule
 from evoband.member import Member, Origin
 from evoband.results import Result, Status
+from evoband.search import SearchConfig
+from evoband.settings import SearchSettings
 from evoband.store import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -354,3 +357,31 @@ def frame_of(rows: list[dict[str, Any]]) -> pd.DataFrame:
     }
     out = [{**base, "finished": float(i), "elapsed": float(i), **row} for i, row in enumerate(rows)]
     return pd.DataFrame(out)
+
+
+def tiny_search_config(
+    settings: SearchSettings, data_dir: Path, run_dir: Path, **options: Any
+) -> SearchConfig:
+    """A search of the course space on a generated image folder: 2-fold CV, at most 20,000
+    parameters, precision >= 0.1, no progress bar; ``options`` override or add SearchConfig's."""
+    fields: dict[str, Any] = {
+        "max_params": 20_000,
+        "min_precision": 0.1,
+        "space": "course",
+        "data_dir": str(data_dir),
+        "cv_folds": 2,
+        "run_dir": str(run_dir),
+        "progress": False,
+    }
+    return SearchConfig(settings=settings, **{**fields, **options})
+
+
+class InterruptAfter(BaseCallback):
+    """Raises KeyboardInterrupt (as Ctrl-C would) once ``after`` evaluations are recorded."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
+        if search.n_evaluations >= self.after:
+            raise KeyboardInterrupt

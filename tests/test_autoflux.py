@@ -24,12 +24,9 @@ from evoband import (
     persist,
 )
 from evoband.data import load_data, normalize
-from evoband.hooks import BaseCallback, SearchView
-from evoband.member import Member
 from evoband.paths import repo_root
-from evoband.results import Result
 from evoband.store import read_population
-from helpers import read_json
+from helpers import InterruptAfter, read_json
 
 
 def test_fit_returns_the_ranked_population_and_resumes(
@@ -154,17 +151,6 @@ def coloured_arrays(n_per_class: int, seed: int) -> tuple[torch.Tensor, list[str
     return torch.tensor(np.stack(images), dtype=torch.float32), labels
 
 
-class Interrupt(BaseCallback):
-    """Raises KeyboardInterrupt (as Ctrl-C would) after ``after`` evaluations."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-
-    def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
-        if search.n_evaluations >= self.after:
-            raise KeyboardInterrupt
-
-
 def test_fit_from_tensors_resumes_an_interrupted_run_from_another_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,7 +170,7 @@ def test_fit_from_tensors_resumes_an_interrupted_run_from_another_working_direct
             (x, y),
             constraints=(50_000, 0.01),
             settings=settings(8),
-            callbacks=[Interrupt(after=3)],
+            callbacks=[InterruptAfter(after=3)],
             run_dir=run_dir,
             progress=False,
         )

@@ -33,7 +33,15 @@ from evoband.results import Result, Status
 from evoband.search import SearchConfig, run_search
 from evoband.settings import SearchSettings
 from evoband.target import Task, evaluate
-from helpers import REPO_ROOT, SMALL_CONFIG, call_cli, error_lines, make_image_folder, read_json
+from helpers import (
+    REPO_ROOT,
+    SMALL_CONFIG,
+    call_cli,
+    error_lines,
+    make_image_folder,
+    read_json,
+    tiny_search_config,
+)
 
 SEED = 3
 CAP = 5
@@ -50,17 +58,7 @@ def search_config(data_dir: Path, run_dir: Path, **options) -> SearchConfig:
         seed=SEED,
         eval_time_limit=600,  # time limits depend on the machine's load: keep them out
     )
-    return SearchConfig(
-        settings=settings,
-        max_params=20_000,
-        min_precision=0.1,
-        space="course",
-        data_dir=str(data_dir),
-        cv_folds=2,
-        run_dir=str(run_dir),
-        progress=False,
-        **options,
-    )
+    return tiny_search_config(settings, data_dir, run_dir, **options)
 
 
 def ledger(run_dir: Path) -> tuple[list[tuple], list[tuple]]:

@@ -25,7 +25,7 @@ from evoband.space import complete, get_space, sample
 from evoband.store import RunStore, load_run
 from evoband.target import FoldJob, Task, run_fold, save_checkpoint
 from evoband.train import make_state
-from helpers import make_image_folder, read_json
+from helpers import make_image_folder, read_json, tiny_search_config
 
 DEFINITION = SearchDefinition(
     space="course",
@@ -306,16 +306,7 @@ def search(data_dir: Path, run_dir: Path, inherit_weights: bool) -> SearchConfig
         seed=2,
         inherit_weights=inherit_weights,
     )
-    return SearchConfig(
-        settings=settings,
-        max_params=20_000,
-        min_precision=0.1,
-        space="course",
-        data_dir=str(data_dir),
-        cv_folds=2,
-        run_dir=str(run_dir),
-        progress=False,
-    )
+    return tiny_search_config(settings, data_dir, run_dir)
 
 
 def test_search_with_inheritance_records_who_inherited(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,57 @@ def test_sigterm_writes_outputs_and_exits_143(tiny_image_root: Path, tmp_path: P
     for name in ("automl_run.json", "progress.csv", "run.json", "history.sqlite"):
         assert (run_dir / name).exists(), name
     assert json.loads((run_dir / "run.json").read_text())["stopped_by"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_sigkill_of_an_async_search_on_two_workers_loses_and_duplicates_nothing(
+    tiny_image_root: Path, tmp_path: Path
+) -> None:
+    """Asynchronous promotion on 2 Dask workers: what the results decide depends on their order,
+    so the killed run is not compared with another one; instead, every evaluation recorded before
+    a kill is still there afterwards, none is recorded twice, and every recorded decision was
+    trained exactly once by the end."""
+    run_dir = tmp_path / "run"
+    command = partial(
+        automl_command,
+        tiny_image_root,
+        run_dir,
+        "--async_promotion",
+        "--workers",
+        "2",
+        "--max_evaluations",
+        "150",
+    )
+    rng = np.random.default_rng(2027)
+    kills, seen = 0, []
+    for _ in range(4):
+        proc = subprocess.Popen(
+            command(*(("--resume",) if run_dir.exists() else ())),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120  # starting the workers takes a while on a busy box
+        while time.monotonic() < deadline and proc.poll() is None and not run_dir.exists():
+            time.sleep(0.2)
+        time.sleep(float(rng.uniform(2.0, 8.0)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        if (run_dir / "history.sqlite").exists():
+            before = ledger_rows(run_dir)[1]
+            assert set(seen) <= set(before), "a kill lost an evaluation recorded before it"
+            seen = before
+    final = subprocess.run(command("--resume"), capture_output=True, text=True, timeout=900)
+    assert final.returncode in (0, 1), final.stderr
+    assert kills >= 3, "the run finished before it could be killed: make it longer"
+
+    _, evaluations, _ = ledger_rows(run_dir)
+    assert set(seen) <= set(evaluations), "an evaluation recorded before a kill was lost"
+    keys = [(m, e) for m, e, *_ in evaluations]
+    assert len(keys) == len(set(keys)) == 150, "each (member, epochs) trained once, to the cap"
+    conn = sqlite3.connect(run_dir / "history.sqlite")
+    decided = conn.execute("SELECT member_id, epochs FROM decisions").fetchall()
+    conn.close()
+    assert len(decided) == len(set(decided)), "a decision was recorded twice"
+    assert set(decided) == set(keys), "every decision trained, nothing trained undecided"

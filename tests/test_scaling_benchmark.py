@@ -27,8 +27,21 @@ def _load() -> ModuleType:
 scaling = _load()
 
 
-def test_the_setups_are_serial_and_a_dask_cluster() -> None:
-    assert scaling.SETUPS == {"serial": {"workers": 1}, "dask2": {"workers": 2}}
+def test_the_setups_are_serial_and_a_dask_cluster_with_either_promotion() -> None:
+    assert scaling.SETUPS == {
+        "serial": {"workers": 1, "async_promotion": False},
+        "dask2": {"workers": 2, "async_promotion": False},
+        "dask2_async": {"workers": 2, "async_promotion": True},
+    }
+
+
+def test_speedup_on_the_serial_runs_evaluations() -> None:
+    serial = pd.DataFrame({"member_id": [0, 1, 0], "epochs": [2, 2, 4], "elapsed": [10, 20, 60.0]})
+    faster = pd.DataFrame(
+        {"member_id": [0, 1, 0, 2], "epochs": [2, 2, 4, 2], "elapsed": [6, 7, 30.0, 40]}
+    )
+    assert scaling.same_evaluations_speedup(faster, serial) == pytest.approx(2.0)
+    assert math.isnan(scaling.same_evaluations_speedup(faster.iloc[:2], serial))
 
 
 def test_every_setup_leads_once_in_turn() -> None:
@@ -64,11 +77,12 @@ def test_the_table_gives_the_speed_up_over_serial() -> None:
         return {
             "setup": setup, "evals_per_min": rate, "epoch_folds_per_min": rate * 5,
             "best_feasible_cv_top3": top3, "n_evaluations": rate, "startup_s": 1.0,
-            "load_before": 0.1,
+            "load_before": 0.1, "same_evals_speedup": 1.0 if setup == "serial" else 1.7,
         }  # fmt: skip
 
     rows = [row("serial", 10, 0.8), row("serial", 12, 0.82), row("dask2", 19.8, math.nan)]
     table = scaling.markdown_table(rows).splitlines()
-    assert table[2].startswith("| serial | 2 | 11.0 ± 1.4 |") and table[2].endswith("| 1.00x |")
-    assert table[3].startswith("| dask2 | 1 | 19.8 |") and table[3].endswith("| 1.80x |")
+    assert table[2].startswith("| serial | 2 | 11.0 ± 1.4 | 1.00x ± 0.00x |")
+    assert table[2].endswith("| 1.00x |")
+    assert table[3].startswith("| dask2 | 1 | 19.8 | 1.70x |") and table[3].endswith("| 1.80x |")
     assert "| - |" in table[3]  # no feasible result

@@ -19,7 +19,7 @@ from .parent_weights import ParentWeights
 from .results import FoldResult, Result
 from .target import STOPPING, FoldExecutor, FoldJob, Task
 
-__all__ = ["Evaluation", "train_together"]
+__all__ = ["Evaluation", "result_of", "train_stream", "train_together"]
 
 
 @dataclass(eq=False)
@@ -105,15 +105,39 @@ def train_together(
     Returns:
         The evaluations not started.
     """
-    n_folds = len(task.splits)
-    owner_of: dict[int, Evaluation] = {}
+    queue = list(evaluations)
     not_started: list[Evaluation] = []
 
+    def next_evaluation() -> Evaluation | None:
+        if queue and not may_start(queue[0]):
+            not_started.extend(queue)
+            queue.clear()
+        return queue.pop(0) if queue else None
+
+    train_stream(next_evaluation, task, executor, on_fold=on_fold, on_done=on_done)
+    return not_started
+
+
+def train_stream(
+    next_evaluation: Callable[[], Evaluation | None],
+    task: Task,
+    executor: FoldExecutor,
+    *,
+    on_fold: Callable[[Evaluation, FoldResult], None],
+    on_done: Callable[[Evaluation, Result], None],
+) -> None:
+    """Train the evaluations ``next_evaluation`` gives, each asked for when a worker is free
+    for its first fold, until it gives None and those started have finished.
+
+    ``next_evaluation`` may decide from the results known when it is called (asynchronous
+    promotion); it must give evaluations that need training. ``on_fold`` and ``on_done`` are
+    those of :func:`train_together`.
+    """
+    n_folds = len(task.splits)
+    owner_of: dict[int, Evaluation] = {}
+
     def jobs() -> Iterator[FoldJob]:
-        for i, evaluation in enumerate(evaluations):
-            if not may_start(evaluation):
-                not_started.extend(evaluations[i:])
-                return
+        while (evaluation := next_evaluation()) is not None:
             for job in evaluation._jobs(n_folds):
                 owner_of[id(job)] = evaluation
                 evaluation._in_flight += 1
@@ -126,4 +150,3 @@ def train_together(
         on_fold(evaluation, fold)
         if evaluation._in_flight == 0 and not evaluation.needs_training(n_folds):
             on_done(evaluation, result_of(evaluation))
-    return not_started

@@ -11,13 +11,14 @@ import logging
 from collections.abc import Sequence
 
 from .batch_training import Evaluation, result_of, train_together
+from .ea_async import AsyncLoop
 from .ea_state import SearchState, StopSearch
-from .ea_steps import log_evaluation, parent_weights, successive_halving
+from .ea_steps import successive_halving
 from .errors import StoreWriteError
 from .hyperband import Bracket
-from .member import Member, Origin, population_summary
+from .member import Member, Origin
 from .operators import plus_selection
-from .results import FoldResult, Result
+from .results import Result
 from .target import SerialExecutor
 
 logger = logging.getLogger(__name__)
@@ -110,76 +111,6 @@ class EvolutionaryOptimizer(SearchState):
         self._waiting = 0
         self._stop_if(stop[0] if stop else "")
 
-    def _evaluation(self, member: Member, budget: int) -> Evaluation:
-        return Evaluation(
-            member,
-            member.num_params,
-            member.config,
-            budget,
-            member.seed,
-            tuple(self.segments(member)),
-            member.checkpoint_dir,
-            self.store.latest_checkpoint_hashes(member.member_id),
-            self.time_limit(member, budget),
-            parent_weights(member, self.members, self.store, self.settings.inherit_weights),
-            dict(self.store.fold_results(member.member_id, budget)),
-        )
-
-    def _record(
-        self,
-        member: Member,
-        budget: int,
-        result: Result,
-        bracket: int | None,
-        rung: int | None,
-        *,
-        replayed: bool,
-    ) -> None:
-        """Account for ``member``'s result at ``budget``: ledger, exports, log and callbacks."""
-        previous = member.epochs
-        if result.ok:
-            self.cost_model.observe(
-                member.config, budget - previous, len(result.folds), result.seconds
-            )
-        member.results[budget] = result
-        self.n_evaluations += 1
-        # what was trained: a fold that timed out stopped short of the budget
-        self.epochs_spent += sum(max(f.epochs - previous, 0) for f in result.folds)
-        if not replayed:
-            self.peak_checkpoint_bytes = max(
-                self.peak_checkpoint_bytes, self.store.checkpoint_bytes()
-            )
-            self.store.record_evaluation(
-                member.member_id,
-                result,
-                generation=self.generation,
-                bracket=bracket,
-                rung=rung,
-                elapsed=self.elapsed(),
-                state={
-                    "elapsed": self.elapsed(),
-                    "generation": self.generation,
-                    "bracket": bracket,
-                    "rung": rung,
-                    "n_evaluations": self.n_evaluations,
-                    "rng": self.rng.bit_generator.state,
-                    "peak_checkpoint_bytes": self.peak_checkpoint_bytes,
-                },
-            )
-            self._export()
-            log_evaluation(member, result, self.constraints)
-        self.callback.on_evaluation(self.view(), member, result)
-        where = f"{member.describe()} at {budget} epochs"
-        self._stop_if(self.errors.observe(result, where, replayed=replayed))
-
-    def _record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
-        member_id = evaluation.owner.member_id
-        self.store.record_fold(member_id, budget, fold)
-        source = evaluation.inherit
-        if fold.inherited and source is not None:
-            sources = [(p.member_id, p.epochs) for p in (source, *source.donors)]
-            self.store.record_inheritance(member_id, fold.fold, source.member_id, sources)
-
     # -- the loop ------------------------------------------------------------------------------
 
     def _initial_population(self) -> None:
@@ -239,19 +170,6 @@ class EvolutionaryOptimizer(SearchState):
             )
             self.retention.prune(self.population)
 
-    def _end_generation(self) -> None:
-        row = {
-            "elapsed": self.elapsed(),
-            **population_summary(self.population, self.members, self.constraints),
-            "n_evaluated": self.n_evaluations,
-            "epochs_spent": self.epochs_spent,
-        }
-        # A generation replayed to its end keeps the row the original session wrote.
-        if not (self._replaying and self.store.has_generation(self.generation)):
-            self.store.record_generation(self.generation, row)
-        self._export()
-        self.callback.on_generation_end(self.view(), self.generation, self.population)
-
     def run(self) -> Member | None:
         """Search until the budget is used up; return the best member (see :meth:`best_member`).
 
@@ -262,6 +180,8 @@ class EvolutionaryOptimizer(SearchState):
         self.callback.on_run_start(self.view())
         writable = True
         try:
+            if self.settings.async_promotion:
+                AsyncLoop(self).run()
             self._initial_population()
             self._end_generation()
             while True:

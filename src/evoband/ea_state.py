@@ -14,12 +14,13 @@ from .batch_training import Evaluation
 from .breeding import Breeder
 from .constraints import Constraints
 from .cost import CostModel
-from .ea_steps import CheckpointRetention, export_best
+from .ea_steps import CheckpointRetention, export_best, log_evaluation, parent_weights
 from .errors import ConfigError
 from .faults import ErrorStreak
 from .hooks import Callback, CbAll, SearchView, StopRequest
-from .member import Member, Origin, best_member, rank_members
+from .member import Member, Origin, best_member, population_summary, rank_members
 from .operators import ParamBudget, Selection, Variation
+from .results import FoldResult, Result
 from .settings import SearchSettings, check_max_params
 from .space import Config
 from .store import RunStore
@@ -176,9 +177,97 @@ class SearchState:
         return member
 
     def _make_child(self, bracket: int | None) -> Member:
+        return self._new_member(*self._child_genotype(), bracket)
+
+    def _child_genotype(self) -> tuple[Config, Origin, tuple[int, ...]]:
+        """A child of the population (its genotype, origin and parents), not yet a member."""
         usable = [m for m in self.rank(self.population) if m.result is not None and m.result.ok]
-        config, origin, parents = self.breeder.child(usable, self.rng)
-        return self._new_member(config, origin, parents, bracket)
+        return self.breeder.child(usable, self.rng)
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _evaluation(self, member: Member, budget: int) -> Evaluation:
+        return Evaluation(
+            member,
+            member.num_params,
+            member.config,
+            budget,
+            member.seed,
+            tuple(self.segments(member)),
+            member.checkpoint_dir,
+            self.store.latest_checkpoint_hashes(member.member_id),
+            self.time_limit(member, budget),
+            parent_weights(member, self.members, self.store, self.settings.inherit_weights),
+            dict(self.store.fold_results(member.member_id, budget)),
+        )
+
+    def _record(
+        self,
+        member: Member,
+        budget: int,
+        result: Result,
+        bracket: int | None,
+        rung: int | None,
+        *,
+        replayed: bool,
+    ) -> None:
+        """Account for ``member``'s result at ``budget``: ledger, exports, log and callbacks."""
+        previous = member.epochs
+        if result.ok:
+            self.cost_model.observe(
+                member.config, budget - previous, len(result.folds), result.seconds
+            )
+        member.results[budget] = result
+        self.n_evaluations += 1
+        # what was trained: a fold that timed out stopped short of the budget
+        self.epochs_spent += sum(max(f.epochs - previous, 0) for f in result.folds)
+        if not replayed:
+            self.peak_checkpoint_bytes = max(
+                self.peak_checkpoint_bytes, self.store.checkpoint_bytes()
+            )
+            self.store.record_evaluation(
+                member.member_id,
+                result,
+                generation=self.generation,
+                bracket=bracket,
+                rung=rung,
+                elapsed=self.elapsed(),
+                state={
+                    "elapsed": self.elapsed(),
+                    "generation": self.generation,
+                    "bracket": bracket,
+                    "rung": rung,
+                    "n_evaluations": self.n_evaluations,
+                    "rng": self.rng.bit_generator.state,
+                    "peak_checkpoint_bytes": self.peak_checkpoint_bytes,
+                },
+            )
+            self._export()
+            log_evaluation(member, result, self.constraints)
+        self.callback.on_evaluation(self.view(), member, result)
+        where = f"{member.describe()} at {budget} epochs"
+        self._stop_if(self.errors.observe(result, where, replayed=replayed))
+
+    def _record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
+        member_id = evaluation.owner.member_id
+        self.store.record_fold(member_id, budget, fold)
+        source = evaluation.inherit
+        if fold.inherited and source is not None:
+            sources = [(p.member_id, p.epochs) for p in (source, *source.donors)]
+            self.store.record_inheritance(member_id, fold.fold, source.member_id, sources)
+
+    def _end_generation(self) -> None:
+        row = {
+            "elapsed": self.elapsed(),
+            **population_summary(self.population, self.members, self.constraints),
+            "n_evaluated": self.n_evaluations,
+            "epochs_spent": self.epochs_spent,
+        }
+        # A generation replayed to its end keeps the row the original session wrote.
+        if not (self._replaying and self.store.has_generation(self.generation)):
+            self.store.record_generation(self.generation, row)
+        self._export()
+        self.callback.on_generation_end(self.view(), self.generation, self.population)
 
     # -- stopping -----------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ class SearchSettings:
         inherit_weights: a mutated or recombined child's folds start from its (first) parent's
             trained weights (:mod:`evoband.inherit`) instead of a fresh initialisation; the
             population keeps its checkpoints for that.
+        async_promotion: with Hyperband, promote a member as soon as it ranks in the top
+            ``1/eta`` of its rung so far and start new members whenever a worker is free,
+            instead of waiting for each rung to fill (:mod:`evoband.ea_async`).
     """
 
     pop_size: int = 10
@@ -54,6 +57,7 @@ class SearchSettings:
     tournament_size: int = 3
     random_search: bool = False
     inherit_weights: bool = False
+    async_promotion: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,6 +96,10 @@ class SearchSettings:
             (
                 self.tournament_size >= 1,
                 f"The value of `tournament_size` is {self.tournament_size}, but must be `tournament_size >= 1`.",
+            ),
+            (
+                self.hyperband or not self.async_promotion,
+                "Asynchronous promotion needs Hyperband rungs; add `--hyperband True`.",
             ),
         ]
         for ok, message in checks:

@@ -59,6 +59,12 @@ ERRORS_TABLE = """CREATE TABLE IF NOT EXISTS errors (
 """The traceback of each fold whose training raised (status ``error``; made on first use, so
 that older ledgers and runs without errors keep the schema of version 1)."""
 
+DECISIONS_TABLE = """CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY, member_id INTEGER NOT NULL, epochs INTEGER NOT NULL,
+    known INTEGER NOT NULL)"""
+"""With asynchronous promotion: each decision to train a member to a budget, in the order made,
+with how many evaluations were recorded then (made on first use)."""
+
 WRITE_FAILURES = ("full", "readonly", "read-only", "disk i/o", "unable to open")
 """Words of the sqlite errors that mean the disk, not the statement, failed."""
 
