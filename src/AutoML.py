@@ -214,7 +214,14 @@ def main(argv: list[str] | None = None, random_search: bool = False) -> int:
     setup_logging(args.verbose)
     config = config_from_args(args, random_search)
     if args.dry_run:
-        if config.settings.hyperband:
+        if config.settings.async_promotion:
+            rungs = HyperbandSchedule(args.min_epochs, args.epochs, args.eta).brackets[0].budgets
+            print(
+                f"Asynchronous promotion: every member climbs the rungs {', '.join(map(str, rungs))} "
+                f"epochs ({args.cv_folds} folds each); one goes up as soon as it ranks in the top "
+                f"1/{args.eta} of its rung so far, else a new member starts."
+            )
+        elif config.settings.hyperband:
             schedule = HyperbandSchedule(args.min_epochs, args.epochs, args.eta)
             print(schedule)
             print(

@@ -48,6 +48,7 @@ from helpers import (
         (["--cv_folds", "1"], "cv_folds"),
         (["--max_evaluations", "0"], "max_evaluations"),
         (["--space", "huge"], "--space"),
+        (["--async_promotion"], "--hyperband True"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
@@ -176,6 +177,13 @@ def test_dry_run_prints_the_schedule() -> None:
     )
     assert code == 0
     assert "bracket s=3: 27x1  9x3  3x9  1x27" in stdout
+
+
+def test_dry_run_of_asynchronous_promotion_prints_its_rungs() -> None:
+    code, stdout, _ = call_cli(AutoML.main, ["--hyperband", "--async_promotion", "--dry_run"])
+    assert code == 0
+    assert "Asynchronous promotion" in stdout and "rungs 4, 8, 16, 32 epochs" in stdout
+    assert "bracket" not in stdout
 
 
 def test_random_search_cli_shares_the_flags() -> None:
