@@ -78,11 +78,7 @@ class EvolutionaryOptimizer(SearchState):
         stop: list[str] = []
 
         def may_start(evaluation: Evaluation) -> bool:
-            # only real training is timed: replayed evaluations happened within the budget
-            over = self.elapsed() >= self.settings.max_time
-            reason = self._budget_used_up(len(started)) or (
-                f"max_time ({self.settings.max_time:g} s) reached" if over else ""
-            )
+            reason = self._no_more_training(len(started))
             if reason:
                 stop.append(reason)
                 return False

@@ -156,10 +156,7 @@ class AsyncLoop:
 
         def next_evaluation() -> Evaluation | None:
             while True:
-                over = opt.elapsed() >= opt.settings.max_time
-                reason = opt._budget_used_up(len(self.training)) or (
-                    f"max_time ({opt.settings.max_time:g} s) reached" if over else ""
-                )
+                reason = opt._no_more_training(len(self.training))
                 if reason:
                     stop.append(reason)
                     return None

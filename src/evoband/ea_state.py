@@ -286,6 +286,14 @@ class SearchState:
         used = self.n_evaluations + in_flight
         return f"max_evaluations ({cap}) reached" if cap and used >= cap else ""
 
+    def _no_more_training(self, in_flight: int) -> str:
+        """Why no more training may start now (:meth:`_budget_used_up`, or max_time reached),
+        or "". Only real training is timed: replayed evaluations happened within the budget."""
+        over = self.elapsed() >= self.settings.max_time
+        return self._budget_used_up(in_flight) or (
+            f"max_time ({self.settings.max_time:g} s) reached" if over else ""
+        )
+
     def _export(self) -> None:
         best = self.best_member()
         export_best(
