@@ -110,12 +110,23 @@ def test_image_size(run: RunData) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if size else None
 
 
-def selected_training(run: RunData, member_id: int) -> tuple[int, list[int]]:
-    """Epochs and LR segments the run scored ``member_id`` at: its ``opt_cfg.training.json`` when
-    that names the member, else its standing budget (highest ``ok`` one) with the rungs of its
-    Hyperband bracket up to that budget as LR cycles (as the search trained it)."""
+def member_training_record(run: RunData, member_id: int) -> dict[str, Any] | None:
+    """The run's ``opt_cfg.training.json`` when it names ``member_id`` (or names no member)."""
     record = read_training_record(run.path / "opt_cfg.json")
     if record is not None and record.get("member_id", member_id) == member_id:
+        return record
+    return None
+
+
+def selected_training(
+    run: RunData, member_id: int, record: dict[str, Any] | None = None
+) -> tuple[int, list[int]]:
+    """Epochs and LR segments the run scored ``member_id`` at: its ``opt_cfg.training.json`` when
+    that names the member (``record``: that file, already read), else its standing budget (highest
+    ``ok`` one) with the rungs of its Hyperband bracket up to that budget as LR cycles (as the
+    search trained it)."""
+    record = record or member_training_record(run, member_id)
+    if record is not None:
         return record["epochs"], record["segments"]
     standing = member_results(run.evaluations)
     row = standing[standing["member_id"] == member_id]
@@ -171,11 +182,11 @@ def retrain_on_test(
     config = member_config(run, member_id)
     seed = seed if seed is not None else (run.seed if run.seed is not None else 0)
     segments: list[int] = []
+    record = member_training_record(run, member_id)
     if epochs is None:
-        epochs, segments = selected_training(run, member_id)
-    record = read_training_record(run.path / "opt_cfg.json")
-    if record is None or record.get("member_id") != member_id:
-        record = None
+        epochs, segments = selected_training(run, member_id, record)
+    if record is not None and record.get("member_id") != member_id:
+        record = None  # a record naming no member carries no lineage of this one
     with tempfile.TemporaryDirectory(prefix="evoband-lineage-") as workdir:
         source = lineage_source(record, config, task, seed=seed, workdir=Path(workdir))
         result = evaluate(
