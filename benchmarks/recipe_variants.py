@@ -6,7 +6,9 @@
 Trains the recipe (from ``evoband.space.RECIPES``) with each ``--set KEY=VALUE[,KEY=VALUE]``
 change: 3-fold CV on the training split for every CV seed (the seed fixes the folds,
 initialisation and training) and train -> test for every test seed, at ``--epochs`` epochs with
-the LR cycle planned over them. Prints mean and std per variant and writes every run to a CSV
+the LR cycle planned over them. Two keys change the training instead of the configuration:
+``epochs=N`` and ``segments=[4,8,16,32]`` (LR cycles ending at those epochs, as a Hyperband
+search trains a member it scores at the last of them; default one cycle). Prints mean and std per variant and writes every run to a CSV
 under benchmarks/results/. Training is single-threaded and seeded: the scores do not depend on
 what else runs on the machine (small networks train on one thread).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,9 +34,9 @@ from evoband.target import Task, evaluate  # noqa: E402
 
 
 def parse_change(text: str) -> dict[str, Any]:
-    """``dropout_rate=0.3,kernel_size=5`` -> ``{"dropout_rate": 0.3, "kernel_size": 5}``."""
+    """``dropout_rate=0.3,segments=[4,8]`` -> ``{"dropout_rate": 0.3, "segments": [4, 8]}``."""
     change: dict[str, Any] = {}
-    for item in filter(None, text.split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", text)):  # not the commas in [...]
         key, _, value = item.partition("=")
         try:
             change[key] = json.loads(value)
@@ -61,12 +64,15 @@ def main() -> None:
     test_task = Task(data, use_test=True)
     rows = []
     for text in variants:
-        config = {**RECIPES[args.recipe], **parse_change(text)}
+        change = parse_change(text)
+        epochs = int(change.pop("epochs", args.epochs))
+        segments = [int(b) for b in change.pop("segments", [])]
+        config = {**RECIPES[args.recipe], **change}
         runs = [("cv", s) for s in args.cv_seeds] + [("test", s) for s in args.test_seeds]
         for mode, seed in runs:
             task = test_task if mode == "test" else Task(data, cv_folds=3, split_seed=seed)
             start = time.perf_counter()
-            result = evaluate(config, args.epochs, task=task, seed=seed)
+            result = evaluate(config, epochs, task=task, seed=seed, segments=segments)
             rows.append(
                 {
                     "variant": text,
@@ -84,7 +90,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     table = frame.groupby(["variant", "mode"])[["top3", "precision"]].agg(["mean", "std", "count"])
-    print(f"\n{args.recipe}, {args.epochs} epochs, {data.name}\n{table.round(3).to_string()}")
+    print(
+        f"\n{args.recipe}, {args.epochs} epochs unless set, {data.name}\n{table.round(3).to_string()}"
+    )
     print(f"wrote {out}")
 
 
