@@ -11,6 +11,7 @@ import sqlite3
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from evoband.asha import RungLadder
@@ -160,3 +161,31 @@ def test_two_dask_workers_record_every_decision_and_resume_without_duplicates(
     assert evaluations[:7] == first_evaluations, "nothing recorded is lost or retrained"
     check_history(decisions, evaluations, 16)
     assert read_json(run_dir / "run.json")["n_replayed"] == 7
+
+
+def test_epochs_spent_counts_a_released_member_retrained_from_scratch(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member promoted after its checkpoints were released trains again from epoch 0: the
+    search's ``epochs_spent`` counts those epochs, as the training loop ran them."""
+    import evoband.train
+
+    trained = []
+    train_epoch = evoband.train._train_epoch
+
+    def counting(*args, **kwargs):
+        out = train_epoch(*args, **kwargs)
+        trained.append(out[0] == Status.OK)
+        return out
+
+    monkeypatch.setattr(evoband.train, "_train_epoch", counting)
+    run_search(config(data_dir, tmp_path / "run", 30))
+    evaluations = ledger(tmp_path / "run")[1]
+    last: dict[int, int] = {}
+    continued = 0  # epoch-folds if every member had continued from its last budget
+    for member_id, epochs, *_ in evaluations:
+        continued += 2 * (epochs - last.get(member_id, 0))
+        last[member_id] = epochs
+    spent = int(pd.read_csv(tmp_path / "run" / "progress.csv")["epochs_spent"].iloc[-1])
+    assert sum(trained) > continued, "the run promotes a released member (else this tests nothing)"
+    assert spent == sum(trained)

@@ -100,9 +100,17 @@ class AsyncLoop:
 
     def _take(self, member: Member, budget: int, result: Result, *, replayed: bool) -> None:
         opt = self.opt
+        from_scratch = member.member_id in self.released
         opt._record(
-            member, budget, result, self.bracket, self.ladder.rung_of(budget), replayed=replayed
+            member,
+            budget,
+            result,
+            self.bracket,
+            self.ladder.rung_of(budget),
+            replayed=replayed,
+            trained_from=0 if from_scratch else None,
         )
+        self.released.discard(member.member_id)  # retrained: it has checkpoints again
         self.known += 1
         self.ladder.add(member, budget)
         size = opt.settings.pop_size

@@ -210,9 +210,13 @@ class SearchState:
         rung: int | None,
         *,
         replayed: bool,
+        trained_from: int | None = None,
     ) -> None:
-        """Account for ``member``'s result at ``budget``: ledger, exports, log and callbacks."""
-        previous = member.epochs
+        """Account for ``member``'s result at ``budget``: ledger, exports, log and callbacks.
+
+        ``trained_from``: the epochs its training continued from (default its last budget; 0 when
+        it was retrained from scratch)."""
+        previous = member.epochs if trained_from is None else trained_from
         if result.ok:
             self.cost_model.observe(
                 member.config, budget - previous, len(result.folds), result.seconds
