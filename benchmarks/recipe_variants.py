@@ -8,9 +8,10 @@ change: 3-fold CV on the training split for every CV seed (the seed fixes the fo
 initialisation and training) and train -> test for every test seed, at ``--epochs`` epochs with
 the LR cycle planned over them. Two keys change the training instead of the configuration:
 ``epochs=N`` and ``segments=[4,8,16,32]`` (LR cycles ending at those epochs, as a Hyperband
-search trains a member it scores at the last of them; default one cycle). Prints mean and std per variant and writes every run to a CSV
-under benchmarks/results/. Training is single-threaded and seeded: the scores do not depend on
-what else runs on the machine (small networks train on one thread).
+search trains a member it scores at the last of them; default one cycle). Prints mean and std
+per variant and writes every run to a CSV under benchmarks/results/. Training is
+single-threaded and seeded: the scores do not depend on what else runs on the machine (small
+networks train on one thread).
 """
 
 from __future__ import annotations

@@ -185,10 +185,10 @@ def retrain_on_test(
     record = member_training_record(run, member_id)
     if epochs is None:
         epochs, segments = selected_training(run, member_id, record)
-    if record is not None and record.get("member_id") != member_id:
-        record = None  # a record naming no member carries no lineage of this one
+    # a record naming no member carries no lineage of this one
+    named = record if record is not None and record.get("member_id") == member_id else None
     with tempfile.TemporaryDirectory(prefix="evoband-lineage-") as workdir:
-        source = lineage_source(record, config, task, seed=seed, workdir=Path(workdir))
+        source = lineage_source(named, config, task, seed=seed, workdir=Path(workdir))
         result = evaluate(
             config,
             epochs,
