@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from evoband.batch_training import Evaluation
 from evoband.cnn import build_model
+from evoband.ea_state import SearchState
 from evoband.ea_steps import parent_weights
 from evoband.inherit import inherit_recombined, inherit_state
 from evoband.member import Member, Origin
 from evoband.parent_weights import ParentWeights, load_inherited
+from evoband.results import FoldResult
 from evoband.store import RunStore
 from evoband.target import save_checkpoint
 from evoband.train import make_state
@@ -96,20 +100,40 @@ def test_load_inherited_reads_both_parents_and_skips_an_unusable_donor(tmp_path:
     first = ParentWeights(0, A, tmp_path / "a", {0: sha_a})
     donor = ParentWeights(1, B, tmp_path / "b", {0: sha_b})
 
-    def child_from(source: ParentWeights) -> dict[str, torch.Tensor]:
+    def child_from(source: ParentWeights, parents: tuple[int, ...]) -> dict[str, torch.Tensor]:
         state = make_state(CHILD, SHAPE, CLASSES, seed=5, device=torch.device("cpu"))
-        assert load_inherited(state, source, 0, CHILD, SHAPE)
+        assert load_inherited(state, source, 0, CHILD, SHAPE) == parents
         return state.model.state_dict()
 
-    both = child_from(ParentWeights(0, A, tmp_path / "a", {0: sha_a}, donors=(donor,)))
-    only_a = child_from(first)
+    both = child_from(ParentWeights(0, A, tmp_path / "a", {0: sha_a}, donors=(donor,)), (0, 1))
+    only_a = child_from(first, (0,))
     b = random_state(B, 2)
     assert torch.equal(both["conv.1.bn.running_mean"], b["conv.1.bn.running_mean"])
     assert not torch.equal(only_a["conv.1.bn.running_mean"], b["conv.1.bn.running_mean"])
     assert torch.equal(both["conv.0.conv.weight"], only_a["conv.0.conv.weight"])
     stale = ParentWeights(1, B, tmp_path / "b", {0: "0" * 64})  # checkpoint changed since recorded
-    with_stale = child_from(ParentWeights(0, A, tmp_path / "a", {0: sha_a}, donors=(stale,)))
+    source = ParentWeights(0, A, tmp_path / "a", {0: sha_a}, donors=(stale,))
+    with_stale = child_from(source, (0,))  # the donor it could not read is not among its parents
     assert all(torch.equal(with_stale[k], only_a[k]) for k in only_a)
+    gone = ParentWeights(0, A, tmp_path / "none", {0: sha_a}, donors=(donor,))
+    state = make_state(CHILD, SHAPE, CLASSES, seed=5, device=torch.device("cpu"))
+    assert load_inherited(state, gone, 0, CHILD, SHAPE) == ()  # no first parent: nothing
+
+
+def test_the_lineage_records_only_the_parents_a_fold_started_from(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    donor = ParentWeights(1, B, tmp_path / "b", {}, epochs=8)
+    source = ParentWeights(0, A, tmp_path / "a", {}, epochs=4, donors=(donor,))
+    child = Member(2, CHILD, seed=3, num_params=1, origin=Origin.RECOMBINED, parents=(0, 1))
+    evaluation = Evaluation(child, 1, CHILD, 4, 3, inherit=source)
+    without_donor = FoldResult(0, 0.5, 0.3, 0.2, 1.0, 4, 1.0, inherited_from=(0,))
+    SearchState._record_fold(SimpleNamespace(store=store), evaluation, 4, without_donor)  # type: ignore[arg-type]
+    assert store.inheritances()[2]["sources"] == [(0, 4)]
+    other = Member(3, CHILD, seed=4, num_params=1, origin=Origin.RECOMBINED, parents=(0, 1))
+    with_donor = FoldResult(0, 0.5, 0.3, 0.2, 1.0, 4, 1.0, inherited_from=(0, 1))
+    evaluation = Evaluation(other, 1, CHILD, 4, 4, inherit=source)
+    SearchState._record_fold(SimpleNamespace(store=store), evaluation, 4, with_donor)  # type: ignore[arg-type]
+    assert store.inheritances()[3]["sources"] == [(0, 4), (1, 8)]
 
 
 def test_a_recombined_child_names_its_second_parent_as_donor(tmp_path: Path) -> None:

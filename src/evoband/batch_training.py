@@ -17,7 +17,7 @@ from typing import Any
 
 from .parent_weights import ParentWeights
 from .results import FoldResult, Result
-from .target import STOPPING, FoldExecutor, FoldJob, Task
+from .target import STOPPING, FoldExecutor, FoldJob, Task, fold_jobs
 
 __all__ = ["Evaluation", "result_of", "train_stream", "train_together"]
 
@@ -58,21 +58,18 @@ class Evaluation:
 
     def _jobs(self, n_folds: int) -> Iterator[FoldJob]:
         deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
-        for k in range(n_folds):
-            if self.stopped:  # a fold of it timed out or failed meanwhile: the rest is not trained
-                return
-            if k not in self.done:
-                yield FoldJob(
-                    dict(self.config),
-                    self.epochs,
-                    k,
-                    self.seed,
-                    tuple(self.segments),
-                    self.checkpoint_dir,
-                    self.checkpoint_sha256.get(k),
-                    deadline,
-                    inherit=self.inherit,
-                )
+        yield from fold_jobs(
+            self.config,
+            self.epochs,
+            self.seed,
+            [k for k in range(n_folds) if k not in self.done],
+            segments=self.segments,
+            checkpoint_dir=self.checkpoint_dir,
+            checkpoint_sha256=self.checkpoint_sha256,
+            deadline=deadline,
+            inherit=self.inherit,
+            stopped=lambda: self.stopped,
+        )
 
 
 def result_of(evaluation: Evaluation) -> Result:

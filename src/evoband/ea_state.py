@@ -257,7 +257,11 @@ class SearchState:
         self.store.record_fold(member_id, budget, fold)
         source = evaluation.inherit
         if fold.inherited and source is not None:
-            sources = [(p.member_id, p.epochs) for p in (source, *source.donors)]
+            # the parents it started from: a donor whose checkpoint was unusable is not one
+            parents = (source, *source.donors)
+            sources = [
+                (p.member_id, p.epochs) for p in parents if p.member_id in fold.inherited_from
+            ]
             self.store.record_inheritance(member_id, fold.fold, source.member_id, sources)
 
     def _end_generation(self) -> None:

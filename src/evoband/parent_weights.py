@@ -70,26 +70,29 @@ def load_inherited(
     config: Mapping[str, Any],
     input_shape: tuple[int, ...],
     family: NetworkFamily = SHIPPED,
-) -> bool:
+) -> tuple[int, ...]:
     """Initialise ``state``'s model (``family``'s network of ``config``) from the parents'
-    checkpoints of ``fold`` (:meth:`NetworkFamily.inherit_state`); say whether it was.
+    checkpoints of ``fold`` (:meth:`NetworkFamily.inherit_state`).
 
-    An unusable checkpoint of the first parent leaves the fresh initialisation; an unusable one
-    of a donor leaves its layers to the first parent.
+    Returns the ids of the parents it started from, the first parent first; empty when it
+    inherited nothing. An unusable checkpoint of the first parent leaves the fresh
+    initialisation; an unusable one of a donor leaves its layers to the first parent (and its
+    id out of the ids returned).
     """
     device = next(state.model.parameters()).device
     first = _saved_model(parent, fold, device)
     if first is None:
-        return False
-    sources = [(first, parent.config)]
+        return ()
+    sources, used = [(first, parent.config)], [parent.member_id]
     for donor in parent.donors:
         saved = _saved_model(donor, fold, device)
         if saved is not None:
             sources.append((saved, donor.config))
+            used.append(donor.member_id)
     try:
         child = family.inherit_state(sources, state.model.state_dict(), config, input_shape)
         state.model.load_state_dict(child)
     except Exception as exc:  # e.g. a checkpoint of another network under the recorded config
         logger.warning("Parent weights cannot be inherited (%s); starting fresh.", exc)
-        return False
-    return True
+        return ()
+    return tuple(used)

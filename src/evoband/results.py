@@ -60,17 +60,24 @@ class FoldResult:
     predicted: list[int] = field(default_factory=list, repr=False)
     labels: list[int] = field(default_factory=list, repr=False)
     model: Any = field(default=None, repr=False, compare=False)
-    inherited: bool = field(default=False, repr=False, compare=False)
-    """The fold's model started from its parent's weights (see :mod:`evoband.inherit`)."""
+    inherited_from: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    """The ids of the parents whose weights the fold's model started from, the first parent
+    first (see :mod:`evoband.inherit`); empty when it started fresh."""
     traceback: str = field(default="", repr=False, compare=False)
     """With status ``error``: the formatted traceback of the exception training raised."""
+
+    @property
+    def inherited(self) -> bool:
+        """The fold's model started from parent weights."""
+        return bool(self.inherited_from)
 
     def to_dict(self) -> dict[str, Any]:
         """The scores (predictions only when kept; ``inherited`` and ``traceback`` only when
         set; never the model)."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
-        if not self.inherited:
-            d.pop("inherited")
+        if self.inherited_from:
+            d["inherited"] = True
+        d.pop("inherited_from")
         if not self.traceback:
             d.pop("traceback")
         if not self.predicted:

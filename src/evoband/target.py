@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,22 +163,21 @@ def evaluate(
     done = dict(done_folds or {})
     if any(f.status in STOPPING for f in done.values()):
         return Result.from_folds([done[k] for k in sorted(done)], num_params, epochs)
-    jobs = [
-        FoldJob(
-            dict(config),
+    todo = [k for k in range(len(task.splits)) if k not in done]
+    jobs = list(
+        fold_jobs(
+            config,
             epochs,
-            k,
             seed,
-            tuple(segments),
-            checkpoint_dir,
-            (checkpoint_sha256 or {}).get(k),
-            deadline,
-            keep_predictions,
-            inherit,
+            todo,
+            segments=segments,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_sha256=checkpoint_sha256,
+            deadline=deadline,
+            keep_predictions=keep_predictions,
+            inherit=inherit,
         )
-        for k in range(len(task.splits))
-        if k not in done
-    ]
+    )
     for result in (executor or SerialExecutor()).run(jobs, task, on_epoch):
         done[result.fold] = result
         if on_fold is not None:
@@ -200,6 +199,40 @@ class FoldJob:
     deadline: float | None
     keep_predictions: bool = False
     inherit: ParentWeights | None = None
+
+
+def fold_jobs(
+    config: Mapping[str, Any],
+    epochs: int,
+    seed: int,
+    folds: Iterable[int],
+    *,
+    segments: Sequence[int] = (),
+    checkpoint_dir: Path | None = None,
+    checkpoint_sha256: Mapping[int, str] | None = None,
+    deadline: float | None = None,
+    keep_predictions: bool = False,
+    inherit: ParentWeights | None = None,
+    stopped: Callable[[], bool] = lambda: False,
+) -> Iterator[FoldJob]:
+    """The jobs of one evaluation (see :func:`evaluate` for the arguments), one per fold of
+    ``folds``, made as they are taken; none once ``stopped()`` (a fold of it timed out or failed
+    meanwhile: the rest is not trained)."""
+    for k in folds:
+        if stopped():
+            return
+        yield FoldJob(
+            config=dict(config),
+            epochs=epochs,
+            fold=k,
+            seed=seed,
+            segments=tuple(segments),
+            checkpoint_dir=checkpoint_dir,
+            expected_sha256=(checkpoint_sha256 or {}).get(k),
+            deadline=deadline,
+            keep_predictions=keep_predictions,
+            inherit=inherit,
+        )
 
 
 class FoldExecutor(ABC):
@@ -281,11 +314,6 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
     """
     config, epochs, k, seed = job.config, job.epochs, job.fold, job.seed
     split, checkpoint_dir = task.splits[k], job.checkpoint_dir
-    expected_sha256, deadline, keep_predictions = (
-        job.expected_sha256,
-        job.deadline,
-        job.keep_predictions,
-    )
     start = time.perf_counter()
     try:
 
@@ -303,16 +331,16 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
         path = checkpoint_path(checkpoint_dir, k) if checkpoint_dir is not None else None
         if (
             path is not None
-            and (path.exists() or expected_sha256)
-            and not load_checkpoint(path, state, expected_sha256, epochs)
+            and (path.exists() or job.expected_sha256)
+            and not load_checkpoint(path, state, job.expected_sha256, epochs)
         ):
             state = fresh_state()  # a failed load may have filled part of the state
-        inherited = False
+        inherited_from: tuple[int, ...] = ()
         if job.inherit is not None and state.epochs_done == 0:
-            inherited = load_inherited(
+            inherited_from = load_inherited(
                 state, job.inherit, k, job.config, task.input_shape, task.family
             )
-            if not inherited:
+            if not inherited_from:
                 state = fresh_state()
         outcome = train(
             state,
@@ -322,7 +350,7 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             epochs=epochs,
             seed=derive_seed(seed, k, 1),
             segments=job.segments,
-            deadline=deadline,
+            deadline=job.deadline,
             on_epoch=on_epoch,
             family=task.family,
         )
@@ -357,8 +385,8 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             message,
             sha,
         )
-        result.inherited = inherited
-        if keep_predictions:
+        result.inherited_from = inherited_from
+        if job.keep_predictions:
             result.predicted = logits.argmax(1).tolist()
             result.labels = split.y_valid.cpu().tolist()
             result.model = state.model
