@@ -186,6 +186,7 @@ def test_hyperband_search_respects_the_budget_and_max_params(reference) -> None:
     assert run_json["best"]["member_id"] == report.best.member_id
     assert (run_dir / "progress.csv").read_text().splitlines()[0].split(",") == PROGRESS_COLUMNS
     assert "Best feasible configuration" in report.format()
+    assert f"evaluation.py {run_dir} --ensemble half" in report.format()
 
 
 def test_search_without_hyperband(data_dir: Path, tmp_path: Path) -> None:
@@ -223,6 +224,7 @@ def test_unmeetable_precision_reports_infeasible_and_still_writes_outputs(tmp_pa
     assert report.best is not None  # the most precise one is still returned
     text = report.format()
     assert "NO FEASIBLE CONFIGURATION FOUND" in text and "precision >= 0.99" in text
+    assert "--ensemble" not in text  # no feasible members to average
     for name in OUTPUTS:
         assert (run_dir / name).is_file(), name
     rows = records(run_dir)

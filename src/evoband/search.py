@@ -106,6 +106,11 @@ class SearchReport:
             lines.append(
                 f"Retrain it on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True"
             )
+        if self.feasible and self.n_feasible >= 2:
+            lines.append(
+                "Or retrain the final population's best half and average their outputs (an "
+                f"ensemble; scores it beside the optimum):\n  python src/evaluation.py {self.run_dir} --ensemble half"
+            )
         return "\n".join(lines)
 
 
