@@ -6,6 +6,7 @@ Every search here really trains (2-fold CV, 1-2 epochs, networks of at most 20,0
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -187,6 +188,8 @@ def test_hyperband_search_respects_the_budget_and_max_params(reference) -> None:
     assert (run_dir / "progress.csv").read_text().splitlines()[0].split(",") == PROGRESS_COLUMNS
     assert "Best feasible configuration" in report.format()
     assert f"evaluation.py {run_dir} --ensemble half" in report.format()
+    alone = dataclasses.replace(report, n_feasible_members=1)  # nothing to average it with
+    assert "--ensemble" not in alone.format() and "Best feasible configuration" in alone.format()
 
 
 def test_search_without_hyperband(data_dir: Path, tmp_path: Path) -> None:

@@ -66,6 +66,8 @@ class SearchReport:
     feasible: bool
     n_evaluations: int
     n_feasible: int
+    n_feasible_members: int
+    """Members feasible at some budget (the ensemble command is suggested from two on)."""
     elapsed: float
     stopped_by: str
     constraints: Constraints
@@ -106,7 +108,7 @@ class SearchReport:
             lines.append(
                 f"Retrain it on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True"
             )
-        if self.feasible and self.n_feasible >= 2:
+        if self.feasible and self.n_feasible_members >= 2:
             lines.append(
                 "Or retrain the final population's best half and average their outputs (an "
                 f"ensemble; scores it beside the optimum):\n  python src/evaluation.py {self.run_dir} --ensemble half"
@@ -229,6 +231,10 @@ def _search(
                     for m in optimizer.members
                     for r in m.results.values()
                     if constraints.feasible(r)
+                ),
+                n_feasible_members=sum(
+                    any(constraints.feasible(r) for r in m.results.values())
+                    for m in optimizer.members
                 ),
                 elapsed=optimizer.elapsed(),
                 stopped_by=optimizer.stopped_by or ("interrupted" if interrupted else ""),
