@@ -19,6 +19,7 @@ import AutoML
 from evoband.cnn import count_params
 from evoband.cost import CostModel
 from evoband.data import load_data
+from evoband.ea_state import SearchState
 from evoband.errors import ConfigError, StoreError
 from evoband.member import Origin
 from evoband.search import SearchConfig, SearchReport, run_search
@@ -64,6 +65,7 @@ def search_config(
         max_evaluations=cap,
         seed=seed,
         random_search=random_search,
+        eval_time_limit=600,  # time limits depend on the machine's load: keep them out
     )
     return SearchConfig(
         settings=settings,
@@ -216,6 +218,23 @@ def test_random_search_children_are_fresh_samples(data_dir: Path, tmp_path: Path
     assert len(rows) == 4
     assert all(r["origin"] == Origin.SAMPLED and r["parents"] == [] for r in rows)
     assert read_json(run_dir / "run.json")["algorithm"] == "RS"
+
+
+def test_a_time_budget_spent_on_the_initial_population_is_pointed_out(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every finished evaluation counts 10 s: 25 s end a population of 6 at its first rung, 55 s
+    end a population of 3 (3 + 1 evaluations) among its children."""
+    monkeypatch.setattr(SearchState, "elapsed", lambda self: 10.0 * self.n_evaluations)
+    for pop_size, max_time, inside in ((6, 25.0, True), (3, 55.0, False)):
+        config = search_config(data_dir, tmp_path / f"pop{pop_size}", cap=None)
+        settings = dataclasses.replace(config.settings, pop_size=pop_size, max_time=max_time)
+        report = run_search(dataclasses.replace(config, settings=settings))
+        assert report.stopped_by.startswith("max_time")
+        assert report.ended_in_initial_population is inside
+        assert ("a smaller --pop_size" in report.format()) is inside
+        rows = records(tmp_path / f"pop{pop_size}")
+        assert any(r["origin"] != Origin.SAMPLED for r in rows) is not inside
 
 
 def test_unmeetable_precision_reports_infeasible_and_still_writes_outputs(tmp_path: Path) -> None:

@@ -71,6 +71,8 @@ class SearchReport:
     elapsed: float
     stopped_by: str
     constraints: Constraints
+    ended_in_initial_population: bool
+    """The time budget ended before any child was bred (the initial population still training)."""
     peak_checkpoint_bytes: int
     ledger_seconds: float
     family: NetworkFamily = SHIPPED
@@ -104,6 +106,12 @@ class SearchReport:
             f"Peak checkpoint disk use {self.peak_checkpoint_bytes / 1e6:.1f} MB; ledger writes {self.ledger_seconds:.2f} s "
             f"({self.ledger_seconds / max(self.elapsed, 1e-9):.2%} of the run)"
         )
+        if self.ended_in_initial_population and self.best is not None and self.best.result:
+            lines.append(
+                "The time budget ended while the initial population was still training (no "
+                f"children were bred; the optimum was scored at {self.best.result.epochs} epochs): "
+                "a smaller --pop_size or a longer --max_time leaves time for the search itself."
+            )
         if self.best is not None:
             lines.append(
                 f"Retrain it on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True"
@@ -239,6 +247,8 @@ def _search(
                 elapsed=optimizer.elapsed(),
                 stopped_by=optimizer.stopped_by or ("interrupted" if interrupted else ""),
                 constraints=constraints,
+                ended_in_initial_population=optimizer.generation == 0
+                and optimizer.stopped_by.startswith("max_time"),
                 peak_checkpoint_bytes=optimizer.peak_checkpoint_bytes,
                 ledger_seconds=store.write_seconds,
                 family=family,
