@@ -20,16 +20,19 @@ evaluation.
 
 Per run it records the best feasible CV top-3 over elapsed search time, and reports it at
 25/50/100% of the budget, with the number of evaluations, the feasible rate, the epoch-folds
-trained and the optimum's test top-3 and precision after retraining it with ``src/main.py -t``.
-Run from the repository root::
+trained and the optimum's test top-3 and precision after retraining it with ``src/main.py -t``;
+with ``--ensemble K``, also the test scores of an evoband run's ensemble of its K best feasible
+members (``src/evaluation.py RUN --ensemble K``). Run from the repository root::
 
     python benchmarks/search_quality.py --budget 900 --seeds 0,1,2
+    python benchmarks/search_quality.py --budget 900 --methods ea_hb --ensemble half
     python benchmarks/search_quality.py --quick          # about 2 minutes, on digits
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import importlib.util
 import json
@@ -187,6 +190,7 @@ class RunOutcome:
     opt_segments: list[int] = field(default_factory=list)
     opt: Evaluation | None = None
     test: dict[str, Any] = field(default_factory=dict)
+    ensemble: dict[str, Any] = field(default_factory=dict)
 
 
 def rank_cost(constraints: Constraints, result: Result | None) -> float:
@@ -272,6 +276,9 @@ def summary_row(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
             "test_precision": outcome.test.get("precision", math.nan),
             "test_epochs": outcome.test.get("epochs"),
             "test_status": outcome.test.get("status", ""),
+            "ensemble_top3": outcome.ensemble.get("top3", math.nan),
+            "ensemble_precision": outcome.ensemble.get("precision", math.nan),
+            "ensemble_members": outcome.ensemble.get("members", ""),
             "run_dir": str(outcome.run_dir),
         }
     )
@@ -287,6 +294,12 @@ def log_line(row: Mapping[str, Any]) -> str:
         f"{row['n_evaluations']} evaluations ({_fmt(row['feasible_rate'], pct=True)} feasible), "
         f"{row['epoch_folds']} epoch-folds, {row['search_seconds']:.0f} s; "
         f"test top-3 {_fmt(row['test_top3'])}, precision {_fmt(row['test_precision'])}"
+        + (
+            f"; ensemble ({row['ensemble_members']}) test top-3 {_fmt(row['ensemble_top3'])}, "
+            f"precision {_fmt(row['ensemble_precision'])}"
+            if row.get("ensemble_members")
+            else ""
+        )
     )
 
 
@@ -724,6 +737,34 @@ def retrain(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
     return {key: record[key] for key in keys}
 
 
+def test_ensemble(outcome: RunOutcome, k: str) -> dict[str, Any]:
+    """Retrain an evoband run's ``k`` best feasible members and score their averaged outputs on
+    test (``src/evaluation.py RUN --ensemble K``, with the run's seed); {} for a peer's run or
+    one without a feasible member."""
+    if outcome.method not in EVOBAND_METHODS or outcome.opt is None or not outcome.opt.feasible:
+        return {}
+    out_dir = outcome.run_dir / "ensemble"
+    cmd = [
+        sys.executable, str(REPO_ROOT / "src" / "evaluation.py"), str(outcome.run_dir),
+        "--ensemble", k, "--seed", str(outcome.seed), "--out", str(out_dir),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    table = out_dir / "ensembles.csv"
+    rows = list(csv.DictReader(table.open(newline=""))) if table.exists() else []
+    if proc.returncode != 0 or not rows:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no ensemble"]
+        print(
+            f"note: the ensemble of {outcome.run_dir.name} failed (exit {proc.returncode}): {tail[0]}"
+        )
+        return {}
+    row = rows[0]
+    return {
+        "top3": float(row["ensemble_top3"]),
+        "precision": float(row["ensemble_precision"]),
+        "members": row["members"],
+    }
+
+
 _CELLS: dict[str, Callable[[Iterable[Any]], str]] = {
     "score": partial(mean_std, fmt="{:.3f}"),
     "count": partial(mean_std, fmt="{:.0f}"),
@@ -743,13 +784,19 @@ TABLE_COLUMNS: list[Column] = [
         ("test_precision", "test precision", "score"),
     ]
 ]
+ENSEMBLE_COLUMNS: list[Column] = [
+    ("ensemble_top3", "ensemble test top-3", _CELLS["score"]),
+    ("ensemble_precision", "ensemble precision", _CELLS["score"]),
+]
 """Columns of the Markdown table: CSV key, title and cell (scores with 3 decimals, counts
 whole, rates in percent)."""
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Mean ± std over seeds per method, as a Markdown table."""
-    return shared_table(rows, "method", TABLE_COLUMNS)
+    """Mean ± std over seeds per method, as a Markdown table (with the ensembles' columns when
+    a run has an ensemble)."""
+    ensembles = any(row.get("ensemble_members") for row in rows)
+    return shared_table(rows, "method", TABLE_COLUMNS + (ENSEMBLE_COLUMNS if ensembles else []))
 
 
 def evaluation_figures(outcomes: Sequence[RunOutcome], out_dir: Path) -> None:
@@ -828,6 +875,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--runs_dir", type=Path, help="run directories (default: runs/search_quality_<stamp>)")
     add("--quick", action="store_true", help="about 2 minutes: 20 s per method, 1 seed, digits")
     add("--no_retrain", action="store_true", help="skip retraining the optima on the test split")
+    add("--ensemble", metavar="K", help="also score each evoband run's ensemble of its K best "
+        "feasible members on test (an int or 'half'; src/evaluation.py --ensemble)")  # fmt: skip
     add("--no_figures", action="store_true", help="skip the figures")
     return p
 
@@ -842,6 +891,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown methods {unknown}; choose from {','.join(ALL_METHODS)}")
     if not args.seeds or args.budget <= 0 or args.eta < 2:
         p.error("give at least one seed, --budget > 0 and --eta >= 2")
+    k = args.ensemble
+    if k is not None and not (k == "half" or (k.isdigit() and int(k) >= 1)):
+        p.error(f"--ensemble takes an int >= 1 or 'half', not {args.ensemble!r}")
+    if args.ensemble is not None and args.no_retrain:
+        p.error("--ensemble retrains on the test split: drop --no_retrain")
     if not 1 <= args.min_epochs < args.max_epochs:
         p.error("need 1 <= --min_epochs < --max_epochs (DEHB needs two fidelities)")
     return args
@@ -886,6 +940,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = run_one(method, seed, bench, runs_dir / f"{method}_seed{seed}")
             if not args.no_retrain:
                 outcome.test = retrain(outcome, bench)
+            if args.ensemble is not None:
+                outcome.ensemble = test_ensemble(outcome, args.ensemble)
             outcomes.append(outcome)
             rows.append(summary_row(outcome, bench))
             trace += trace_rows(outcome)

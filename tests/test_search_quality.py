@@ -119,6 +119,11 @@ def test_quick_changes_only_the_defaults_not_given():
     assert full.methods == list(sq.ALL_METHODS)
     with pytest.raises(SystemExit):
         sq.parse_args(["--methods", "ea_hb,smac"])
+    assert sq.parse_args(["--ensemble", "half"]).ensemble == "half"
+    assert sq.parse_args(["--ensemble", "3"]).ensemble == "3"
+    for bad in (["--ensemble", "0"], ["--ensemble", "best"], ["--ensemble", "2", "--no_retrain"]):
+        with pytest.raises(SystemExit):
+            sq.parse_args(bad)
 
 
 def test_a_missing_peer_is_skipped_with_a_clear_message(monkeypatch, capsys):
@@ -151,6 +156,12 @@ def test_markdown_table_gives_mean_and_std_over_seeds():
     assert cells[8] == "0.800"  # one finite test value: its mean only
     one = sq.markdown_table(rows[:1]).splitlines()[2]
     assert "| 10 |" in one and "| 50% |" in one  # counts stay whole numbers below 10 too
+    assert "ensemble" not in sq.markdown_table(rows)  # no run has an ensemble: no columns
+    rows[0].update(ensemble_top3=0.9, ensemble_precision=0.7, ensemble_members="3 1")
+    rows[1].update(ensemble_top3=0.8, ensemble_precision=0.5, ensemble_members="2 0")
+    head, _, line = sq.markdown_table(rows).splitlines()
+    assert head.rstrip(" |").endswith("ensemble test top-3 | ensemble precision")
+    assert line.rstrip(" |").endswith("0.850 ± 0.071 | 0.600 ± 0.141")
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,10 +178,12 @@ def _num(text: str) -> float:
 
 @pytest.mark.slow
 def test_quick_benchmark_end_to_end(tmp_path: Path):
-    """One real ``--quick`` run (about 1.5 minutes): real searches, retraining and outputs."""
+    """One real ``--quick`` run (about 1.5 minutes): real searches, retraining, ensembles of
+    evoband's runs and outputs."""
     out, runs = tmp_path / "quick.csv", tmp_path / "runs"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out), "--runs_dir", str(runs)],
+        [sys.executable, str(SCRIPT), "--quick", "--ensemble", "2",
+         "--out", str(out), "--runs_dir", str(runs)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -209,6 +222,13 @@ def test_quick_benchmark_end_to_end(tmp_path: Path):
         assert row["test_status"] == "ok", row
         assert 0.0 <= float(row["test_top3"]) <= 1.0 and 0.0 <= float(row["test_precision"]) <= 1.0
         assert row["test_epochs"] == row["opt_epochs"]
+        # evoband's runs: an ensemble of its 2 best feasible members (fewer if fewer are)
+        if method in sq.EVOBAND_METHODS and row["opt_feasible"] == "True":
+            assert 1 <= len(row["ensemble_members"].split()) <= 2, row
+            assert 0.0 <= float(row["ensemble_top3"]) <= 1.0
+            assert (run_dir / "ensemble" / "ensembles.csv").exists()
+        else:
+            assert row["ensemble_members"] == "" and math.isnan(_num(row["ensemble_top3"]))
         assert f"| {method} | 1 |" in proc.stdout
     assert out.with_name("quick_best_over_time.png").stat().st_size > 0
     for method in expected:
