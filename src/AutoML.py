@@ -227,6 +227,12 @@ def main(argv: list[str] | None = None, random_search: bool = False) -> int:
             print(
                 f"  x {args.cv_folds} folds = {schedule.epochs_cost() * args.cv_folds} epoch-folds per generation"
             )
+            initial = schedule.initial_bracket(args.pop_size)
+            print(
+                f"Initial population of {args.pop_size} (before any child): {initial.rungs()}   "
+                f"({initial.epochs_cost()} epochs per fold, "
+                f"{initial.epochs_cost() / schedule.epochs_cost():.2g} generations)"
+            )
         else:
             print(
                 f"No Hyperband: {args.num_children} children x {args.epochs} epochs x {args.cv_folds} folds per generation"

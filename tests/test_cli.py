@@ -160,6 +160,11 @@ def test_dry_run_prints_the_schedule() -> None:
     assert str(HyperbandSchedule(4, 32, 2)) in stdout
     assert "bracket s=3: 8x4  4x8  2x16  1x32" in stdout
     assert "x 3 folds = 1176 epoch-folds per generation" in stdout
+    assert "Initial population of 10 (before any child): 10x4  5x8  2x16  1x32" in stdout
+    assert "(92 epochs per fold, 0.23 generations)" in stdout  # 40 + 20 + 16 + 16 epochs
+    code, stdout, _ = call_cli(AutoML.main, ["--hyperband", "--pop_size", "50", "--dry_run"])
+    # the course command's population: 200 + 100 + 96 + 96 epochs, more than a generation
+    assert "50x4  25x8  12x16  6x32   (492 epochs per fold, 1.3 generations)" in stdout
     code, stdout, _ = call_cli(
         AutoML.main,
         [

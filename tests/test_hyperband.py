@@ -86,6 +86,15 @@ def test_epochs_cost_hand_computed() -> None:
     assert Bracket(0, (3,), (7,)).epochs_cost() == 21
 
 
+def test_the_initial_population_climbs_the_most_aggressive_brackets_rungs() -> None:
+    schedule = HyperbandSchedule(4, 32, 2)
+    initial = schedule.initial_bracket(10)
+    assert initial == Bracket(3, (10, 5, 2, 1), (4, 8, 16, 32))
+    assert initial.epochs_cost() == 40 + 20 + 16 + 16
+    assert schedule.initial_bracket(3).n_members == (3, 1, 1, 1)  # at least one per rung
+    assert HyperbandSchedule(1, 27, 3).initial_bracket(20).n_members == (20, 6, 2, 1)
+
+
 def test_str_prints_every_bracket() -> None:
     text = str(HyperbandSchedule(2, 50, 2))
     lines = text.splitlines()

@@ -130,8 +130,8 @@ class EvolutionaryOptimizer(SearchState):
                 self.population = [m for m in initial if self.settings.max_epochs in m.results]
                 self.retention.release(self.population)
         else:
-            eta = self.settings.eta
-            sizes = tuple(max(1, len(initial) // eta**i) for i in range(len(bracket.budgets)))
+            assert self.schedule is not None
+            sizes = self.schedule.initial_bracket(len(initial)).n_members
             self._halving(initial, sizes, bracket.budgets, s)
             self.population = list(initial)
         self.population = self.rank(self.population)

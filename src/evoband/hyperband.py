@@ -26,6 +26,10 @@ class Bracket:
     n_members: tuple[int, ...]
     budgets: tuple[int, ...]
 
+    def rungs(self) -> str:
+        """Its rungs as ``members x epochs``, e.g. ``8x4  4x8  2x16  1x32``."""
+        return "  ".join(f"{n}x{r}" for n, r in zip(self.n_members, self.budgets, strict=True))
+
     def epochs_cost(self) -> int:
         """Epochs trained per fold when every promoted member continues from its checkpoint."""
         cost, previous = 0, 0
@@ -84,6 +88,13 @@ class HyperbandSchedule:
         members = [max(1, n // self.eta**i) for i in range(s + 1)]
         return Bracket(s, tuple(members), tuple(budgets))
 
+    def initial_bracket(self, n: int) -> Bracket:
+        """The bracket an initial population of ``n`` climbs: the most aggressive bracket's rungs,
+        ``floor(n / eta**i)`` members (at least one) at rung ``i``."""
+        top = self.bracket(self.s_max)
+        members = tuple(max(1, n // self.eta**i) for i in range(len(top.budgets)))
+        return Bracket(top.s, members, top.budgets)
+
     @property
     def brackets(self) -> list[Bracket]:
         """Brackets in the order one Hyperband iteration runs them: most aggressive first."""
@@ -101,9 +112,8 @@ class HyperbandSchedule:
             f"Hyperband schedule: epochs {self.min_epochs}..{self.max_epochs}, eta {self.eta}, s_max {self.s_max}"
         ]
         for b in self.brackets:
-            rungs = "  ".join(f"{n}x{r}" for n, r in zip(b.n_members, b.budgets, strict=True))
             lines.append(
-                f"  bracket s={b.s}: {rungs}   (members x epochs; {b.epochs_cost()} epochs per fold)"
+                f"  bracket s={b.s}: {b.rungs()}   (members x epochs; {b.epochs_cost()} epochs per fold)"
             )
         lines.append(f"  one generation: {self.epochs_cost()} epochs per fold")
         return "\n".join(lines)
