@@ -279,6 +279,7 @@ def summary_row(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
             "ensemble_top3": outcome.ensemble.get("top3", math.nan),
             "ensemble_precision": outcome.ensemble.get("precision", math.nan),
             "ensemble_members": outcome.ensemble.get("members", ""),
+            "ensemble_params": outcome.ensemble.get("num_params"),
             "run_dir": str(outcome.run_dir),
         }
     )
@@ -295,7 +296,8 @@ def log_line(row: Mapping[str, Any]) -> str:
         f"{row['epoch_folds']} epoch-folds, {row['search_seconds']:.0f} s; "
         f"test top-3 {_fmt(row['test_top3'])}, precision {_fmt(row['test_precision'])}"
         + (
-            f"; ensemble ({row['ensemble_members']}) test top-3 {_fmt(row['ensemble_top3'])}, "
+            f"; ensemble ({row['ensemble_members']}; {row['ensemble_params']:,} parameters) "
+            f"test top-3 {_fmt(row['ensemble_top3'])}, "
             f"precision {_fmt(row['ensemble_precision'])}"
             if row.get("ensemble_members")
             else ""
@@ -762,6 +764,7 @@ def test_ensemble(outcome: RunOutcome, k: str) -> dict[str, Any]:
         "top3": float(row["ensemble_top3"]),
         "precision": float(row["ensemble_precision"]),
         "members": row["members"],
+        "num_params": int(row["num_params"]),
     }
 
 

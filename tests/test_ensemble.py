@@ -39,7 +39,9 @@ def test_ensemble_averages_the_k_best_feasible_members(
     best = compute_metrics(outputs[0], data.test.labels)
     assert (result.best_single.top3, result.best_single.precision) == (best.top3, best.precision)
     assert 0.0 <= result.metrics.precision <= 1.0 and result.metrics.top3 == 1.0  # 3 classes
+    assert result.num_params == sum(m.num_params for m in feasible[:2]) > 0
     assert "Ensemble of 2 members" in result.format()
+    assert f"({result.num_params:,} parameters)" in result.format()
     assert ensemble(population).member_ids == tuple(m.member_id for m in feasible[:2])  # half of 3
     with pytest.raises(ConfigError, match="'k' parameter"):
         ensemble(population, k=0)

@@ -204,7 +204,11 @@ def test_ensemble_is_scored_beside_the_optimum_on_test(
     assert int(table["members"].iloc[0].split()[0]) == results["member_id"]
     assert table["best_top3"].iloc[0] == pytest.approx(results["top3"])
     assert table[["ensemble_top3", "ensemble_precision"]].stack().between(0, 1).all()
-    assert "Ensembles on the test split" in capsys.readouterr().out
+    # the parameters of its two networks together: more than the optimum's own
+    assert table["num_params"].iloc[0] > results["num_params"] > 0
+    printed = capsys.readouterr().out
+    assert "Ensembles on the test split" in printed
+    assert f"| {int(table['num_params'].iloc[0]):,} |" in printed
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])

@@ -226,6 +226,7 @@ def test_quick_benchmark_end_to_end(tmp_path: Path):
         if method in sq.EVOBAND_METHODS and row["opt_feasible"] == "True":
             assert 1 <= len(row["ensemble_members"].split()) <= 2, row
             assert 0.0 <= float(row["ensemble_top3"]) <= 1.0
+            assert int(row["ensemble_params"]) >= int(row["opt_num_params"]) > 0
             assert (run_dir / "ensemble" / "ensembles.csv").exists()
         else:
             assert row["ensemble_members"] == "" and math.isnan(_num(row["ensemble_top3"]))

@@ -28,17 +28,21 @@ class EnsembleResult:
         metrics: the ensemble's scores on the test split (loss: the NLL of the averaged outputs).
         best_single: the scores of the first (best) of them alone.
         probabilities: the averaged softmax outputs, ``N_test x n_classes``.
+        num_params: the trainable parameters of all its networks together (what a parameter
+            limit on the ensemble as one model counts).
     """
 
     member_ids: tuple[int, ...]
     metrics: Metrics
     best_single: Metrics
     probabilities: torch.Tensor
+    num_params: int
 
     def format(self) -> str:
         e, b = self.metrics, self.best_single
         return (
-            f"Ensemble of {len(self.member_ids)} members {list(self.member_ids)}: test top-3 "
+            f"Ensemble of {len(self.member_ids)} members {list(self.member_ids)} "
+            f"({self.num_params:,} parameters): test top-3 "
             f"{e.top3:.4f}, precision {e.precision:.4f} (best single member: top-3 {b.top3:.4f}, "
             f"precision {b.precision:.4f})"
         )
@@ -80,7 +84,9 @@ def ensemble(
         mean, std = member.stats()
         x = normalize(source.test.images, mean, std, next(model.parameters()).device)
         probabilities.append(predict(model, x).softmax(dim=1))
-    return combine([m.member_id for m in chosen], probabilities, labels)
+    return combine(
+        [m.member_id for m in chosen], probabilities, labels, sum(m.num_params for m in chosen)
+    )
 
 
 def ensemble_size(k: int | str, population_size: int) -> int:
@@ -99,7 +105,10 @@ def ensemble_size(k: int | str, population_size: int) -> int:
 
 
 def combine(
-    member_ids: Sequence[int], probabilities: Sequence[torch.Tensor], labels: torch.Tensor
+    member_ids: Sequence[int],
+    probabilities: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    num_params: int,
 ) -> EnsembleResult:
     """The ensemble of members' softmax outputs on one test split (the first member is the best).
 
@@ -107,6 +116,7 @@ def combine(
         member_ids: the members, best first.
         probabilities: each member's softmax outputs, ``N_test x n_classes``, in the same order.
         labels: the test labels.
+        num_params: the members' trainable parameters together.
     """
     averaged = torch.stack(list(probabilities)).mean(dim=0)
 
@@ -114,4 +124,6 @@ def combine(
         loss = torch.nn.functional.nll_loss(p.clamp_min(1e-12).log(), labels)
         return compute_metrics(p, labels, float(loss))
 
-    return EnsembleResult(tuple(member_ids), score(averaged), score(probabilities[0]), averaged)
+    return EnsembleResult(
+        tuple(member_ids), score(averaged), score(probabilities[0]), averaged, num_params
+    )

@@ -61,6 +61,7 @@ def ensemble_on_test(
     """
     members = ensemble_members(run, k)
     probabilities = []
+    num_params = 0
     for member_id in members:
         result = retrain_on_test(run, task, seed=seed, member_id=member_id)
         if result is None or result.probabilities is None:
@@ -76,9 +77,10 @@ def ensemble_on_test(
             result.precision,
         )
         probabilities.append(result.probabilities)
+        num_params += result.num_params
     if not probabilities:
         return None
-    return combine(members, probabilities, task.data.test.labels)
+    return combine(members, probabilities, task.data.test.labels, num_params)
 
 
 def test_ensembles(

@@ -294,6 +294,7 @@ ENSEMBLE_COLUMNS = [
     "run",
     "k",
     "members",
+    "num_params",
     "ensemble_top3",
     "ensemble_precision",
     "best_top3",
@@ -308,6 +309,7 @@ def ensemble_table(ensembles: Mapping[str, EnsembleResult]) -> pd.DataFrame:
             "run": name,
             "k": len(e.member_ids),
             "members": " ".join(str(m) for m in e.member_ids),
+            "num_params": e.num_params,
             "ensemble_top3": e.metrics.top3,
             "ensemble_precision": e.metrics.precision,
             "best_top3": e.best_single.top3,
@@ -320,12 +322,15 @@ def ensemble_table(ensembles: Mapping[str, EnsembleResult]) -> pd.DataFrame:
 
 def markdown_ensembles(table: pd.DataFrame) -> str:
     """:func:`ensemble_table` as a Markdown table."""
-    head = ["run", "members", "ensemble top-3", "precision", "best member top-3", "precision"]
+    head = [
+        "run", "members", "params", "ensemble top-3", "precision", "best member top-3", "precision"
+    ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in table.to_dict("records"):
         cells = [
             str(r["run"]),
             f"{r['k']} ({r['members']})",
+            f"{int(r['num_params']):,}",
             _fmt(r["ensemble_top3"], ".4f"),
             _fmt(r["ensemble_precision"], ".4f"),
             _fmt(r["best_top3"], ".4f"),
