@@ -59,6 +59,7 @@ except ImportError:  # running from a checkout without an installed package
 from ConfigSpace import ConfigurationSpace  # noqa: E402
 
 from evoband import SearchConfig, SearchSettings, load_run, run_search  # noqa: E402
+from evoband.cli import word_or_count  # noqa: E402
 from evoband.cnn import count_params  # noqa: E402
 from evoband.constraints import Constraints  # noqa: E402
 from evoband.data import load_data  # noqa: E402
@@ -739,7 +740,7 @@ def retrain(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
     return {key: record[key] for key in keys}
 
 
-def test_ensemble(outcome: RunOutcome, k: str) -> dict[str, Any]:
+def score_ensemble(outcome: RunOutcome, k: int | str) -> dict[str, Any]:
     """Retrain an evoband run's ``k`` best feasible members and score their averaged outputs on
     test (``src/evaluation.py RUN --ensemble K``, with the run's seed); {} for a peer's run or
     one without a feasible member."""
@@ -748,7 +749,7 @@ def test_ensemble(outcome: RunOutcome, k: str) -> dict[str, Any]:
     out_dir = outcome.run_dir / "ensemble"
     cmd = [
         sys.executable, str(REPO_ROOT / "src" / "evaluation.py"), str(outcome.run_dir),
-        "--ensemble", k, "--seed", str(outcome.seed), "--out", str(out_dir),
+        "--ensemble", str(k), "--seed", str(outcome.seed), "--out", str(out_dir),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     table = out_dir / "ensembles.csv"
@@ -787,12 +788,13 @@ TABLE_COLUMNS: list[Column] = [
         ("test_precision", "test precision", "score"),
     ]
 ]
+"""Columns of the Markdown table: CSV key, title and cell (scores with 3 decimals, counts
+whole, rates in percent)."""
 ENSEMBLE_COLUMNS: list[Column] = [
     ("ensemble_top3", "ensemble test top-3", _CELLS["score"]),
     ("ensemble_precision", "ensemble precision", _CELLS["score"]),
 ]
-"""Columns of the Markdown table: CSV key, title and cell (scores with 3 decimals, counts
-whole, rates in percent)."""
+"""The table's columns of the ensembles (``--ensemble``)."""
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -878,7 +880,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--runs_dir", type=Path, help="run directories (default: runs/search_quality_<stamp>)")
     add("--quick", action="store_true", help="about 2 minutes: 20 s per method, 1 seed, digits")
     add("--no_retrain", action="store_true", help="skip retraining the optima on the test split")
-    add("--ensemble", metavar="K", help="also score each evoband run's ensemble of its K best "
+    add("--ensemble", metavar="K", type=word_or_count("half"), help="also score each evoband run's ensemble of its K best "
         "feasible members on test (an int or 'half'; src/evaluation.py --ensemble)")  # fmt: skip
     add("--no_figures", action="store_true", help="skip the figures")
     return p
@@ -894,9 +896,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown methods {unknown}; choose from {','.join(ALL_METHODS)}")
     if not args.seeds or args.budget <= 0 or args.eta < 2:
         p.error("give at least one seed, --budget > 0 and --eta >= 2")
-    k = args.ensemble
-    if k is not None and not (k == "half" or (k.isdigit() and int(k) >= 1)):
-        p.error(f"--ensemble takes an int >= 1 or 'half', not {args.ensemble!r}")
     if args.ensemble is not None and args.no_retrain:
         p.error("--ensemble retrains on the test split: drop --no_retrain")
     if not 1 <= args.min_epochs < args.max_epochs:
@@ -944,7 +943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.no_retrain:
                 outcome.test = retrain(outcome, bench)
             if args.ensemble is not None:
-                outcome.ensemble = test_ensemble(outcome, args.ensemble)
+                outcome.ensemble = score_ensemble(outcome, args.ensemble)
             outcomes.append(outcome)
             rows.append(summary_row(outcome, bench))
             trace += trace_rows(outcome)

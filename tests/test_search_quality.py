@@ -120,7 +120,7 @@ def test_quick_changes_only_the_defaults_not_given():
     with pytest.raises(SystemExit):
         sq.parse_args(["--methods", "ea_hb,smac"])
     assert sq.parse_args(["--ensemble", "half"]).ensemble == "half"
-    assert sq.parse_args(["--ensemble", "3"]).ensemble == "3"
+    assert sq.parse_args(["--ensemble", "3"]).ensemble == 3
     for bad in (["--ensemble", "0"], ["--ensemble", "best"], ["--ensemble", "2", "--no_retrain"]):
         with pytest.raises(SystemExit):
             sq.parse_args(bad)

@@ -115,13 +115,14 @@ class EvolutionaryOptimizer(SearchState):
         With Hyperband they climb the rungs of the most aggressive bracket like any children;
         without, each trains to max_epochs.
         """
-        bracket = self.schedule.brackets[0] if self.schedule is not None else None
+        pop_size = self.settings.pop_size
+        bracket = self.schedule.initial_bracket(pop_size) if self.schedule is not None else None
         s = bracket.s if bracket is not None else None
         initial = [
             self._new_member(config, origin, (), s)
-            for config, origin in self.breeder.starts(self.settings.pop_size)
+            for config, origin in self.breeder.starts(pop_size)
         ]
-        while len(initial) < self.settings.pop_size:
+        while len(initial) < pop_size:
             initial.append(self._new_member(self.breeder.sample(self.rng), Origin.SAMPLED, (), s))
         if bracket is None:
             try:
@@ -130,9 +131,7 @@ class EvolutionaryOptimizer(SearchState):
                 self.population = [m for m in initial if self.settings.max_epochs in m.results]
                 self.retention.release(self.population)
         else:
-            assert self.schedule is not None
-            sizes = self.schedule.initial_bracket(len(initial)).n_members
-            self._halving(initial, sizes, bracket.budgets, s)
+            self._halving(initial, bracket.n_members, bracket.budgets, s)
             self.population = list(initial)
         self.population = self.rank(self.population)
         self.retention.prune(self.population)
