@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 import AutoML
-from evoband.dask_executor import DaskExecutor
+from evoband.dask_executor import DaskExecutor, _next_finished
 from evoband.data import load_data
 from evoband.errors import ConfigError
 from evoband.hooks import BaseCallback, SearchView
@@ -428,3 +428,49 @@ def test_bad_cluster_flags_are_one_error_line_and_write_nothing(
     assert "Traceback" not in stderr
     assert not run_dir.exists()
     assert time.monotonic() - start < 30
+
+
+# --- signals while waiting for a fold ------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+class _SignalledWhileAsked:
+    """Stands in for ``distributed.as_completed``: every call into it receives SIGTERM, as when
+    the signal comes while the main thread is inside Dask's locks."""
+
+    def __init__(self, ready_after: int) -> None:
+        self.calls, self.ready_after, self.raised_inside = 0, ready_after, False
+
+    def has_ready(self) -> bool:
+        self.calls += 1
+        try:
+            signal.raise_signal(signal.SIGTERM)
+            return self.calls >= self.ready_after
+        except _Stop:
+            self.raised_inside = True
+            raise
+
+    def __next__(self) -> str:
+        return "future"
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+@pytest.mark.parametrize("ready_after", [1, 3])
+def test_a_signal_while_waiting_for_a_fold_is_raised_outside_dask(ready_after: int) -> None:
+    """An exception from a signal handler inside ``as_completed`` can leave a lock of it held,
+    and closing the cluster then hangs on it (seen as a SIGTERMed search that never exited)."""
+    waiting = _SignalledWhileAsked(ready_after)
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        with pytest.raises(_Stop):
+            _next_finished(waiting, poll=0.01)  # type: ignore[arg-type]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not waiting.raised_inside
+    assert waiting.calls == 1  # delivered at once, not after a fold finished

@@ -288,19 +288,20 @@ class DaskExecutor(WorkerExecutor):
                         exhausted = True
                         break
                     wall = None if job.deadline is None else job.deadline + to_wall
-                    future = client.submit(
-                        _run_on_worker,
-                        self._plugin,
-                        replace(job, deadline=None),
-                        wall,
-                        key=f"evoband-fold{job.fold}-{uuid.uuid4().hex}",
-                        pure=False,
-                    )
-                    submitted[future.key] = (job, time.perf_counter())
-                    finished.add(future)
+                    with _signals_deferred():
+                        future = client.submit(
+                            _run_on_worker,
+                            self._plugin,
+                            replace(job, deadline=None),
+                            wall,
+                            key=f"evoband-fold{job.fold}-{uuid.uuid4().hex}",
+                            pure=False,
+                        )
+                        submitted[future.key] = (job, time.perf_counter())
+                        finished.add(future)
                 if finished.is_empty():
                     return
-                future = next(finished)
+                future = _next_finished(finished)
                 job, started = submitted.pop(future.key)
                 with _signals_deferred():
                     result = self._result_of(future, job, time.perf_counter() - started)
@@ -343,6 +344,19 @@ class DaskExecutor(WorkerExecutor):
                     what.close()
                 except Exception as exc:  # closing is best effort; the processes end with us
                     logger.debug("Closing %s failed: %s", type(what).__name__, exc)
+
+
+def _next_finished(finished: as_completed, poll: float = 0.05) -> Future:
+    """The next finished future of ``finished``, waiting for one.
+
+    Ctrl-C and SIGTERM are raised between polls, never inside ``as_completed``: an exception
+    raised there by a signal handler can leave one of its locks held, and Dask's IO loop thread
+    then blocks on that lock forever, so closing the cluster hangs."""
+    while True:
+        with _signals_deferred():
+            if finished.has_ready():
+                return next(finished)
+        time.sleep(poll)
 
 
 @contextlib.contextmanager
