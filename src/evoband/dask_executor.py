@@ -346,7 +346,7 @@ class DaskExecutor(WorkerExecutor):
                     logger.debug("Closing %s failed: %s", type(what).__name__, exc)
 
 
-def _next_finished(finished: as_completed, poll: float = 0.05) -> Future:
+def _next_finished(finished: as_completed, poll: float = 0.01) -> Future:
     """The next finished future of ``finished``, waiting for one.
 
     Ctrl-C and SIGTERM are raised between polls, never inside ``as_completed``: an exception
