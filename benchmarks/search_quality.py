@@ -22,7 +22,8 @@ Per run it records the best feasible CV top-3 over elapsed search time, and repo
 25/50/100% of the budget, with the number of evaluations, the feasible rate, the epoch-folds
 trained and the optimum's test top-3 and precision after retraining it with ``src/main.py -t``;
 with ``--ensemble K``, also the test scores of an evoband run's ensemble of its K best feasible
-members (``src/evaluation.py RUN --ensemble K``). Run from the repository root::
+members (``src/evaluation.py RUN --ensemble K``); with ``--distill K``, also the optimum's after
+retraining it with K teachers (``src/main.py -t --distill K``). Run from the repository root::
 
     python benchmarks/search_quality.py --budget 900 --seeds 0,1,2
     python benchmarks/search_quality.py --budget 900 --methods ea_hb --ensemble half
@@ -192,6 +193,7 @@ class RunOutcome:
     opt: Evaluation | None = None
     test: dict[str, Any] = field(default_factory=dict)
     ensemble: dict[str, Any] = field(default_factory=dict)
+    distilled: dict[str, Any] = field(default_factory=dict)
 
 
 def rank_cost(constraints: Constraints, result: Result | None) -> float:
@@ -281,6 +283,9 @@ def summary_row(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
             "ensemble_precision": outcome.ensemble.get("precision", math.nan),
             "ensemble_members": outcome.ensemble.get("members", ""),
             "ensemble_params": outcome.ensemble.get("num_params"),
+            "distilled_top3": outcome.distilled.get("top3", math.nan),
+            "distilled_precision": outcome.distilled.get("precision", math.nan),
+            "distill_teachers": outcome.distilled.get("teachers"),
             "run_dir": str(outcome.run_dir),
         }
     )
@@ -301,6 +306,12 @@ def log_line(row: Mapping[str, Any]) -> str:
             f"test top-3 {_fmt(row['ensemble_top3'])}, "
             f"precision {_fmt(row['ensemble_precision'])}"
             if row.get("ensemble_members")
+            else ""
+        )
+        + (
+            f"; distilled from {row['distill_teachers']} teachers: test top-3 "
+            f"{_fmt(row['distilled_top3'])}, precision {_fmt(row['distilled_precision'])}"
+            if row.get("distill_teachers")
             else ""
         )
     )
@@ -723,21 +734,22 @@ def retrain_command(outcome: RunOutcome, bench: Bench, out: Path) -> list[str]:
     return cmd
 
 
-def retrain(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
-    """Retrain the optimum on the whole training split and score it on test (``main.py -t``)."""
+def retrain(outcome: RunOutcome, bench: Bench, distill: int = 0) -> dict[str, Any]:
+    """Retrain the optimum on the whole training split and score it on test (``main.py -t``;
+    with ``distill``, ``main.py -t --distill K`` into ``result_test_distill.json``)."""
     if outcome.opt is None or not (outcome.run_dir / "opt_cfg.json").exists():
         return {"status": "no optimum"}
-    out = outcome.run_dir / "result_test.json"
-    proc = subprocess.run(
-        retrain_command(outcome, bench, out), cwd=REPO_ROOT, capture_output=True, text=True
-    )
+    out = outcome.run_dir / ("result_test_distill.json" if distill else "result_test.json")
+    cmd = retrain_command(outcome, bench, out) + (["--distill", str(distill)] if distill else [])
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     if not out.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         print(f"note: retraining {outcome.run_dir.name} failed (exit {proc.returncode}): {tail[0]}")
         return {"status": f"retrain failed (exit {proc.returncode})"}
     record = json.loads(out.read_text())
     keys = ("top3", "precision", "epochs", "status")
-    return {key: record[key] for key in keys}
+    teachers = {"teachers": (record.get("distill") or {}).get("teachers")} if distill else {}
+    return {**{key: record[key] for key in keys}, **teachers}
 
 
 def score_ensemble(outcome: RunOutcome, k: int | str) -> dict[str, Any]:
@@ -795,13 +807,20 @@ ENSEMBLE_COLUMNS: list[Column] = [
     ("ensemble_precision", "ensemble precision", _CELLS["score"]),
 ]
 """The table's columns of the ensembles (``--ensemble``)."""
+DISTILLED_COLUMNS: list[Column] = [
+    ("distilled_top3", "distilled test top-3", _CELLS["score"]),
+    ("distilled_precision", "distilled precision", _CELLS["score"]),
+]
+"""The table's columns of the optima retrained with distillation (``--distill``)."""
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Mean ± std over seeds per method, as a Markdown table (with the ensembles' columns when
     a run has an ensemble)."""
     ensembles = any(row.get("ensemble_members") for row in rows)
-    return shared_table(rows, "method", TABLE_COLUMNS + (ENSEMBLE_COLUMNS if ensembles else []))
+    distilled = any(row.get("distill_teachers") for row in rows)
+    columns = TABLE_COLUMNS + (ENSEMBLE_COLUMNS if ensembles else [])
+    return shared_table(rows, "method", columns + (DISTILLED_COLUMNS if distilled else []))
 
 
 def evaluation_figures(outcomes: Sequence[RunOutcome], out_dir: Path) -> None:
@@ -882,6 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no_retrain", action="store_true", help="skip retraining the optima on the test split")
     add("--ensemble", metavar="K", type=word_or_count("half"), help="also score each evoband run's ensemble of its K best "
         "feasible members on test (an int or 'half'; src/evaluation.py --ensemble)")  # fmt: skip
+    add("--distill", metavar="K", type=int, default=0, help="also retrain each optimum with K "
+        "teachers (main.py -t --distill K) and score it on test")  # fmt: skip
     add("--no_figures", action="store_true", help="skip the figures")
     return p
 
@@ -898,6 +919,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("give at least one seed, --budget > 0 and --eta >= 2")
     if args.ensemble is not None and args.no_retrain:
         p.error("--ensemble retrains on the test split: drop --no_retrain")
+    if args.distill < 0 or (args.distill and args.no_retrain):
+        p.error("--distill K needs K >= 0 and retraining (no --no_retrain)")
     if not 1 <= args.min_epochs < args.max_epochs:
         p.error("need 1 <= --min_epochs < --max_epochs (DEHB needs two fidelities)")
     return args
@@ -944,6 +967,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 outcome.test = retrain(outcome, bench)
             if args.ensemble is not None:
                 outcome.ensemble = score_ensemble(outcome, args.ensemble)
+            if args.distill:
+                outcome.distilled = retrain(outcome, bench, args.distill)
             outcomes.append(outcome)
             rows.append(summary_row(outcome, bench))
             trace += trace_rows(outcome)

@@ -26,6 +26,7 @@ from evoband.cli import (
 from evoband.cnn import build_model
 from evoband.constraints import Constraints
 from evoband.data import channel_stats, load_data
+from evoband.distill import distillation_record, teacher_targets
 from evoband.errors import ConfigError
 from evoband.export import export_model
 from evoband.files import write_json
@@ -117,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="for a configuration that inherited weights in the search (its training record has "
         "a lineage), retrain its ancestors first and start from their weights, as it was scored",
     )
+    p.add_argument(
+        "--distill",
+        type=int,
+        default=0,
+        metavar="K",
+        help="test mode: train K copies of the network first (other seeds, same budget), then "
+        "the network towards their averaged soft predictions as well as the labels (knowledge "
+        "distillation; K + 1 trainings, still one network of the same size)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument(
         "--out",
@@ -148,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
+    if args.distill < 0:
+        raise ConfigError(f"--distill is {args.distill}, but must be >= 0 (0: no teachers).")
+    if args.distill and not args.use_test_data:
+        raise ConfigError(
+            "--distill trains the network on the whole training split; pass -t True with it."
+        )
     if args.export and not args.use_test_data:
         raise ConfigError(
             "--export saves the network trained on the whole training split; pass -t True with it."
@@ -192,10 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     mode = "test" if args.use_test_data else "cv"
 
-    def bar(fold: int):
+    def bar(fold: int, label: str | None = None):
         if args.no_progress:
             return None
-        label = "train->test" if args.use_test_data else f"fold {fold + 1}/{len(task.splits)}"
+        if label is None:
+            label = "train->test" if args.use_test_data else f"fold {fold + 1}/{len(task.splits)}"
         progress = tqdm(total=args.epochs, desc=label, unit="epoch", leave=True)
 
         def update(done: int, loss: float, acc: float) -> None:
@@ -214,6 +231,18 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             workdir=Path(workdir),
         )
+        distillation = None
+        if args.distill:
+            distillation = teacher_targets(
+                config,
+                args.epochs,
+                task=task,
+                seed=args.seed,
+                teachers=args.distill,
+                segments=segments,
+                inherit=source,
+                on_epoch=lambda i: bar(0, f"teacher {i + 1}/{args.distill}"),
+            )
         result = evaluate(
             config,
             args.epochs,
@@ -223,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             on_epoch=bar,
             keep_predictions=True,
             inherit=source,
+            distill=distillation,
         )
     violated = constraints.violated(result)
     rows = [
@@ -245,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "segments": segments,
         "seed": args.seed,
         "lineage": len(selected["lineage"]) - 1 if source is not None and selected else 0,
+        "distill": distillation_record(args.distill, distillation),
         "data": data.describe(),
         "constraints": {c.name: c.describe() for c in constraints.all},
         "violated": [c.name for c in violated],

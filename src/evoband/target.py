@@ -26,6 +26,7 @@ from .faults import failed_fold
 from .parent_weights import ParentWeights, load_inherited
 from .results import FoldResult, Result, Status
 from .train import (
+    Distillation,
     EpochCallback,
     TrainState,
     derive_seed,
@@ -138,6 +139,7 @@ def evaluate(
     keep_predictions: bool = False,
     executor: FoldExecutor | None = None,
     inherit: ParentWeights | None = None,
+    distill: Distillation | None = None,
 ) -> Result:
     """Train ``config`` to ``epochs`` epochs on every fold of ``task`` and score it.
 
@@ -158,6 +160,7 @@ def evaluate(
         executor: runs the folds (default: one after the other in this process).
         inherit: a fold that starts from epoch 0 (no checkpoint of its own) starts from these
             parent weights (see :mod:`evoband.inherit`) instead of a fresh initialisation.
+        distill: teachers' soft targets for the training images (a train -> test task's).
     """
     num_params = task.family.count_params(config, task.input_shape, task.n_classes)
     done = dict(done_folds or {})
@@ -176,6 +179,7 @@ def evaluate(
             deadline=deadline,
             keep_predictions=keep_predictions,
             inherit=inherit,
+            distill=distill,
         )
     )
     for result in (executor or SerialExecutor()).run(jobs, task, on_epoch):
@@ -199,6 +203,7 @@ class FoldJob:
     deadline: float | None
     keep_predictions: bool = False
     inherit: ParentWeights | None = None
+    distill: Distillation | None = None
 
 
 def fold_jobs(
@@ -213,6 +218,7 @@ def fold_jobs(
     deadline: float | None = None,
     keep_predictions: bool = False,
     inherit: ParentWeights | None = None,
+    distill: Distillation | None = None,
     stopped: Callable[[], bool] = lambda: False,
 ) -> Iterator[FoldJob]:
     """The jobs of one evaluation (see :func:`evaluate` for the arguments), one per fold of
@@ -232,6 +238,7 @@ def fold_jobs(
             deadline=deadline,
             keep_predictions=keep_predictions,
             inherit=inherit,
+            distill=distill,
         )
 
 
@@ -353,20 +360,14 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             deadline=job.deadline,
             on_epoch=on_epoch,
             family=task.family,
+            distill=job.distill,
         )
         sha = ""
         if outcome.status == Status.DIVERGED:
             return FoldResult(
-                k,
-                0.0,
-                0.0,
-                0.0,
-                outcome.loss,
-                outcome.epochs_done,
-                time.perf_counter() - start,
-                Status.DIVERGED,
-                "non-finite training loss",
-            )
+                k, 0.0, 0.0, 0.0, outcome.loss, outcome.epochs_done, time.perf_counter() - start,
+                Status.DIVERGED, "non-finite training loss",
+            )  # fmt: skip
         metrics, logits = evaluate_model(
             state.model, split.x_valid, split.y_valid, config, task.family
         )

@@ -13,7 +13,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -207,6 +207,27 @@ def _loss_fn(
     return lambda logits, y: nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """Teachers' soft targets for the training images (knowledge distillation): the loss is
+    ``(1 - weight) * label loss + weight * temperature**2 * KL(targets || softmax(logits / temperature))``.
+    """
+
+    targets: torch.Tensor
+    """Teacher probabilities at ``temperature``, one row per training image, in its order."""
+    weight: float = 0.9
+    temperature: float = 4.0
+
+    def loss(
+        self, logits: torch.Tensor, label_loss: torch.Tensor, idx: torch.Tensor
+    ) -> torch.Tensor:
+        """The training loss of a batch of the training images at indices ``idx``."""
+        t = self.temperature
+        student = (logits / t).log_softmax(dim=1)
+        kl = nn.functional.kl_div(student, self.targets[idx], reduction="batchmean")
+        return (1 - self.weight) * label_loss + self.weight * t * t * kl
+
+
 def _n_outputs(model: nn.Module) -> int:
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     return int(last.out_features)
@@ -233,6 +254,7 @@ def train(
     deadline: float | None = None,
     on_epoch: EpochCallback | None = None,
     family: NetworkFamily = SHIPPED,
+    distill: Distillation | None = None,
 ) -> TrainOutcome:
     """Train ``state`` in place until it has done ``epochs`` epochs in total.
 
@@ -248,6 +270,7 @@ def train(
         deadline: a ``time.monotonic()`` value; training stops there as ``timed_out``.
         on_epoch: progress callback.
         family: the network family of ``config`` (it sizes the CPU threads).
+        distill: train towards these teachers' soft targets as well as the labels.
 
     Returns:
         ``ok``, ``diverged`` (a NaN or inf loss; training stopped at once) or ``timed_out``.
@@ -257,10 +280,12 @@ def train(
     loss_fn = _loss_fn(config, n_classes)
     mean_loss = float("nan")
     plan = tuple(sorted({*segments, epochs}))
+    if distill is not None:
+        distill = replace(distill, targets=distill.targets.to(x.device))
     with cpu_threads(_threads_for(config, x, n_classes, family)):
         while state.epochs_done < epochs:
             status, mean_loss, accuracy = _train_epoch(
-                state, x, y, config, seed, plan, deadline, loss_fn
+                state, x, y, config, seed, plan, deadline, loss_fn, distill
             )
             if status != Status.OK:
                 return TrainOutcome(status, state.epochs_done, mean_loss)
@@ -279,6 +304,7 @@ def _train_epoch(
     plan: Sequence[int],
     deadline: float | None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    distill: Distillation | None,
 ) -> tuple[Status, float, float]:
     """One epoch (number ``state.epochs_done``): status, mean loss (or the bad loss), accuracy."""
     epoch = state.epochs_done
@@ -303,6 +329,8 @@ def _train_epoch(
                 xb = augment(xb, flip, shift, generator)
             logits = state.model(xb)
             loss = loss_fn(logits, yb)
+            if distill is not None:
+                loss = distill.loss(logits, loss, idx)
             loss_value = loss.item()  # the one host sync per batch
             if not math.isfinite(loss_value):
                 return Status.DIVERGED, loss_value, 0.0
