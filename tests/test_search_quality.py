@@ -121,7 +121,11 @@ def test_quick_changes_only_the_defaults_not_given():
         sq.parse_args(["--methods", "ea_hb,smac"])
     assert sq.parse_args(["--ensemble", "half"]).ensemble == "half"
     assert sq.parse_args(["--ensemble", "3"]).ensemble == 3
-    for bad in (["--ensemble", "0"], ["--ensemble", "best"], ["--ensemble", "2", "--no_retrain"]):
+    assert (sq.parse_args([]).distill, sq.parse_args(["--distill", "4"]).distill) == (0, 4)
+    for bad in (
+        ["--ensemble", "0"], ["--ensemble", "best"], ["--ensemble", "2", "--no_retrain"],
+        ["--distill", "-1"], ["--distill", "2", "--no_retrain"],
+    ):  # fmt: skip
         with pytest.raises(SystemExit):
             sq.parse_args(bad)
 
@@ -162,6 +166,12 @@ def test_markdown_table_gives_mean_and_std_over_seeds():
     head, _, line = sq.markdown_table(rows).splitlines()
     assert head.rstrip(" |").endswith("ensemble test top-3 | ensemble precision")
     assert line.rstrip(" |").endswith("0.850 ± 0.071 | 0.600 ± 0.141")
+    assert "distilled" not in sq.markdown_table(rows)
+    rows[0].update(distilled_top3=0.95, distilled_precision=0.8, distill_teachers=4)
+    rows[1].update(distilled_top3=0.85, distilled_precision=0.6, distill_teachers=4)
+    head, _, line = sq.markdown_table(rows).splitlines()
+    assert head.rstrip(" |").endswith("distilled test top-3 | distilled precision")
+    assert line.rstrip(" |").endswith("0.900 ± 0.071 | 0.700 ± 0.141")
 
 
 # --------------------------------------------------------------------------------------------
