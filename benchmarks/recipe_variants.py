@@ -6,9 +6,10 @@
 Trains the recipe (from ``evoband.space.RECIPES``) with each ``--set KEY=VALUE[,KEY=VALUE]``
 change: 3-fold CV on the training split for every CV seed (the seed fixes the folds,
 initialisation and training) and train -> test for every test seed, at ``--epochs`` epochs with
-the LR cycle planned over them. Two keys change the training instead of the configuration:
-``epochs=N`` and ``segments=[4,8,16,32]`` (LR cycles ending at those epochs, as a Hyperband
-search trains a member it scores at the last of them; default one cycle). Prints mean and std
+the LR cycle planned over them. Three keys change the training instead of the configuration:
+``epochs=N``, ``segments=[4,8,16,32]`` (LR cycles ending at those epochs, as a Hyperband
+search trains a member it scores at the last of them; default one cycle) and ``distill=K``
+(train -> test only: K teachers first, as ``main.py -t --distill K`` does). Prints mean and std
 per variant and writes every run to a CSV under benchmarks/results/. Training is
 single-threaded and seeded: the scores do not depend on what else runs on the machine (small
 networks train on one thread).
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from evoband.data import load_data  # noqa: E402
+from evoband.distill import teacher_targets  # noqa: E402
 from evoband.space import RECIPES  # noqa: E402
 from evoband.target import Task, evaluate  # noqa: E402
 
@@ -68,12 +70,22 @@ def main() -> None:
         change = parse_change(text)
         epochs = int(change.pop("epochs", args.epochs))
         segments = [int(b) for b in change.pop("segments", [])]
+        teachers = int(change.pop("distill", 0))
+        if teachers and args.cv_seeds:
+            p.error("distill=K trains the final network only: pass --cv_seeds ''")
         config = {**RECIPES[args.recipe], **change}
         runs = [("cv", s) for s in args.cv_seeds] + [("test", s) for s in args.test_seeds]
         for mode, seed in runs:
             task = test_task if mode == "test" else Task(data, cv_folds=3, split_seed=seed)
             start = time.perf_counter()
-            result = evaluate(config, epochs, task=task, seed=seed, segments=segments)
+            distill = None
+            if teachers:
+                distill = teacher_targets(
+                    config, epochs, task=task, seed=seed, teachers=teachers, segments=segments
+                )
+            result = evaluate(
+                config, epochs, task=task, seed=seed, segments=segments, distill=distill
+            )
             rows.append(
                 {
                     "variant": text,
