@@ -24,7 +24,8 @@ import psutil
 import pytest
 
 import AutoML
-from evoband.dask_executor import DaskExecutor, _next_finished
+from evoband.client_signals import next_finished
+from evoband.dask_executor import DaskExecutor
 from evoband.data import load_data
 from evoband.errors import ConfigError
 from evoband.hooks import BaseCallback, SearchView
@@ -469,7 +470,7 @@ def test_a_signal_while_waiting_for_a_fold_is_raised_outside_dask(ready_after: i
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         with pytest.raises(_Stop):
-            _next_finished(waiting, poll=0.01)  # type: ignore[arg-type]
+            next_finished(waiting, poll=0.01)  # type: ignore[arg-type]
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert not waiting.raised_inside

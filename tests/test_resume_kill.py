@@ -17,7 +17,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def automl_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+def automl_command(
+    data_dir: Path, run_dir: Path, *extra: str, max_evaluations: int = 300
+) -> list[str]:
     return [
         sys.executable,
         str(REPO / "src" / "AutoML.py"),
@@ -37,7 +39,7 @@ def automl_command(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
         "-s",
         "50000",
         "--max_evaluations",
-        "300",
+        str(max_evaluations),
         "--max_time",
         "3600",
         # time limits depend on the machine's load; runs compared across processes must not hit one
@@ -81,21 +83,20 @@ def assert_same_rows(a: list[tuple], b: list[tuple]) -> None:
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(
     tiny_image_root: Path, tmp_path: Path
 ) -> None:
+    command = partial(automl_command, tiny_image_root, max_evaluations=200)
     straight = tmp_path / "straight"
-    subprocess.run(
-        automl_command(tiny_image_root, straight), check=False, capture_output=True, timeout=600
-    )
+    subprocess.run(command(straight), check=False, capture_output=True, timeout=600)
     assert (straight / "opt_cfg.json").exists()
 
     killed = tmp_path / "killed"
     rng = np.random.default_rng(2026)
     kills = 0
-    for _ in range(5):
+    for _ in range(4):
         extra = (
             ("--resume",) if killed.exists() else ()
         )  # a kill may land before the run dir exists
         proc = subprocess.Popen(
-            automl_command(tiny_image_root, killed, *extra),
+            command(killed, *extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -105,7 +106,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(
             kills += 1
         proc.wait(timeout=60)
     final = subprocess.run(
-        automl_command(tiny_image_root, killed, *(("--resume",) if killed.exists() else ())),
+        command(killed, *(("--resume",) if killed.exists() else ())),
         capture_output=True,
         text=True,
         timeout=600,
@@ -122,7 +123,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(
         (straight / "opt_cfg.json").read_text()
     )
     records = json.loads((killed / "automl_run.json").read_text())
-    assert len(records) == len(evals_a) == 300
+    assert len(records) == len(evals_a) == 200
 
 
 @pytest.mark.slow

@@ -21,7 +21,6 @@ search goes on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import socket
@@ -38,6 +37,7 @@ import torch
 from distributed import Client, Future, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.scheduler import KilledWorker
 
+from .client_signals import next_finished, signals_deferred
 from .cluster import LOCAL_CLUSTER_SETTINGS, parse_scheduler_address, worker_devices
 from .errors import ClusterError, ConfigError, EvobandError
 from .faults import failed_fold
@@ -288,7 +288,7 @@ class DaskExecutor(WorkerExecutor):
                         exhausted = True
                         break
                     wall = None if job.deadline is None else job.deadline + to_wall
-                    with _signals_deferred():
+                    with signals_deferred():
                         future = client.submit(
                             _run_on_worker,
                             self._plugin,
@@ -301,9 +301,9 @@ class DaskExecutor(WorkerExecutor):
                         finished.add(future)
                 if finished.is_empty():
                     return
-                future = _next_finished(finished)
+                future = next_finished(finished)
                 job, started = submitted.pop(future.key)
-                with _signals_deferred():
+                with signals_deferred():
                     result = self._result_of(future, job, time.perf_counter() - started)
                 yield job, result
         finally:  # interrupted or failed: stop what is still queued or training
@@ -344,44 +344,6 @@ class DaskExecutor(WorkerExecutor):
                     what.close()
                 except Exception as exc:  # closing is best effort; the processes end with us
                     logger.debug("Closing %s failed: %s", type(what).__name__, exc)
-
-
-def _next_finished(finished: as_completed, poll: float = 0.01) -> Future:
-    """The next finished future of ``finished``, waiting for one.
-
-    Ctrl-C and SIGTERM are raised between polls, never inside ``as_completed``: an exception
-    raised there by a signal handler can leave one of its locks held, and Dask's IO loop thread
-    then blocks on that lock forever, so closing the cluster hangs."""
-    while True:
-        with _signals_deferred():
-            if finished.has_ready():
-                return next(finished)
-        time.sleep(poll)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back during a short call into the client, then deliver them: an
-    interrupt inside one of its synchronous calls leaves distributed logging a traceback."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {
-        signum: signal.signal(signum, lambda n, _frame: received.append(n))
-        for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:
-            handler = previous[signal.Signals(received[0])]
-            if callable(handler):
-                handler(received[0], None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(received[0])
 
 
 def _quiet_distributed_logs() -> None:
