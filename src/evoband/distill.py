@@ -40,8 +40,7 @@ def teacher_targets(
     segments: Sequence[int] = (),
     inherit: ParentWeights | None = None,
     on_epoch: Callable[[int], EpochCallback | None] | None = None,
-    weight: float = 0.9,
-    temperature: float = 4.0,
+    temperature: float = Distillation.temperature,
 ) -> Distillation | None:
     """Train ``teachers`` copies of ``config`` on ``task``'s training split and average their
     predictions on it at ``temperature``.
@@ -53,7 +52,8 @@ def teacher_targets(
         seed: the network's seed; each teacher's is derived from it.
         teachers: how many (>= 1).
         on_epoch: progress callback per teacher (its index stands for the fold's).
-        weight, temperature: of the distillation loss (:class:`evoband.train.Distillation`).
+        temperature: of the distillation loss (:class:`evoband.train.Distillation`, whose
+            default weight it keeps).
 
     Returns:
         The soft targets, or None (with a warning) when no teacher trained to the end.
@@ -86,7 +86,7 @@ def teacher_targets(
     if not probabilities:
         logger.warning("No teacher trained to the end: the network trains without distillation.")
         return None
-    return Distillation(torch.stack(probabilities).mean(dim=0), weight, temperature)
+    return Distillation(torch.stack(probabilities).mean(dim=0), temperature=temperature)
 
 
 def _progress_of(
