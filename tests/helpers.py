@@ -60,7 +60,7 @@ def analytic_param_count(
 
     Per stage ``convs_per_stage`` (default 1) convs k x k (same padding) + bias, each with an
     optional BatchNorm (2 per channel), then MaxPool(2); global average pooling or flatten;
-    Linear + bias per FC layer and for the head.
+    Linear + bias per FC layer and for the head; all of it ``towers`` times (default 1).
     """
     c_in, h, w = input_shape
     k = int(config["kernel_size"])
@@ -78,7 +78,7 @@ def analytic_param_count(
         n_out = int(config[f"n_channels_fc_{i}"])
         total += n_in * n_out + n_out
         n_in = n_out
-    return total + n_in * n_classes + n_classes
+    return (total + n_in * n_classes + n_classes) * int(config.get("towers", 1))
 
 
 def tiny_count(config: Mapping[str, Any]) -> int:

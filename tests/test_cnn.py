@@ -237,7 +237,7 @@ def test_flip_test_time_averaging_changes_evaluation_only() -> None:
 @pytest.mark.parametrize("space_fn", [course_space, extended_space], ids=["course", "extended"])
 def test_two_hundred_random_configurations_build_train_and_count(space_fn) -> None:
     """Every sampled configuration (widths at their lower bounds, for speed) builds on 3x16x16
-    and 1x8x8, gives finite logits of the right shape, gets a gradient in every parameter, and
+    and 1x8x8, gives finite logits of the right shape (per tower, in training mode), gets a gradient in every parameter, and
     counts exactly on the meta device."""
     space = space_fn()
     rng = np.random.default_rng(0)
@@ -251,7 +251,9 @@ def test_two_hundred_random_configurations_build_train_and_count(space_fn) -> No
             model = build_model(config, shape, 7)
             x = torch.randn(4, *shape)
             logits = model(x)
-            assert logits.shape == (4, 7) and torch.isfinite(logits).all(), config
+            towers = config.get("towers", 1)  # in training mode, one set of logits per tower
+            expected = (4, 7) if towers == 1 else (4, towers, 7)
+            assert logits.shape == expected and torch.isfinite(logits).all(), config
             logits.square().mean().backward()
             assert all(p.grad is not None for p in model.parameters()), config
             assert real_params(model) == count_params(config, shape, 7)

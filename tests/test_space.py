@@ -59,7 +59,7 @@ def test_extended_default_is_the_first_recipe_and_holds_the_default_network() ->
 
 def test_recipes_are_valid_where_they_are_used() -> None:
     assert [c["n_conv_layers"] for c in recipes(course_space())] == [3, 3]
-    assert len(recipes(extended_space())) == 3
+    assert len(recipes(extended_space())) == 4
     for config in recipes(course_space()) + recipes(extended_space()):
         assert config in RECIPES.values()
 

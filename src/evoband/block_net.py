@@ -37,6 +37,7 @@ from .block_plan import (
 )
 from .cnn import ACTIVATIONS as CNN_ACTIVATIONS
 from .errors import ConfigError
+from .towers import build_towers
 
 __all__ = [
     "ACTIVATIONS",
@@ -163,15 +164,18 @@ class BlockNetwork(nn.Module):
 
 def build_network(
     space: Space, config: Mapping[str, Value], input_shape: Shape, n_classes: int
-) -> BlockNetwork:
+) -> nn.Module:
     """The network of ``config`` (a configuration of ``compile_space(space)``) on inputs of
-    ``input_shape`` (``(C, H, W)`` or ``(F,)``) with ``n_classes`` outputs.
+    ``input_shape`` (``(C, H, W)`` or ``(F,)``) with ``n_classes`` outputs: a
+    :class:`BlockNetwork`, or :class:`evoband.towers.Towers` of them when the configuration's
+    ``towers`` setting is above 1.
 
     A :class:`ShapeError` if the configuration does not fit the input (see :func:`is_valid`).
     """
     if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 1:
         raise ConfigError(f"n_classes must be a positive int, not {n_classes!r}.")
-    return BlockNetwork(plan_network(space, config, input_shape), n_classes)
+    plan = plan_network(space, config, input_shape)
+    return build_towers(config, lambda: BlockNetwork(plan, n_classes))
 
 
 def count_parameters(

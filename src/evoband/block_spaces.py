@@ -190,5 +190,6 @@ def extended_blocks() -> SpaceDefinition:
         OneOf([True, False], name="aug_flip", default=True),
         IntRange(0, 3, name="aug_shift", default=2),
         OneOf([True, False], name="tta_flip", default=True),
+        OneOf([1, 2, 3], weights=[3, 2, 1], name="towers", default=1),
     )
     return SpaceDefinition("extended", network, settings)

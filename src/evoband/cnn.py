@@ -6,7 +6,8 @@ Linear -> activation -> Dropout (``n_fc_layers`` may be 0); a last Linear to the
 ``tta_flip`` the network in evaluation mode averages its logits over the image and its mirror
 image (flip test-time augmentation; training is unchanged). Modules
 are named ``conv.<i>``, ``fc.<i>`` and ``head`` so that weights can be matched between
-configurations.
+configurations. With ``towers`` = K > 1 the network is K such networks side by side
+(:mod:`evoband.towers`), named ``towers.<k>.conv.<i>`` and so on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .towers import build_towers, n_towers
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -159,7 +161,7 @@ def build_model(
     config: Mapping[str, Any], input_shape: tuple[int, int, int], n_classes: int
 ) -> nn.Module:
     """The network for ``config`` on inputs ``C x H x W`` with ``n_classes`` outputs."""
-    return ConfigurableCNN(config, input_shape, n_classes)
+    return build_towers(config, lambda: ConfigurableCNN(config, input_shape, n_classes))
 
 
 def count_params(
@@ -186,7 +188,7 @@ def macs_per_sample(
     for n_out in [*fc_widths(config), n_classes]:
         macs += n_in * n_out
         n_in = n_out
-    return macs
+    return macs * n_towers(config)
 
 
 def activation_elements(config: Mapping[str, Any], input_shape: tuple[int, int, int]) -> int:
@@ -198,4 +200,4 @@ def activation_elements(config: Mapping[str, Any], input_shape: tuple[int, int, 
     for c_out in conv_widths(config):
         total += n_convs * c_out * h * w
         h, w = max(h // 2, 1), max(w // 2, 1)
-    return total
+    return total * n_towers(config)

@@ -78,6 +78,7 @@ from .layer_map import (
     _top,
     layer_specs,
 )
+from .towers import join_towers, n_towers, split_towers
 
 __all__ = ["LayerSpec", "inherit", "inherit_recombined", "inherit_state", "layer_specs"]
 
@@ -254,6 +255,10 @@ def inherit_state(
 ) -> dict[str, torch.Tensor]:
     """The child's state dict initialised from the parent's trained weights.
 
+    Tower ``k`` of the child (:mod:`evoband.towers`) inherits from tower ``k`` of the parent; a
+    tower the parent does not have keeps its fresh initialisation (a copy would train in step
+    with its source and add nothing to the ensemble).
+
     Args:
         parent_state: the parent model's ``state_dict()``.
         parent_config: the parent's genotype.
@@ -266,6 +271,26 @@ def inherit_state(
         A state dict that ``build_model(child_config, ...)`` loads strictly (see the module
         docstring for what is copied and when the parent's function is preserved).
     """
+    parents = split_towers(parent_state, n_towers(parent_config))
+    children = split_towers(child_state, n_towers(child_config))
+    return join_towers(
+        [
+            _inherit_network(parents[k], parent_config, child, child_config, input_shape)
+            if k < len(parents)
+            else child
+            for k, child in enumerate(children)
+        ]
+    )
+
+
+def _inherit_network(
+    parent_state: Mapping[str, torch.Tensor],
+    parent_config: Mapping[str, Any],
+    child_state: Mapping[str, torch.Tensor],
+    child_config: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+) -> dict[str, torch.Tensor]:
+    """:func:`inherit_state` between two one-tower networks."""
     if _same_tensors(parent_state, child_state):
         return {k: v.detach().clone().to(child_state[k].device) for k, v in parent_state.items()}
     n_classes = int(child_state["head.weight"].shape[0])
@@ -291,8 +316,27 @@ def inherit_recombined(
         parents: ``(state_dict, config)`` of each parent, the first parent first.
         child_state, child_config, input_shape: as for :func:`inherit_state`.
     """
+    by_tower = [(split_towers(state, n_towers(config)), config) for state, config in parents]
+    children = split_towers(child_state, n_towers(child_config))
+    return join_towers(
+        [
+            _recombine_network(tower_parents, child, child_config, input_shape)
+            if (tower_parents := [(t[k], c) for t, c in by_tower if k < len(t)])
+            else child
+            for k, child in enumerate(children)
+        ]
+    )
+
+
+def _recombine_network(
+    parents: Sequence[tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
+    child_state: Mapping[str, torch.Tensor],
+    child_config: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+) -> dict[str, torch.Tensor]:
+    """:func:`inherit_recombined` for one tower of the child (each parent's same tower)."""
     mapped = [
-        inherit_state(state, config, child_state, child_config, input_shape)
+        _inherit_network(state, config, child_state, child_config, input_shape)
         for state, config in parents
     ]
     out = dict(mapped[0])

@@ -34,6 +34,7 @@ _RECIPE_BASE: Config = {
     "aug_flip": True,
     "aug_shift": 2,
     "tta_flip": True,
+    "towers": 1,
 }
 
 RECIPES: dict[str, Config] = {
@@ -41,6 +42,9 @@ RECIPES: dict[str, Config] = {
     # one-cycle schedule, label smoothing, flip + shift augmentation and flip test-time averaging,
     # dropout 0.3 on the pooled features (the usual small-image recipe).
     "bn-cnn": dict(_RECIPE_BASE),
+    # Two of those side by side, each learning from its own loss, their logits averaged: an
+    # ensemble of two in one network, for twice the parameters and training time.
+    "bn-cnn-pair": {**_RECIPE_BASE, "towers": 2},
     # The same at a quarter of the parameters, without flips (for data that is not mirror-symmetric).
     "bn-cnn-small": {
         **_RECIPE_BASE,

@@ -25,6 +25,7 @@ from .data import augment, batch_indices
 from .family import SHIPPED, NetworkFamily
 from .metrics import Metrics, compute_metrics
 from .results import Status
+from .towers import tower_mean
 
 EpochCallback = Callable[[int, float, float], None]
 """Called after each epoch with (epochs done, mean training loss, training top-1 accuracy)."""
@@ -328,9 +329,7 @@ def _train_epoch(
             if flip or shift:
                 xb = augment(xb, flip, shift, generator)
             logits = state.model(xb)
-            loss = loss_fn(logits, yb)
-            if distill is not None:
-                loss = distill.loss(logits, loss, idx)
+            loss = _batch_loss(logits, yb, idx, loss_fn, distill)
             loss_value = loss.item()  # the one host sync per batch
             if not math.isfinite(loss_value):
                 return Status.DIVERGED, loss_value, 0.0
@@ -338,11 +337,27 @@ def _train_epoch(
             loss.backward()
             state.optimizer.step()
             total_loss += loss_value * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum()
+            correct += (tower_mean(logits.detach()).argmax(1) == yb).sum()
             seen += len(yb)
             if deadline is not None and time.monotonic() > deadline:
                 return Status.TIMED_OUT, total_loss / seen, 0.0
     return Status.OK, total_loss / max(seen, 1), int(correct) / max(seen, 1)
+
+
+def _batch_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    distill: Distillation | None,
+) -> torch.Tensor:
+    """The training loss of a batch; a network with towers (logits ``(batch, towers, classes)``,
+    see :mod:`evoband.towers`) gets the mean of its towers' own losses."""
+    if logits.dim() == 3:  # every tower as a batch of its own, equally weighted
+        k = logits.shape[1]
+        logits, y, idx = logits.flatten(0, 1), y.repeat_interleave(k), idx.repeat_interleave(k)
+    loss = loss_fn(logits, y)
+    return distill.loss(logits, loss, idx) if distill is not None else loss
 
 
 @torch.no_grad()
