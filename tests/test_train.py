@@ -59,6 +59,16 @@ CONTINUATION_CONFIGS = {
         lr_schedule="onecycle",
         weight_decay=0.05,
     ),
+    "two_towers_onecycle": dict(
+        TINY,
+        optimizer="adamw",
+        aug_flip=True,
+        aug_shift=1,
+        use_BN=True,
+        lr_schedule="onecycle",
+        label_smoothing=0.1,
+        towers=2,
+    ),
     "sgd_mse_aug": dict(
         TINY,
         optimizer="sgd",
