@@ -111,7 +111,7 @@ def test_a_two_tower_network_learns_the_tiny_data(tiny_image_root: Path) -> None
     metrics, logits = evaluate_model(state.model, x_test, y_test, TWO)
 
     assert outcome.epochs_done == 10
-    assert all(not torch.equal(a, b) for a, b in zip(before, state.model.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, state.model.parameters(), strict=True))
     assert logits.shape == (len(y_test), source.n_classes)
     assert metrics.top1 >= 0.9
 
