@@ -120,7 +120,7 @@ def test_a_repeated_bug_is_recorded_with_its_traceback_and_stops_the_search(
         for row in errors:
             assert row["error"].startswith("RuntimeError: mat1 and mat2 shapes")
             assert "Traceback (most recent call last)" in row["traceback"]
-            assert "train.py" in row["traceback"] and "loss_fn(logits, yb)" in row["traceback"]
+            assert "train.py" in row["traceback"] and "loss_fn(logits, y)" in row["traceback"]
         replayed = store.fold_results(errors[0]["member_id"], errors[0]["epochs"])
         assert replayed[errors[0]["fold"]].traceback == errors[0]["traceback"]
     finally:

@@ -206,11 +206,16 @@ def test_quick_benchmark_end_to_end(tmp_path: Path):
     for row in rows:
         method = row["method"]
         n = int(row["n_evaluations"])
-        assert n >= 1 and int(row["epoch_folds"]) > 0, row
+        assert n >= 1, row
         assert int(row["n_feasible"]) == round(float(row["feasible_rate"]) * n)
         # the budget is checked before every evaluation; the last may overrun by its time limit
         assert budget <= float(row["search_seconds"]) <= budget + limit + 10.0, row
         points = [t for t in trace if t["method"] == method]
+        if int(row["epoch_folds"]) == 0:
+            # evoband's methods train under its cost cap; a peer's samples (DEHB ignores the
+            # space's weights) may all run into the time limit of this 20-s run before one epoch
+            assert method not in sq.EVOBAND_METHODS, row
+            assert {t["status"] for t in points} == {"timed_out"}, row
         assert len(points) == n
         assert all(float(t["started"]) < budget + 1.0 for t in points), method
         elapsed = [float(t["elapsed"]) for t in points]
