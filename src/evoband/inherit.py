@@ -57,7 +57,7 @@ mode differs through BatchNorm batch statistics and dropout):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -271,12 +271,31 @@ def inherit_state(
         A state dict that ``build_model(child_config, ...)`` loads strictly (see the module
         docstring for what is copied and when the parent's function is preserved).
     """
-    parents = split_towers(parent_state, n_towers(parent_config))
+    return _tower_by_tower(
+        [(parent_state, parent_config)],
+        child_state,
+        child_config,
+        lambda parents, child: _inherit_network(*parents[0], child, child_config, input_shape),
+    )
+
+
+Parents = Sequence[tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]]
+
+
+def _tower_by_tower(
+    parents: Parents,
+    child_state: Mapping[str, torch.Tensor],
+    child_config: Mapping[str, Any],
+    inherit_one: Callable[[Parents, dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """``inherit_one(parents' tower k, child's tower k)`` for every tower k of the child, with
+    the parents that have a tower k; a tower no parent has keeps its fresh weights."""
+    by_tower = [(split_towers(state, n_towers(config)), config) for state, config in parents]
     children = split_towers(child_state, n_towers(child_config))
     return join_towers(
         [
-            _inherit_network(parents[k], parent_config, child, child_config, input_shape)
-            if k < len(parents)
+            inherit_one(tower_parents, child)
+            if (tower_parents := [(t[k], c) for t, c in by_tower if k < len(t)])
             else child
             for k, child in enumerate(children)
         ]
@@ -316,15 +335,13 @@ def inherit_recombined(
         parents: ``(state_dict, config)`` of each parent, the first parent first.
         child_state, child_config, input_shape: as for :func:`inherit_state`.
     """
-    by_tower = [(split_towers(state, n_towers(config)), config) for state, config in parents]
-    children = split_towers(child_state, n_towers(child_config))
-    return join_towers(
-        [
-            _recombine_network(tower_parents, child, child_config, input_shape)
-            if (tower_parents := [(t[k], c) for t, c in by_tower if k < len(t)])
-            else child
-            for k, child in enumerate(children)
-        ]
+    return _tower_by_tower(
+        parents,
+        child_state,
+        child_config,
+        lambda tower_parents, child: _recombine_network(
+            tower_parents, child, child_config, input_shape
+        ),
     )
 
 
