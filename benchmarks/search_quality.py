@@ -5,7 +5,9 @@ Every method searches the same ConfigSpace space on the same data with the same 
 wall-clock budget, one run at a time:
 
 - ``ea_hb``, ``ea``, ``rs_hb``: :func:`evoband.run_search` (EA with / without Hyperband, random
-  search with Hyperband); ``ea_hb_inherit``: EA+HB whose children start from their parents'
+  search with Hyperband, its initial population started from the recipes as the EA's is);
+  ``rs_hb_sampled``: random search with Hyperband whose initial members are sampled too (no
+  recipes, like the peers); ``ea_hb_inherit``: EA+HB whose children start from their parents'
   trained weights (``inherit_weights``); ``ea_hb_async``: EA+HB with asynchronous promotion
   (``async_promotion``: no rung barrier).
 - ``dehb``: the ``dehb`` package (ask / tell) with epochs as the fidelity.
@@ -84,6 +86,7 @@ EVOBAND_METHODS: dict[str, dict[str, bool]] = {
     "ea_hb": {"hyperband": True, "random_search": False},
     "ea": {"hyperband": False, "random_search": False},
     "rs_hb": {"hyperband": True, "random_search": True},
+    "rs_hb_sampled": {"hyperband": True, "random_search": True, "recipe_starts": False},
     "ea_hb_inherit": {"hyperband": True, "random_search": False, "inherit_weights": True},
     "ea_hb_async": {"hyperband": True, "random_search": False, "async_promotion": True},
 }

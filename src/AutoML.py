@@ -83,6 +83,12 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
     )
     flag(
         p,
+        "--recipes",
+        default=True,
+        help="start the initial population from the space's recipes and default configuration; --recipes False samples every initial member (default True)",
+    )
+    flag(
+        p,
         "--async_promotion",
         help="with Hyperband: promote members as soon as they rank in the top 1/eta of their rung so far, no rung barrier (accepts --async_promotion, --async_promotion True/False)",
     )
@@ -190,6 +196,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         random_search=random_search,
         inherit_weights=args.inherit_weights,
         async_promotion=args.async_promotion,
+        recipe_starts=args.recipes,
     )
     return SearchConfig(
         settings=settings,

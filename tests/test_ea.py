@@ -454,30 +454,27 @@ def test_search_on_images_too_small_for_three_poolings(tmp_path: Path) -> None:
     assert all(r["configuration"]["n_conv_layers"] <= 2 for r in records)
 
 
-def test_initial_population_starts_from_the_recipes_that_fit(
-    data_dir: Path, tmp_path: Path
-) -> None:
-    settings = SearchSettings(
-        pop_size=4,
-        hyperband=True,
-        min_epochs=1,
-        max_epochs=2,
-        eta=2,
-        max_evaluations=5,
-        seed=1,
-        max_time=3600,
-    )
-    config = SearchConfig(
-        settings=settings,
+def extended_search(data_dir: Path, run_dir: Path, **settings: object) -> SearchConfig:
+    """Population 4 on the extended space, 100k parameters, 1-2 epochs (see below)."""
+    return SearchConfig(
+        settings=SearchSettings(
+            pop_size=4, hyperband=True, min_epochs=1, max_epochs=2, eta=2, seed=1, max_time=3600,
+            **settings,  # type: ignore[arg-type]
+        ),
         max_params=100_000,
         min_precision=0.1,
         space="extended",
         data_dir=str(data_dir),
         cv_folds=2,
-        run_dir=str(tmp_path / "run"),
+        run_dir=str(run_dir),
         progress=False,
-    )
-    run_search(config)
+    )  # fmt: skip
+
+
+def test_initial_population_starts_from_the_recipes_that_fit(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run_search(extended_search(data_dir, tmp_path / "run", max_evaluations=5))
     rows = records(tmp_path / "run")
     # bn-cnn (290k parameters) and sgd-cosine are over the limit; bn-cnn-small fits
     assert (
@@ -488,6 +485,20 @@ def test_initial_population_starts_from_the_recipes_that_fit(
     # all four climb the first rung; the best goes on to the second
     assert [r["epochs"] for r in rows] == [1, 1, 1, 1, 2]
     assert read_json(tmp_path / "run" / "opt_cfg.training.json")["segments"] == [1, 2]
+
+
+def test_without_recipe_starts_every_initial_member_is_sampled(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run_search(extended_search(data_dir, tmp_path / "run", max_evaluations=4, recipe_starts=False))
+    rows = records(tmp_path / "run")
+    assert [r["origin"] for r in rows] == [Origin.SAMPLED] * 4
+    assert RECIPES["bn-cnn-small"] not in [r["configuration"] for r in rows]
+    assert read_json(tmp_path / "run" / "run.json")["search"]["recipe_starts"] is False
+    parser = AutoML.build_parser()
+    assert AutoML.config_from_args(parser.parse_args([])).settings.recipe_starts is True
+    args = parser.parse_args(["--recipes", "False"])
+    assert AutoML.config_from_args(args).settings.recipe_starts is False
 
 
 def test_cost_cap_keeps_every_trained_member_under_it(data_dir: Path, tmp_path: Path) -> None:

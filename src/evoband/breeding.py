@@ -79,13 +79,17 @@ class Breeder:
         self.random_search = settings.random_search
         self.sampler = sampler or RandomSampling(space)
         self.recipes = list(starts) if starts is not None else recipes(space)
+        self.recipe_starts = settings.recipe_starts
 
     def starts(self, n: int) -> list[tuple[Config, Origin]]:
         """Up to ``n`` starting points: the recipes, then the space's default, that fit the limits.
 
-        Duplicates are skipped; no randomness is drawn.
+        Duplicates are skipped; no randomness is drawn. Empty when the settings turn the
+        recipe starts off.
         """
         found: list[tuple[Config, Origin]] = []
+        if not self.recipe_starts:
+            return found
         candidates = [(dict(c), Origin.RECIPE) for c in self.recipes]
         for config, origin in [*candidates, (default_config(self.space), Origin.DEFAULT)]:
             if (

@@ -150,6 +150,7 @@ class SearchDefinition:
     inherit_weights: bool = False
     space_fingerprint: str = ""
     async_promotion: bool = False
+    recipe_starts: bool = True
 
     @classmethod
     def of(cls, config: SearchConfig, data: DataSource, fingerprint: str = "") -> SearchDefinition:
@@ -164,7 +165,7 @@ class SearchDefinition:
             seed=s.seed, crossover_prob=s.crossover_prob, tournament_size=s.tournament_size,
             random_search=s.random_search, max_eval_seconds=s.max_eval_seconds,
             inherit_weights=s.inherit_weights, space_fingerprint=fingerprint,
-            async_promotion=s.async_promotion,
+            async_promotion=s.async_promotion, recipe_starts=s.recipe_starts,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:

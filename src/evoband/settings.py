@@ -40,6 +40,9 @@ class SearchSettings:
         async_promotion: with Hyperband, promote a member as soon as it ranks in the top
             ``1/eta`` of its rung so far and start new members whenever a worker is free,
             instead of waiting for each rung to fill (:mod:`evoband.ea_async`).
+        recipe_starts: the initial population starts from the space's recipes and its default
+            configuration (those within the limits), the rest sampled; False: every initial
+            member is sampled (an ablation; with ``random_search``, textbook random search).
     """
 
     pop_size: int = 10
@@ -58,6 +61,7 @@ class SearchSettings:
     random_search: bool = False
     inherit_weights: bool = False
     async_promotion: bool = False
+    recipe_starts: bool = True
 
     def __post_init__(self) -> None:
         checks = [
