@@ -739,9 +739,15 @@ def retrain_command(outcome: RunOutcome, bench: Bench, out: Path) -> list[str]:
 
 def retrain(outcome: RunOutcome, bench: Bench, distill: int = 0) -> dict[str, Any]:
     """Retrain the optimum on the whole training split and score it on test (``main.py -t``;
-    with ``distill``, ``main.py -t --distill K`` into ``result_test_distill.json``)."""
+    with ``distill``, ``main.py -t --distill K`` into ``result_test_distill.json``).
+
+    An optimum whose own evaluation did not finish (every evaluation of the run timed out or
+    failed) is not retrained: the search never scored it, so its test score would say nothing
+    about the search (and such networks are the slowest to train)."""
     if outcome.opt is None or not (outcome.run_dir / "opt_cfg.json").exists():
         return {"status": "no optimum"}
+    if outcome.opt.status != OK:
+        return {"status": f"not retrained: its evaluation {outcome.opt.status}"}
     out = outcome.run_dir / ("result_test_distill.json" if distill else "result_test.json")
     cmd = retrain_command(outcome, bench, out) + (["--distill", str(distill)] if distill else [])
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
