@@ -236,6 +236,7 @@ def test_quick_benchmark_end_to_end(tmp_path: Path):
         run_dir = Path(row["run_dir"])
         assert (run_dir / "opt_cfg.json").exists()
         if row["test_status"].startswith("not retrained"):
+            assert method not in sq.EVOBAND_METHODS, row
             assert "ok" not in {t["status"] for t in points}, row
             assert not (run_dir / "result_test.json").exists()
         else:
