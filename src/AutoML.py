@@ -85,7 +85,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         p,
         "--recipes",
         default=True,
-        help="start the initial population from the space's recipes and default configuration; --recipes False samples every initial member (default True)",
+        help="start the initial population from the space's recipes and default configuration; --recipes False samples every initial member",
     )
     flag(
         p,
