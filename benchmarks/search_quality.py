@@ -10,6 +10,8 @@ wall-clock budget, one run at a time:
   recipes, like the peers); ``ea_hb_inherit``: EA+HB whose children start from their parents'
   trained weights (``inherit_weights``); ``ea_hb_async``: EA+HB with asynchronous promotion
   (``async_promotion``: no rung barrier).
+- ``recipe_once``, ``recipe_ensemble``: the no-search controls of :mod:`controls` (the
+  ``--recipe`` trained once; seeds of it trained one after another for the budget, averaged).
 - ``dehb``: the ``dehb`` package (ask / tell) with epochs as the fidelity.
 - ``optuna``: Optuna's TPE sampler with its HyperbandPruner, training rung by rung.
 
@@ -54,6 +56,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 try:
     import evoband  # noqa: F401
 except ImportError:  # running from a checkout without an installed package
@@ -67,7 +71,7 @@ from evoband.cnn import count_params  # noqa: E402
 from evoband.constraints import Constraints  # noqa: E402
 from evoband.data import load_data  # noqa: E402
 from evoband.errors import ConfigError  # noqa: E402
-from evoband.space import SPACES, get_space, is_active, plain, validate  # noqa: E402
+from evoband.space import RECIPES, SPACES, get_space, is_active, plain, validate  # noqa: E402
 from evoband.target import Result, Task, evaluate  # noqa: E402
 from evoband.train import OK, derive_seed, resolve_device  # noqa: E402
 
@@ -81,6 +85,7 @@ from bench_common import (  # noqa: E402
     write_csv,
 )
 from bench_common import markdown_table as shared_table  # noqa: E402
+from controls import ControlRun, clean_test_mask, run_recipe_control, scores  # noqa: E402
 
 EVOBAND_METHODS: dict[str, dict[str, bool]] = {
     "ea_hb": {"hyperband": True, "random_search": False},
@@ -91,7 +96,12 @@ EVOBAND_METHODS: dict[str, dict[str, bool]] = {
     "ea_hb_async": {"hyperband": True, "random_search": False, "async_promotion": True},
 }
 PEER_PACKAGES: dict[str, str] = {"dehb": "dehb", "optuna": "optuna"}
-ALL_METHODS = (*EVOBAND_METHODS, *PEER_PACKAGES)
+CONTROL_METHODS = ("recipe_once", "recipe_ensemble")
+"""The no-search controls (:mod:`controls`): one recipe trained once, and seeds of it averaged."""
+ALL_METHODS = (*EVOBAND_METHODS, *PEER_PACKAGES, *CONTROL_METHODS)
+CONTROL_RECIPE = "bn-cnn-pair"
+"""The recipe with the best CV among the extended space's recipes: 3-fold CV top-3 0.893 ± 0.007
+against bn-cnn's 0.874 ± 0.009 over 3 seeds (``benchmarks/results/recipe_variants_towers.csv``)."""
 FRACTIONS = (0.25, 0.5, 1.0)
 CV_FOLDS = 3
 KEEP_CHECKPOINTS = 32
@@ -197,6 +207,8 @@ class RunOutcome:
     test: dict[str, Any] = field(default_factory=dict)
     ensemble: dict[str, Any] = field(default_factory=dict)
     distilled: dict[str, Any] = field(default_factory=dict)
+    clean_test: dict[str, Any] = field(default_factory=dict)
+    members: int | None = None
 
 
 def rank_cost(constraints: Constraints, result: Result | None) -> float:
@@ -282,6 +294,10 @@ def summary_row(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
             "test_precision": outcome.test.get("precision", math.nan),
             "test_epochs": outcome.test.get("epochs"),
             "test_status": outcome.test.get("status", ""),
+            "clean_test_top3": outcome.clean_test.get("top3", math.nan),
+            "clean_test_precision": outcome.clean_test.get("precision", math.nan),
+            "clean_test_images": outcome.clean_test.get("images"),
+            "members": outcome.members,
             "ensemble_top3": outcome.ensemble.get("top3", math.nan),
             "ensemble_precision": outcome.ensemble.get("precision", math.nan),
             "ensemble_members": outcome.ensemble.get("members", ""),
@@ -289,11 +305,19 @@ def summary_row(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
             "distilled_top3": outcome.distilled.get("top3", math.nan),
             "distilled_precision": outcome.distilled.get("precision", math.nan),
             "distill_teachers": outcome.distilled.get("teachers"),
-            "run_dir": str(outcome.run_dir),
+            "run_dir": repo_relative(outcome.run_dir),
         }
     )
     row.update({k: v for k, v in asdict(bench).items() if k != "budget"})
     return row
+
+
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (CSVs name no machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def log_line(row: Mapping[str, Any]) -> str:
@@ -311,6 +335,12 @@ def log_line(row: Mapping[str, Any]) -> str:
             if row.get("ensemble_members")
             else ""
         )
+        + (
+            f"; clean test top-3 {_fmt(row['clean_test_top3'])} on {row['clean_test_images']} images"
+            if row.get("clean_test_images")
+            else ""
+        )
+        + (f"; {row['members']} members" if row.get("members") else "")
         + (
             f"; distilled from {row['distill_teachers']} teachers: test top-3 "
             f"{_fmt(row['distilled_top3'])}, precision {_fmt(row['distilled_precision'])}"
@@ -676,6 +706,53 @@ def run_optuna(seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
     return objective.outcome("optuna", seed)
 
 
+# --------------------------------------------------------------------------------------------
+# the no-search controls
+
+
+class Controls:
+    """The no-search controls of one seed: seeds of :data:`CONTROL_RECIPE` trained for the
+    budget (``recipe_ensemble``), whose first member is ``recipe_once``; trained once per seed
+    for both methods, with the clean test mask computed once per data set."""
+
+    def __init__(self, bench: Bench, recipe: str = CONTROL_RECIPE) -> None:
+        self.bench, self.recipe = bench, recipe
+        self.data = load_data(bench.data_dir)
+        self.clean = clean_test_mask(self.data.train.images, self.data.test.images)
+        self._runs: dict[int, tuple[ControlRun, float]] = {}
+
+    def run(self, method: str, seed: int, run_dir: Path) -> RunOutcome:
+        """The outcome of ``method`` (one of :data:`CONTROL_METHODS`) for ``seed``."""
+        if seed not in self._runs:
+            config = plain(validate(get_space(self.bench.space), RECIPES[self.recipe]))
+            start = time.monotonic()
+            control = run_recipe_control(
+                config, self.recipe, data=self.data, seed=seed, budget=self.bench.budget,
+                epochs=self.bench.max_epochs,
+            )  # fmt: skip
+            self._runs[seed] = control, time.monotonic() - start
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(
+                run_dir.parent / f"recipe_seed{seed}_test_probabilities.npz",
+                members=np.stack(control.member_probabilities), labels=control.labels,
+                clean=self.clean, finished_at=np.asarray(control.finished_at),
+            )  # fmt: skip
+        control, seconds = self._runs[seed]
+        n = 1 if method == "recipe_once" else len(control.member_probabilities)
+        probabilities = control.probabilities(n)
+        outcome = RunOutcome(method, seed, run_dir, [], seconds)
+        outcome.wall_seconds = control.finished_at[n - 1] if n else seconds
+        outcome.members = n
+        outcome.opt_config = dict(RECIPES[self.recipe])
+        outcome.test = {**scores(probabilities, control.labels), "epochs": self.bench.max_epochs,
+                        "status": OK}  # fmt: skip
+        outcome.clean_test = {
+            **scores(probabilities, control.labels, self.clean),
+            "images": int(self.clean.sum()),
+        }
+        return outcome
+
+
 PEERS: dict[str, Callable[[int, Bench, Path], RunOutcome]] = {
     "dehb": run_dehb,
     "optuna": run_optuna,
@@ -811,6 +888,8 @@ TABLE_COLUMNS: list[Column] = [
 ]
 """Columns of the Markdown table: CSV key, title and cell (scores with 3 decimals, counts
 whole, rates in percent)."""
+CLEAN_COLUMNS: list[Column] = [("clean_test_top3", "clean test top-3", _CELLS["score"])]
+"""The table's column of the clean test images (when a run was scored on them)."""
 ENSEMBLE_COLUMNS: list[Column] = [
     ("ensemble_top3", "ensemble test top-3", _CELLS["score"]),
     ("ensemble_precision", "ensemble precision", _CELLS["score"]),
@@ -828,7 +907,10 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     a run has an ensemble)."""
     ensembles = any(row.get("ensemble_members") for row in rows)
     distilled = any(row.get("distill_teachers") for row in rows)
-    columns = TABLE_COLUMNS + (ENSEMBLE_COLUMNS if ensembles else [])
+    clean = any(row.get("clean_test_images") for row in rows)
+    columns = (
+        TABLE_COLUMNS + (CLEAN_COLUMNS if clean else []) + (ENSEMBLE_COLUMNS if ensembles else [])
+    )
     return shared_table(rows, "method", columns + (DISTILLED_COLUMNS if distilled else []))
 
 
@@ -912,6 +994,8 @@ def build_parser() -> argparse.ArgumentParser:
         "feasible members on test (an int or 'half'; src/evaluation.py --ensemble)")  # fmt: skip
     add("--distill", metavar="K", type=int, default=0, help="also retrain each optimum with K "
         "teachers (main.py -t --distill K) and score it on test")  # fmt: skip
+    add("--recipe", default=CONTROL_RECIPE, choices=sorted(RECIPES), help="the no-search "
+        f"controls' recipe (default {CONTROL_RECIPE}: the best CV among the recipes)")  # fmt: skip
     add("--no_figures", action="store_true", help="skip the figures")
     return p
 
@@ -968,11 +1052,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     trace: list[dict[str, Any]] = []
     outcomes: list[RunOutcome] = []
+    controls = Controls(bench, args.recipe) if set(methods) & set(CONTROL_METHODS) else None
     traces_path = out.with_name(out.stem + "_traces.csv")
     for seed in args.seeds:
         for method in methods:  # one at a time: the timings must not overlap
-            outcome = run_one(method, seed, bench, runs_dir / f"{method}_seed{seed}")
-            if not args.no_retrain:
+            run_dir = runs_dir / f"{method}_seed{seed}"
+            if method in CONTROL_METHODS:
+                assert controls is not None
+                outcome = controls.run(method, seed, run_dir)
+            else:
+                outcome = run_one(method, seed, bench, run_dir)
+            if not args.no_retrain and method not in CONTROL_METHODS:
                 outcome.test = retrain(outcome, bench)
             if args.ensemble is not None:
                 outcome.ensemble = score_ensemble(outcome, args.ensemble)
