@@ -82,53 +82,106 @@ class ControlRun:
         return np.mean(np.stack(members), axis=0)
 
 
+_WORKER_TASK: Any = None
+
+
+def _start_worker(data_dir: str | None, device: str) -> None:
+    """Load the data set once per worker process, as a train -> test task."""
+    global _WORKER_TASK
+    from evoband.data import load_data
+    from evoband.target import Task
+    from evoband.train import resolve_device
+
+    torch.set_num_threads(1)
+    _WORKER_TASK = Task(load_data(data_dir), use_test=True, device=resolve_device(device))
+
+
+def _train_member(
+    config: dict[str, Any], epochs: int, seed: int
+) -> tuple[str, np.ndarray | None, float]:
+    """Train one member on all training images; its status, test softmax outputs and seconds."""
+    from evoband.target import evaluate
+    from evoband.train import predict
+
+    t0 = time.monotonic()
+    task = _WORKER_TASK
+    result = evaluate(config, epochs, task=task, seed=seed, keep_predictions=True)
+    fold = result.folds[0]
+    if not result.ok or fold.model is None:
+        return str(result.status), None, time.monotonic() - t0
+    probs = predict(fold.model, task.splits[0].x_valid).softmax(dim=1).numpy().astype(np.float32)
+    return str(result.status), probs, time.monotonic() - t0
+
+
 def run_recipe_control(
     config: Mapping[str, Any],
     recipe: str,
     *,
-    data: Any,
+    data_dir: str | None,
+    labels: np.ndarray,
     seed: int,
     budget: float,
     epochs: int,
+    workers: int,
     max_members: int | None = None,
     device: str = "auto",
     log: Callable[[str], None] = print,
 ) -> ControlRun:
-    """Train seeds of ``config`` on all training images, one after another, while the next one
-    is expected to finish within ``budget`` seconds (the mean time of those before it).
+    """Train seeds of ``config`` on all training images, ``workers`` at a time (one per core, as
+    the search has one fold worker per core), each started while it is expected to finish within
+    ``budget`` seconds (by the mean time of those before it).
 
-    Every member trains ``epochs`` epochs with one LR cycle from a fresh initialisation, seed
+    Member ``i`` trains ``epochs`` epochs with one LR cycle from a fresh initialisation with seed
     ``derive_seed(seed, i)``, through ``main.py -t``'s code path (a train -> test
-    :class:`evoband.target.Task` and :func:`evoband.target.evaluate`).
+    :class:`evoband.target.Task` and :func:`evoband.target.evaluate`). Members are averaged in
+    the order of their seeds.
     """
-    from evoband.target import Task, evaluate
-    from evoband.train import derive_seed, predict, resolve_device
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from evoband.train import derive_seed
 
     start = time.monotonic()
-    task = Task(data, use_test=True, device=resolve_device(device))
-    labels = task.splits[0].y_valid.cpu().numpy()
     run = ControlRun(recipe, seed, budget, labels)
-    while max_members is None or len(run.member_seconds) < max_members:
-        elapsed = time.monotonic() - start
-        expected = float(np.mean(run.member_seconds)) if run.member_seconds else 0.0
-        if run.member_seconds and elapsed + expected > budget:
-            break
-        t0 = time.monotonic()
-        member_seed = derive_seed(seed, len(run.member_seconds))
-        result = evaluate(dict(config), epochs, task=task, seed=member_seed, keep_predictions=True)
-        fold = result.folds[0]
-        if not result.ok or fold.model is None:
-            log(f"  {recipe} member {len(run.member_seconds)} {result.status}: left out")
-            run.member_seconds.append(time.monotonic() - t0)
-            continue
-        probs = predict(fold.model, task.splits[0].x_valid).softmax(dim=1).numpy()
-        run.member_seconds.append(time.monotonic() - t0)
-        run.member_probabilities.append(probs.astype(np.float32))
-        run.finished_at.append(time.monotonic() - start)
-        alone = scores(probs, labels)["top3"]
-        together = scores(run.probabilities(), labels)["top3"]
-        log(
-            f"  {recipe} member {len(run.member_probabilities)} (seed {member_seed}) in "
-            f"{run.member_seconds[-1]:.0f} s: test top-3 {alone:.3f} alone, {together:.3f} averaged"
-        )
+    done: dict[int, tuple[np.ndarray, float]] = {}
+    seconds: list[float] = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, _start_worker, (data_dir, device)) as pool:
+        running: dict[Any, int] = {}
+        started = 0
+        while True:
+            elapsed = time.monotonic() - start
+            expected = float(np.mean(seconds)) if seconds else 0.0
+            while (
+                len(running) < workers
+                and (max_members is None or started < max_members)
+                and (not seconds or elapsed + expected <= budget)
+                and (seconds or started < workers)
+            ):
+                future = pool.submit(
+                    _train_member, dict(config), epochs, derive_seed(seed, started)
+                )
+                running[future] = started
+                started += 1
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = running.pop(future)
+                status, probs, took = future.result()
+                seconds.append(took)
+                if probs is None:
+                    log(f"  {recipe} member {i} {status}: left out")
+                    continue
+                done[i] = (probs, time.monotonic() - start)
+                alone = scores(probs, labels)["top3"]
+                log(f"  {recipe} member {i} in {took:.0f} s: test top-3 {alone:.3f}")
+    for i in sorted(done):
+        run.member_probabilities.append(done[i][0])
+        run.finished_at.append(done[i][1])
+    run.member_seconds = seconds
+    log(
+        f"  {recipe}: {len(done)} members in {time.monotonic() - start:.0f} s, averaged test "
+        f"top-3 {scores(run.probabilities(), labels)['top3']:.3f}"
+    )
     return run

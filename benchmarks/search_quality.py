@@ -43,6 +43,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -720,6 +721,8 @@ class Controls:
         self.data = load_data(bench.data_dir)
         self.clean = clean_test_mask(self.data.train.images, self.data.test.images)
         self._runs: dict[int, tuple[ControlRun, float]] = {}
+        self.workers = os.cpu_count() or 1
+        """Members trained at once: one per core, as AutoML.py's ``--workers auto``."""
 
     def run(self, method: str, seed: int, run_dir: Path) -> RunOutcome:
         """The outcome of ``method`` (one of :data:`CONTROL_METHODS`) for ``seed``."""
@@ -727,8 +730,9 @@ class Controls:
             config = plain(validate(get_space(self.bench.space), RECIPES[self.recipe]))
             start = time.monotonic()
             control = run_recipe_control(
-                config, self.recipe, data=self.data, seed=seed, budget=self.bench.budget,
-                epochs=self.bench.max_epochs,
+                config, self.recipe, data_dir=self.bench.data_dir, seed=seed,
+                labels=self.data.test.labels.numpy(), budget=self.bench.budget,
+                epochs=self.bench.max_epochs, workers=self.workers,
             )  # fmt: skip
             self._runs[seed] = control, time.monotonic() - start
             run_dir.parent.mkdir(parents=True, exist_ok=True)
