@@ -1,6 +1,6 @@
 """Seconds per epoch-fold with glibc's allocator as it comes and as evoband tunes it.
 
-Training allocates and frees the same buffers every step; :mod:`evoband.allocator` fixes glibc's
+Training allocates and frees the same buffers every step; :mod:`evoband.training._allocator` fixes glibc's
 mmap and trim thresholds when training starts. This benchmark trains the same recipes (fold 0 of
 3, one CPU thread, micro17flower or ``--data_dir``) in fresh spawned processes, one at a time, in
 four allocator settings:
@@ -53,14 +53,14 @@ def time_epochs(recipe: str, data_dir: str | None, epochs: int, tuned: bool) -> 
     """Seconds per epoch of ``recipe`` on fold 0 (in a fresh process)."""
     import torch
 
-    import evoband.allocator
-    from evoband.data import load_data
+    import evoband.training._allocator
     from evoband.space import RECIPES
-    from evoband.target import Task
-    from evoband.train import make_state, train
+    from evoband.training import Task, load_data, make_state, train
 
     if not tuned:
-        evoband.allocator._tuned = False  # decided already: the allocator stays as it comes
+        evoband.training._allocator._tuned = (
+            False  # decided already: the allocator stays as it comes
+        )
     torch.set_num_threads(1)
     task = Task(load_data(data_dir), cv_folds=3, split_seed=0)
     split, config = task.splits[0], dict(RECIPES[recipe])

@@ -54,7 +54,7 @@ def scores(
 ) -> dict[str, float]:
     """Top-3, top-1 and macro precision of ``probabilities`` (``N x classes``) on the images
     ``mask`` selects (all by default), by evoband's one metrics module."""
-    from evoband.metrics import compute_metrics
+    from evoband.training import compute_metrics
 
     keep = np.ones(len(labels), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     m = compute_metrics(
@@ -88,9 +88,7 @@ _WORKER_TASK: Any = None
 def _start_worker(data_dir: str | None, device: str) -> None:
     """Load the data set once per worker process, as a train -> test task."""
     global _WORKER_TASK
-    from evoband.data import load_data
-    from evoband.target import Task
-    from evoband.train import resolve_device
+    from evoband.training import Task, load_data, resolve_device
 
     torch.set_num_threads(1)
     _WORKER_TASK = Task(load_data(data_dir), use_test=True, device=resolve_device(device))
@@ -100,8 +98,7 @@ def _train_member(
     config: dict[str, Any], epochs: int, seed: int
 ) -> tuple[str, np.ndarray | None, float]:
     """Train one member on all training images; its status, test softmax outputs and seconds."""
-    from evoband.target import evaluate
-    from evoband.train import predict
+    from evoband.training import evaluate, predict
 
     t0 = time.monotonic()
     task = _WORKER_TASK
@@ -133,13 +130,13 @@ def run_recipe_control(
 
     Member ``i`` trains ``epochs`` epochs with one LR cycle from a fresh initialisation with seed
     ``derive_seed(seed, i)``, through ``main.py -t``'s code path (a train -> test
-    :class:`evoband.target.Task` and :func:`evoband.target.evaluate`). Members are averaged in
+    :class:`evoband.training._target.Task` and :func:`evoband.training._target.evaluate`). Members are averaged in
     the order of their seeds.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from evoband.train import derive_seed
+    from evoband.training import derive_seed
 
     start = time.monotonic()
     run = ControlRun(recipe, seed, budget, labels)

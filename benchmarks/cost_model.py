@@ -5,7 +5,7 @@
 Trains random configurations of a space (and the recipes) for one epoch on one CV fold, on one
 CPU thread as the search does for small networks, and times it. Prints the least-squares fit of
 the model's three terms (compute, activation memory, per-step overhead) next to the constants in
-evoband.cost, the prediction error of those constants, and writes a CSV under benchmarks/results/.
+evoband.training._cost, the prediction error of those constants, and writes a CSV under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -23,12 +23,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from evoband.cnn import activation_elements, macs_per_sample  # noqa: E402
-from evoband.cost import CostModel  # noqa: E402
-from evoband.data import load_data  # noqa: E402
+from evoband.nets import activation_elements, macs_per_sample  # noqa: E402
 from evoband.space import get_space, recipes, sample  # noqa: E402
-from evoband.target import Task  # noqa: E402
-from evoband.train import make_state, train  # noqa: E402
+from evoband.training import CostModel, Task, load_data, make_state, train  # noqa: E402
 
 
 def measure(config: dict, task: Task, epochs: int) -> float:
@@ -94,7 +91,7 @@ def main() -> None:
         f"element, {coef[2]:.4f} s per step"
     )
     print(
-        f"evoband.cost constants: measured / predicted median {ratio.median():.2f}, 10%-90% "
+        f"evoband.training._cost constants: measured / predicted median {ratio.median():.2f}, 10%-90% "
         f"{ratio.quantile(0.1):.2f}-{ratio.quantile(0.9):.2f}, max {ratio.max():.2f}"
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -5,13 +5,13 @@ stratified folds, ~680 images of micro17flower) followed by scoring that fold's 
 (~340 images). Two pipelines are timed in the same process, interleaved per repeat (their order
 alternates between repeats), so that the machine's noise hits both alike:
 
-(a) ours: :class:`evoband.target.Task` (images decoded once into a tensor and normalised once;
-    the one-off cost is printed but not timed) + :func:`evoband.train.make_state`,
-    :func:`evoband.train.train` and :func:`evoband.train.evaluate_model`.
+(a) ours: :class:`evoband.training._target.Task` (images decoded once into a tensor and normalised once;
+    the one-off cost is printed but not timed) + :func:`evoband.training._loop.make_state`,
+    :func:`evoband.training._loop.train` and :func:`evoband.training._loop.evaluate_model`.
 (b) reference-style: a ``torch.utils.data.Dataset`` that opens each JPEG with Pillow in
     ``__getitem__`` (decode, to tensor, normalise with the same mean/std), a shuffling
-    ``DataLoader``, the same model (:func:`evoband.cnn.build_model`) and optimizer
-    (:func:`evoband.train.make_optimizer`), a plain training loop and a validation DataLoader.
+    ``DataLoader``, the same model (:func:`evoband.nets._cnn.build_model`) and optimizer
+    (:func:`evoband.training._loop.make_optimizer`), a plain training loop and a validation DataLoader.
     It pays the decode every epoch, by design.
 
 Each timed measurement builds a fresh model + optimizer (outside the timed region), then times
@@ -51,18 +51,22 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import evoband.train as evoband_train  # noqa: E402
-from evoband.cnn import build_model, count_params  # noqa: E402
-from evoband.data import (  # noqa: E402
+from evoband.nets import build_model, count_params  # noqa: E402
+from evoband.space import DEFAULT_NETWORK
+from evoband.training import (  # noqa: E402
     IMAGE_SUFFIXES,
+    Task,
     channel_stats,
+    cpu_threads_for,
+    derive_seed,
+    evaluate_model,
     find_data_dir,
     load_data,
+    make_optimizer,
+    make_state,
     stratified_folds,
+    train,
 )
-from evoband.space import DEFAULT_NETWORK  # noqa: E402
-from evoband.target import Task  # noqa: E402
-from evoband.train import derive_seed, evaluate_model, make_optimizer, make_state, train  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "epoch_speed.csv"
@@ -410,17 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"note: load average {load_start} on {os.cpu_count()} CPUs: other processes compete, expect noisy timings"
         )
 
-    threads_for = getattr(
-        evoband_train, "cpu_threads_for", None
-    )  # present in newer evoband versions
-    if threads_for is not None:
-        chosen = ", ".join(
-            f"{c} {threads_for(CONFIGS[c], task.input_shape, task.n_classes)}" for c in args.configs
-        )
-        print(
-            f"ours trains with its own thread choice (evoband.train.cpu_threads_for): {chosen}; "
-            f"reference uses {torch.get_num_threads()}"
-        )
+    chosen = ", ".join(
+        f"{c} {cpu_threads_for(CONFIGS[c], task.input_shape, task.n_classes)}" for c in args.configs
+    )
+    print(
+        f"ours trains with its own thread choice (evoband.training.cpu_threads_for): {chosen}; "
+        f"reference uses {torch.get_num_threads()}"
+    )
 
     pipelines: dict[str, Callable[[Mapping[str, Any]], float]] = {
         "ours": lambda cfg: ours_epoch_fold(cfg, task, args.epochs),

@@ -3,7 +3,7 @@
     python benchmarks/recipe_variants.py [--recipe bn-cnn] [--set dropout_rate=0.1 --set dropout_rate=0.3]
         [--cv_seeds 0,1,2] [--test_seeds 0,1,2,3,4] [--epochs 32]
 
-Trains the recipe (from ``evoband.space.RECIPES``) with each ``--set KEY=VALUE[,KEY=VALUE]``
+Trains the recipe (from ``evoband.space._spaces.RECIPES``) with each ``--set KEY=VALUE[,KEY=VALUE]``
 change: 3-fold CV on the training split for every CV seed (the seed fixes the folds,
 initialisation and training) and train -> test for every test seed, at ``--epochs`` epochs with
 the LR cycle planned over them. Three keys change the training instead of the configuration:
@@ -30,10 +30,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from evoband.data import load_data  # noqa: E402
-from evoband.distill import teacher_targets  # noqa: E402
 from evoband.space import RECIPES  # noqa: E402
-from evoband.target import Task, evaluate  # noqa: E402
+from evoband.training import Task, evaluate, load_data, teacher_targets  # noqa: E402
 
 
 def parse_change(text: str) -> dict[str, Any]:

@@ -23,13 +23,11 @@ from scipy import stats
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from evoband.cnn import count_params  # noqa: E402
-from evoband.cost import CostModel  # noqa: E402
-from evoband.data import load_data  # noqa: E402
-from evoband.hyperband import HyperbandSchedule  # noqa: E402
+from evoband.nets import count_params  # noqa: E402
 from evoband.operators import ParamBudget, RandomSampling  # noqa: E402
+from evoband.search import HyperbandSchedule  # noqa: E402
 from evoband.space import get_space, recipes  # noqa: E402
-from evoband.target import Task, evaluate  # noqa: E402
+from evoband.training import CostModel, Task, evaluate, load_data  # noqa: E402
 
 
 def main() -> None:

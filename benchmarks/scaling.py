@@ -64,7 +64,7 @@ from bench_common import (  # noqa: E402
 )
 from bench_common import markdown_table as shared_table  # noqa: E402
 from evoband import SearchConfig, SearchSettings, load_run, run_search  # noqa: E402
-from evoband.hooks import BaseCallback, SearchView  # noqa: E402
+from evoband.search import BaseCallback, SearchView  # noqa: E402
 
 SETUPS: dict[str, dict[str, Any]] = {
     "serial": {"workers": 1, "async_promotion": False},

@@ -1,7 +1,7 @@
 """Search quality: evoband's searches against DEHB and Optuna on evoband's own objective.
 
 Every method searches the same ConfigSpace space on the same data with the same K-fold task
-(``evoband.target.Task``, 3 folds split by the seed), the same constraints and the same
+(``evoband.training._target.Task``, 3 folds split by the seed), the same constraints and the same
 wall-clock budget, one run at a time:
 
 - ``ea_hb``, ``ea``, ``rs_hb``: :func:`evoband.run_search` (EA with / without Hyperband, random
@@ -15,7 +15,7 @@ wall-clock budget, one run at a time:
 - ``dehb``: the ``dehb`` package (ask / tell) with epochs as the fidelity.
 - ``optuna``: Optuna's TPE sampler with its HyperbandPruner, training rung by rung.
 
-The peers call :func:`evoband.target.evaluate` and continue a configuration from its checkpoint
+The peers call :func:`evoband.training._target.evaluate` and continue a configuration from its checkpoint
 when it is evaluated again at a higher budget. Their cost follows evoband's feasibility-first
 ranking: a feasible result costs ``1 - top3``, an infeasible one ``3 - precision``, a failed or
 timed-out one ``5 - precision``, and an oversized configuration (more parameters than
@@ -68,13 +68,19 @@ from ConfigSpace import ConfigurationSpace  # noqa: E402
 
 from evoband import SearchConfig, SearchSettings, load_run, run_search  # noqa: E402
 from evoband.cli import word_or_count  # noqa: E402
-from evoband.cnn import count_params  # noqa: E402
-from evoband.constraints import Constraints  # noqa: E402
-from evoband.data import load_data  # noqa: E402
-from evoband.errors import ConfigError  # noqa: E402
-from evoband.space import RECIPES, SPACES, get_space, is_active, plain, validate  # noqa: E402
-from evoband.target import Result, Task, evaluate  # noqa: E402
-from evoband.train import OK, derive_seed, resolve_device  # noqa: E402
+from evoband.core import ConfigError  # noqa: E402
+from evoband.nets import count_params  # noqa: E402
+from evoband.space import RECIPES, SPACES, get_space, is_active, plain, validate
+from evoband.training import (  # noqa: E402
+    Constraints,
+    Result,
+    Status,
+    Task,
+    derive_seed,
+    evaluate,
+    load_data,
+    resolve_device,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (  # noqa: E402
@@ -370,7 +376,7 @@ def frame_evaluations(frame: Any, constraints: Constraints) -> list[Evaluation]:
     out: list[Evaluation] = []
     trained: dict[int, int] = {}
     for row in frame.sort_values("elapsed", kind="stable").itertuples():
-        ok = row.status == OK
+        ok = row.status == Status.OK
         feasible = (
             ok
             and constraints.max_params.allows(int(row.num_params))
@@ -446,7 +452,7 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 def rung_budgets(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
     """evoband's rungs: ``min_epochs * eta**i`` while the next is within ``max_epochs``, then
-    ``max_epochs`` (as the most aggressive bracket of :class:`evoband.hyperband.HyperbandSchedule`).
+    ``max_epochs`` (as the most aggressive bracket of :class:`evoband.search._hyperband.HyperbandSchedule`).
     """
     budgets, b = [], min_epochs
     while b * eta <= max_epochs:
@@ -749,7 +755,7 @@ class Controls:
         outcome.members = n
         outcome.opt_config = dict(RECIPES[self.recipe])
         outcome.test = {**scores(probabilities, control.labels), "epochs": self.bench.max_epochs,
-                        "status": OK}  # fmt: skip
+                        "status": Status.OK}  # fmt: skip
         outcome.clean_test = {
             **scores(probabilities, control.labels, self.clean),
             "images": int(self.clean.sum()),
@@ -827,7 +833,7 @@ def retrain(outcome: RunOutcome, bench: Bench, distill: int = 0) -> dict[str, An
     about the search (and such networks are the slowest to train)."""
     if outcome.opt is None or not (outcome.run_dir / "opt_cfg.json").exists():
         return {"status": "no optimum"}
-    if outcome.opt.status != OK:
+    if outcome.opt.status != Status.OK:
         return {"status": f"not retrained: its evaluation {outcome.opt.status}"}
     out = outcome.run_dir / ("result_test_distill.json" if distill else "result_test.json")
     cmd = retrain_command(outcome, bench, out) + (["--distill", str(distill)] if distill else [])

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 seed="${1:-123}"
 run="runs/demo_seed${seed}_$(date +%Y-%m-%d_%H-%M-%S)"
 data=()
-if ! python -c "import sys; sys.path.insert(0, 'src'); from evoband.data import find_data_dir; find_data_dir()" 2>/dev/null; then
+if ! python -c "import sys; sys.path.insert(0, 'src'); from evoband.training._data import find_data_dir; find_data_dir()" 2>/dev/null; then
   echo "micro17flower images not found: running the demo on scikit-learn's bundled digits instead." >&2
   data=(--data_dir digits)
 fi

@@ -18,9 +18,7 @@ from evoband.cli import (
     setup_logging,
     workers_arg,
 )
-from evoband.hyperband import HyperbandSchedule
-from evoband.search import SearchConfig, run_search
-from evoband.settings import SearchSettings
+from evoband.search import HyperbandSchedule, SearchConfig, SearchSettings, run_search
 from evoband.space import SPACES
 
 logger = logging.getLogger("evoband")

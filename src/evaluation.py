@@ -28,21 +28,20 @@ from evoband.cli import (
     setup_logging,
     word_or_count,
 )
-from evoband.errors import ConfigError
-from evoband.files import write_json
-from evoband.paths import resolve_default, resolve_user
-from evoband.plots import save_figures
-from evoband.retrain import test_data_dir, test_optima
-from evoband.run_ensemble import test_ensembles
-from evoband.runs import load_groups
-from evoband.significance import significance_tests
-from evoband.summary import (
+from evoband.core import ConfigError, resolve_default, resolve_user, write_json
+from evoband.report import (
     ensemble_table,
     markdown_ensembles,
     markdown_summary,
     markdown_tests,
+    save_figures,
+    significance_tests,
     summary_table,
+    test_data_dir,
+    test_ensembles,
+    test_optima,
 )
+from evoband.store import load_groups
 
 logger = logging.getLogger("evoband")
 

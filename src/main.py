@@ -23,21 +23,23 @@ from evoband.cli import (
     run_cli,
     setup_logging,
 )
-from evoband.cnn import build_model
-from evoband.constraints import Constraints
-from evoband.data import channel_stats, load_data
-from evoband.distill import distillation_record, teacher_targets
-from evoband.errors import ConfigError
-from evoband.export import export_model
-from evoband.files import write_json
-from evoband.lineage import lineage_source
-from evoband.metrics import confusion_matrix
-from evoband.paths import resolve_user
-from evoband.settings import SearchSettings
+from evoband.core import ConfigError, resolve_user, write_json
+from evoband.nets import build_model, export_model
+from evoband.search import SearchSettings
 from evoband.space import SPACES, get_space, load_config
 from evoband.store import read_training_record
-from evoband.target import Task, evaluate
-from evoband.train import resolve_device
+from evoband.training import (
+    Constraints,
+    Task,
+    channel_stats,
+    confusion_matrix,
+    distillation_record,
+    evaluate,
+    lineage_source,
+    load_data,
+    resolve_device,
+    teacher_targets,
+)
 
 logger = logging.getLogger("evoband")
 

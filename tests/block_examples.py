@@ -6,21 +6,19 @@ from typing import Any
 
 from ConfigSpace import ConfigurationSpace
 
-from evoband.blocks import (
+from evoband.space._layers import (
     BatchNorm,
     Chain,
     Choice,
     Conv,
     Dense,
-    FloatRange,
     Fork,
     GlobalPool,
-    IntRange,
-    OneOf,
     Pool,
     Repeat,
     Residual,
 )
+from evoband.space._params import FloatRange, IntRange, OneOf
 
 DENSE_ONLY = Chain(
     Repeat(

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from evoband.hooks import BaseCallback, SearchView
-from evoband.hyperband import HyperbandSchedule
-from evoband.member import Member, Origin
-from evoband.results import Result, Status
-from evoband.search import SearchConfig
-from evoband.settings import SearchSettings
-from evoband.store import RunStore
+from evoband.search._hooks import BaseCallback, SearchView
+from evoband.search._hyperband import HyperbandSchedule
+from evoband.search._member import Member, Origin
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig
+from evoband.store._ledger import RunStore
+from evoband.training._results import Result, Status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def call_cli(main: Callable[[list[str] | None], int], argv: list[str]) -> tuple[
     The CLI plumbing installs a SIGTERM handler and replaces the root logger's handlers; both are
     restored so that tests stay independent.
     """
-    from evoband.cli import run_cli
+    from evoband.cli._plumbing import run_cli
 
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level

@@ -1,4 +1,4 @@
-"""Tests of evoband.analysis on hand-made frames and synthetic runs: results, ranking, feasibility."""
+"""Tests of evoband.store._analysis on hand-made frames and synthetic runs: results, ranking, feasibility."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from evoband import analysis as an
-from evoband.constraints import Constraints
-from evoband.runs import read_run
+from evoband.store import _analysis as an
+from evoband.store._runs import read_run
+from evoband.training._constraints import Constraints
 from helpers import frame_of, write_run
 
 LIMITS = Constraints.of(10_000, 0.5)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evoband.asha import RungLadder
-from evoband.constraints import Constraints
-from evoband.errors import ConfigError
-from evoband.member import Member, rank_members
-from evoband.results import Result, Status
-from evoband.search import run_search
-from evoband.settings import SearchSettings
+from evoband.core._errors import ConfigError
+from evoband.search._asha import RungLadder
+from evoband.search._member import Member, rank_members
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.training._constraints import Constraints
+from evoband.training._results import Result, Status
 from helpers import InterruptAfter, make_image_folder, read_json, tiny_search_config
 
 CONSTRAINTS = Constraints.of(1_000, 0.5)
@@ -168,17 +168,17 @@ def test_epochs_spent_counts_a_released_member_retrained_from_scratch(
 ) -> None:
     """A member promoted after its checkpoints were released trains again from epoch 0: the
     search's ``epochs_spent`` counts those epochs, as the training loop ran them."""
-    import evoband.train
+    import evoband.training._loop
 
     trained = []
-    train_epoch = evoband.train._train_epoch
+    train_epoch = evoband.training._loop._train_epoch
 
     def counting(*args, **kwargs):
         out = train_epoch(*args, **kwargs)
         trained.append(out[0] == Status.OK)
         return out
 
-    monkeypatch.setattr(evoband.train, "_train_epoch", counting)
+    monkeypatch.setattr(evoband.training._loop, "_train_epoch", counting)
     run_search(config(data_dir, tmp_path / "run", 30))
     evaluations = ledger(tmp_path / "run")[1]
     last: dict[int, int] = {}

@@ -23,9 +23,9 @@ from evoband import (
     load_run,
     persist,
 )
-from evoband.data import load_data, normalize
-from evoband.paths import repo_root
-from evoband.store import read_population
+from evoband.core._paths import repo_root
+from evoband.store._exports import read_population
+from evoband.training._data import load_data, normalize
 from helpers import InterruptAfter, read_json
 
 

@@ -150,7 +150,7 @@ def test_every_bad_input_is_one_error_line_exit_2_and_nothing_changed(tmp_path: 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_fewer_than_four_classes_warn_about_top3(tmp_path: Path, n_classes: int, caplog) -> None:
-    from evoband.data import load_data
+    from evoband.training._data import load_data
 
     root = make_image_folder(tmp_path / "few", classes=tuple("abcd"[:n_classes]))
     with caplog.at_level("WARNING", logger="evoband"):

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from evoband.batch_training import Evaluation, train_together
-from evoband.dask_executor import DaskExecutor
-from evoband.data import load_data
-from evoband.hooks import BaseCallback, SearchView
-from evoband.member import Member
-from evoband.results import FoldResult, Result, Status
-from evoband.search import SearchConfig, run_search
-from evoband.settings import SearchSettings
-from evoband.target import SerialExecutor, Task, evaluate
+from evoband.execution._batches import Evaluation, train_together
+from evoband.execution._dask import DaskExecutor
+from evoband.search._hooks import BaseCallback, SearchView
+from evoband.search._member import Member
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig
+from evoband.training._data import load_data
+from evoband.training._results import FoldResult, Result, Status
+from evoband.training._target import SerialExecutor, Task, evaluate
 from helpers import SMALL_CONFIG
 
 CONFIGS = [

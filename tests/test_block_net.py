@@ -1,4 +1,4 @@
-"""Tests of building networks from composed search spaces (evoband.block_net, block_plan)."""
+"""Tests of building networks from composed search spaces (evoband.nets._composed, block_plan)."""
 
 from __future__ import annotations
 
@@ -10,34 +10,34 @@ import torch
 from ConfigSpace import ConfigurationSpace
 
 from block_examples import CONV_REPEAT, EXAMPLES, narrow
-from evoband.block_layers import Space
-from evoband.block_net import (
-    build_network,
-    count_parameters,
+from evoband.core._errors import ConfigError
+from evoband.nets._composed import build_network, count_parameters
+from evoband.nets._plan import (
+    ResidualStep,
+    ShapeError,
     is_valid,
     output_shape,
     plan_network,
+    projection_stride,
     sample_config,
 )
-from evoband.block_plan import ResidualStep, ShapeError, projection_stride
-from evoband.block_spaces import course_blocks, extended_blocks
-from evoband.blocks import (
+from evoband.nets._towers import tower_mean
+from evoband.space._builders import compile_space
+from evoband.space._genotype import complete, sample
+from evoband.space._layers import (
     Chain,
     Choice,
     Conv,
     Dense,
     Fork,
     GlobalPool,
-    IntRange,
-    OneOf,
     Pool,
     Repeat,
     Residual,
-    compile_space,
+    Space,
 )
-from evoband.errors import ConfigError
-from evoband.space import complete, sample
-from evoband.towers import tower_mean
+from evoband.space._params import IntRange, OneOf
+from evoband.space._shipped import course_blocks, extended_blocks
 
 N_SAMPLES = 200
 N_CLASSES = 5

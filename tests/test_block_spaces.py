@@ -1,6 +1,6 @@
-"""The shipped spaces written with the builders (evoband.block_spaces) against the hand-written
+"""The shipped spaces written with the builders (evoband.space._shipped) against the hand-written
 ones they replaced (frozen as ConfigSpace JSON in tests/data/) and the network family of
-evoband.cnn."""
+evoband.nets._cnn."""
 
 from __future__ import annotations
 
@@ -12,17 +12,11 @@ import torch
 from ConfigSpace import ConfigurationSpace, GreaterThanCondition
 
 from block_examples import narrow
-from evoband.block_net import build_network, count_parameters
-from evoband.block_spaces import SpaceDefinition, course_blocks, extended_blocks
-from evoband.cnn import build_model, count_params
-from evoband.space import (
-    course_space,
-    default_config,
-    extended_space,
-    get_space,
-    sample,
-    validate,
-)
+from evoband.nets._cnn import build_model, count_params
+from evoband.nets._composed import build_network, count_parameters
+from evoband.space._genotype import default_config, sample, validate
+from evoband.space._shipped import SpaceDefinition, course_blocks, extended_blocks
+from evoband.space._spaces import course_space, extended_space, get_space
 
 DEAD_KEY = "n_channels_fc_2"
 """The hand-written extended space held it under ``n_fc_layers > 2`` with ``n_fc_layers <= 2``."""

@@ -1,4 +1,4 @@
-"""Tests of composing and compiling search spaces (evoband.blocks and its parts)."""
+"""Tests of composing and compiling search spaces (evoband.space._builders and its parts)."""
 
 from __future__ import annotations
 
@@ -17,30 +17,23 @@ from ConfigSpace import (
 )
 
 from block_examples import EXAMPLES
-from evoband.block_plan import ForkStep, LayerStep, SeqStep, ShapeError, Step, plan_network
-from evoband.blocks import (
-    Above,
-    Among,
+from evoband.core._errors import ConfigError
+from evoband.nets._plan import ForkStep, LayerStep, SeqStep, ShapeError, Step, plan_network
+from evoband.space._builders import Above, Among, common_guard, compile_space
+from evoband.space._genotype import sample, validate
+from evoband.space._layers import (
     BatchNorm,
     Chain,
     Choice,
     Conv,
     Dense,
-    Fixed,
-    FloatRange,
     Fork,
     GlobalPool,
-    Indexed,
-    IntRange,
-    OneOf,
     Pool,
     Repeat,
     Residual,
-    common_guard,
-    compile_space,
 )
-from evoband.errors import ConfigError
-from evoband.space import sample, validate
+from evoband.space._params import Fixed, FloatRange, Indexed, IntRange, OneOf
 
 N_SAMPLES = 200
 

@@ -1,4 +1,4 @@
-"""Tests of the plot callbacks of evoband.callbacks: figures of a real search, failures logged."""
+"""Tests of the plot callbacks of evoband.callbacks._callbacks: figures of a real search, failures logged."""
 
 from __future__ import annotations
 
@@ -12,18 +12,13 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from evoband.callbacks import (
-    CbAll,
-    MultiPlot,
-    PlotCallback,
-    PlotFitness,
-    ScatterOpt,
-    ScatterPop,
-)
-from evoband.errors import ConfigError
-from evoband.search import SearchConfig, run_search
-from evoband.settings import SearchSettings
-from evoband.store import RunStore
+from evoband.callbacks._figures import MultiPlot, PlotCallback, PlotFitness, ScatterOpt, ScatterPop
+from evoband.core._errors import ConfigError
+from evoband.search._hooks import CbAll
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig
+from evoband.store._ledger import RunStore
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("fitness.png", "optimisation.png", "overview.png", "population.png")
@@ -84,7 +79,7 @@ def test_plot_callbacks_draw_their_figures_during_a_search(
         run_dir=str(tmp_path / "run"),
         progress=False,
     )
-    with caplog.at_level(logging.WARNING, logger="evoband.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="evoband.callbacks._figures"):
         report = run_search(config, callbacks=[*plots, MultiPlot(*plots), Broken()])
 
     assert report.n_evaluations == 6  # the broken figure did not stop the search
@@ -94,7 +89,7 @@ def test_plot_callbacks_draw_their_figures_during_a_search(
         assert (figures / name).stat().st_size > 1000, name
     single, overview = png_size(figures / "fitness.png"), png_size(figures / "overview.png")
     assert overview == (3 * single[0], single[1])  # three panels side by side
-    failures = [r for r in caplog.records if r.name == "evoband.callbacks"]
+    failures = [r for r in caplog.records if r.name == "evoband.callbacks._figures"]
     assert failures and all(r.levelno == logging.WARNING for r in failures)
     assert all("broken.png" in r.getMessage() for r in failures)
     assert "drawing failed on purpose" in caplog.text  # the traceback is logged too
@@ -114,7 +109,7 @@ def test_a_failed_write_keeps_the_previous_figure_and_is_logged(
         raise OSError("disk full")
 
     monkeypatch.setattr(Figure, "savefig", half_written)
-    with caplog.at_level(logging.WARNING, logger="evoband.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="evoband.callbacks._figures"):
         plot.on_generation_end(search, 3, [])
 
     assert path.read_bytes() == before

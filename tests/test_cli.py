@@ -14,10 +14,10 @@ import pytest
 import AutoML
 import AutoML_random_search
 import main as main_script
-from evoband.data import load_data
-from evoband.hyperband import HyperbandSchedule
-from evoband.space import RECIPES
-from evoband.target import Task, evaluate
+from evoband.search._hyperband import HyperbandSchedule
+from evoband.space._recipes import RECIPES
+from evoband.training._data import load_data
+from evoband.training._target import Task, evaluate
 from helpers import (
     SMALL_CONFIG,
     call_cli,

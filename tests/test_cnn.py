@@ -1,4 +1,4 @@
-"""Tests of evoband.cnn: the network family, its module names and its parameter count."""
+"""Tests of evoband.nets._cnn: the network family, its module names and its parameter count."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from evoband.cnn import (
+from evoband.core._errors import ConfigError
+from evoband.nets._cnn import (
     ACTIVATIONS,
     COURSE_FAMILY,
     build_model,
@@ -17,8 +18,9 @@ from evoband.cnn import (
     count_params,
     fc_widths,
 )
-from evoband.errors import ConfigError
-from evoband.space import DEFAULT_NETWORK, course_space, extended_space, sample
+from evoband.space._genotype import sample
+from evoband.space._shipped import DEFAULT_NETWORK
+from evoband.space._spaces import course_space, extended_space
 from helpers import SMALL_CONFIG, analytic_param_count
 
 TINY: dict[str, Any] = dict(SMALL_CONFIG, batch_size=32)

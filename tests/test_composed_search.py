@@ -1,7 +1,7 @@
 """Searching a space composed with the builders: the network family seam end to end.
 
 A real search (tiny 8x8 images, 2-fold CV, 1-2 epochs) over a conv space with Residual and Fork
-blocks and structural mutations; the generic counts of :mod:`evoband.meta_counts` against the
+blocks and structural mutations; the generic counts of :mod:`evoband.nets._counts` against the
 shipped family's formulas and hand-computed values; the repair, sampling and settings checks.
 """
 
@@ -18,42 +18,43 @@ import numpy as np
 import pytest
 import torch
 
-from evoband import SearchSettings, fit, load_run, retrain
-from evoband.block_net import BlockNetwork, count_parameters, is_valid
-from evoband.block_spaces import SpaceDefinition
-from evoband.blocks import (
+from evoband import SearchSettings, fit, load_run
+from evoband.core._errors import ConfigError, DataError, StoreError
+from evoband.execution._cluster import check_sendable
+from evoband.nets._cnn import activation_elements, build_model, count_params, macs_per_sample
+from evoband.nets._composed import BlockNetwork, count_parameters
+from evoband.nets._counts import count_network
+from evoband.nets._export import load_exported
+from evoband.nets._family import SHIPPED, BlockFamily
+from evoband.nets._plan import is_valid
+from evoband.operators._base import Variation
+from evoband.operators._crossovers import TrainingCrossover
+from evoband.operators._mutations import AddLayer, CountMutation, WidthMutation
+from evoband.operators._repair import ParamBudget, smallest_config
+from evoband.operators._selection import TournamentSelection
+from evoband.operators._wrappers import Shield, WithProbability
+from evoband.report import _retrain as retrain
+from evoband.search._settings import check_max_params
+from evoband.search._setup import SearchConfig
+from evoband.search._space import check_training_settings, resolve_space
+from evoband.space._genotype import sample, validate
+from evoband.space._layers import (
     Chain,
     Choice,
     Conv,
     Dense,
-    Fixed,
-    FloatRange,
     Fork,
     GlobalPool,
-    Indexed,
-    IntRange,
-    OneOf,
     Pool,
     Repeat,
     Residual,
 )
-from evoband.cluster import check_sendable
-from evoband.cnn import activation_elements, build_model, count_params, macs_per_sample
-from evoband.constraints import Constraints
-from evoband.crossovers import TrainingCrossover
-from evoband.errors import ConfigError, DataError, StoreError
-from evoband.export import load_exported
-from evoband.family import SHIPPED, BlockFamily
-from evoband.meta_counts import count_network
-from evoband.mutations import AddLayer, CountMutation, WidthMutation
-from evoband.operators import ParamBudget, TournamentSelection, Variation, smallest_config
-from evoband.runs import read_run
-from evoband.search import SearchConfig
-from evoband.search_space import check_training_settings, resolve_space
-from evoband.settings import check_max_params
-from evoband.space import get_space, sample, validate
-from evoband.store import RunStore
-from evoband.wrappers import Shield, WithProbability
+from evoband.space._params import Fixed, FloatRange, Indexed, IntRange, OneOf
+from evoband.space._shipped import SpaceDefinition
+from evoband.space._spaces import get_space
+from evoband.store._ledger import RunStore
+from evoband.store._runs import read_run
+from evoband.training._constraints import Constraints
 from helpers import TINY_CLASSES, TINY_SHAPE, make_image_folder
 
 SETTINGS = (
@@ -314,11 +315,9 @@ def test_samples_and_repaired_children_always_fit_the_input() -> None:
         return family.safe_count(config, TINY_SHAPE, TINY_CLASSES)
 
     budget = ParamBudget(cs, count, 5_000, keys=family.structure_keys(cs))
-    sampler = family.sampler(cs, TINY_SHAPE)
-    assert sampler is not None
     repaired = 0
     for _ in range(40):
-        config = sampler([], rng)
+        config = family.sample(cs, TINY_SHAPE, rng)
         assert is_valid(DEEP.network, config, TINY_SHAPE)
         raw = sample(cs, rng)  # may pool below 1x1: counted as oversized and repaired
         assert (count(raw) == sys.maxsize) == (not is_valid(DEEP.network, raw, TINY_SHAPE))

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from evoband.constraints import Constraints, MaxParams, MinPrecision
-from evoband.errors import ConfigError
-from evoband.results import Result, Status
+from evoband.core._errors import ConfigError
+from evoband.training._constraints import Constraints, MaxParams, MinPrecision
+from evoband.training._results import Result, Status
 
 LIMITS = Constraints.of(max_params=1000, min_precision=0.5)
 

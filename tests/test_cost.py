@@ -1,13 +1,15 @@
-"""Tests of evoband.cost and of the cost cap the search enforces with it."""
+"""Tests of evoband.training._cost and of the cost cap the search enforces with it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from evoband.cost import CostModel
-from evoband.operators import ParamBudget, RandomSampling
-from evoband.space import RECIPES, extended_space
+from evoband.operators._repair import ParamBudget
+from evoband.operators._sampling import RandomSampling
+from evoband.space._recipes import RECIPES
+from evoband.space._spaces import extended_space
+from evoband.training._cost import CostModel
 from helpers import tiny_count
 
 SHAPE, CLASSES, N_TRAIN = (3, 16, 16), 17, 680

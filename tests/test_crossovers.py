@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from ConfigSpace import ConfigurationSpace
 
-from evoband.crossovers import TRAINING_KEYS, StageSwapCrossover, TrainingCrossover
-from evoband.errors import ConfigError
-from evoband.mutations import layer_values
-from evoband.space import Config, course_space, default_config, extended_space, sample, validate
+from evoband.core._errors import ConfigError
+from evoband.operators._crossovers import TRAINING_KEYS, StageSwapCrossover, TrainingCrossover
+from evoband.operators._layer_items import layer_values
+from evoband.space._genotype import default_config, sample, validate
+from evoband.space._spaces import Config, course_space, extended_space
 
 SPACES: dict[str, Callable[[], ConfigurationSpace]] = {
     "course": course_space,

@@ -24,16 +24,17 @@ import psutil
 import pytest
 
 import AutoML
-from evoband.client_signals import next_finished
-from evoband.dask_executor import DaskExecutor
-from evoband.data import load_data
-from evoband.errors import ConfigError
-from evoband.hooks import BaseCallback, SearchView
-from evoband.member import Member
-from evoband.results import Result, Status
-from evoband.search import SearchConfig, run_search
-from evoband.settings import SearchSettings
-from evoband.target import Task, evaluate
+from evoband.core._errors import ConfigError
+from evoband.execution._dask import DaskExecutor
+from evoband.execution._signals import next_finished
+from evoband.search._hooks import BaseCallback, SearchView
+from evoband.search._member import Member
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig
+from evoband.training._data import load_data
+from evoband.training._results import Result, Status
+from evoband.training._target import Task, evaluate
 from helpers import (
     REPO_ROOT,
     SMALL_CONFIG,
@@ -140,7 +141,7 @@ def process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                     [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file"]
                     + [str(file), "--nthreads", "1", "--no-dashboard", "--name", f"w{i}"]
                     + ["--local-directory", str(folder / f"w{i}")]
-                    + ["--preload", "evoband.dask_executor"],
+                    + ["--preload", "evoband.execution._dask"],
                     **common,
                 )
             )
@@ -165,7 +166,7 @@ def _install_killer(client, switch: Path, fold: int | None = None) -> None:
     train normally."""
 
     def install(switch: str, fold: int | None) -> None:
-        import evoband.dask_executor as module
+        import evoband.execution._dask as module
 
         original = module.run_fold
 
@@ -205,7 +206,7 @@ def test_local_cluster_folds_equal_serial_and_a_dead_worker_fails_only_its_fold(
         client = executor.client
         assert client is not None
         assert set(client.run(lambda: __import__("torch").get_num_threads()).values()) == {1}
-        # the nanny's allocator setting would slow training down 1.4x (evoband.allocator)
+        # the nanny's allocator setting would slow training down 1.4x (evoband.training._allocator)
         trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
         assert set(trim.values()) == {None} and "MALLOC_TRIM_THRESHOLD_" not in os.environ
         profiling = client.run(
@@ -229,7 +230,9 @@ def test_local_cluster_folds_equal_serial_and_a_dead_worker_fails_only_its_fold(
         (tmp_path / "kill").touch()
         killed = evaluate(SMALL_CONFIG, 3, task=task, seed=4, executor=executor)
         processes = [psutil.Process(p) for p in _worker_pids(client)]
-        tuned = client.run(lambda: __import__("evoband.allocator").allocator._tuned)
+        tuned = client.run(
+            lambda: __import__("evoband.training._allocator").training._allocator._tuned
+        )
         assert set(tuned.values()) == {platform.libc_ver()[0] == "glibc"}
     finally:
         executor.close()

@@ -1,4 +1,4 @@
-"""Tests of evoband.data: image folders, the digits set, folds, batches and augmentation."""
+"""Tests of evoband.training._data: image folders, the digits set, folds, batches and augmentation."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from evoband import data
-from evoband.data import (
+from evoband.core._errors import DataError
+from evoband.training import _data as data
+from evoband.training._data import (
     DATA_ENV,
-    DataError,
     augment,
     batch_indices,
     candidate_data_dirs,
@@ -105,7 +105,7 @@ def test_hidden_and_non_image_files_are_skipped_with_one_warning(
     _write_rgb(train / "c" / ".hidden.png")
     (train / ".cache").mkdir()  # a hidden folder is not a class
 
-    with caplog.at_level(logging.WARNING, logger="evoband.data"):
+    with caplog.at_level(logging.WARNING, logger="evoband.training._data"):
         source = load_data(tiny_image_root)
 
     assert source.classes == ("a", "b", "c")
@@ -228,7 +228,7 @@ def test_missing_test_split_gives_an_empty_test_set(
 
     shutil.rmtree(tiny_image_root / "test")
 
-    with caplog.at_level(logging.WARNING, logger="evoband.data"):
+    with caplog.at_level(logging.WARNING, logger="evoband.training._data"):
         source = load_data(tiny_image_root)
 
     assert len(source.test) == 0

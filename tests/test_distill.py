@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import main as main_script
-from evoband.data import load_data
-from evoband.distill import distillation_record, teacher_targets
-from evoband.errors import ConfigError
-from evoband.target import Task
-from evoband.train import Distillation, derive_seed, predict, train
+from evoband.core._errors import ConfigError
+from evoband.training._data import load_data
+from evoband.training._distill import distillation_record, teacher_targets
+from evoband.training._loop import Distillation, derive_seed, predict, train
+from evoband.training._target import Task
 from helpers import call_cli, error_lines
 from test_train import CONTINUATION_CONFIGS, SEGMENTS, TINY, Tensors, assert_same_state, fresh_state
 

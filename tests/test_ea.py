@@ -16,17 +16,18 @@ from pathlib import Path
 import pytest
 
 import AutoML
-from evoband.cnn import count_params
-from evoband.cost import CostModel
-from evoband.data import load_data
-from evoband.ea_state import SearchState
-from evoband.errors import ConfigError, StoreError
-from evoband.member import Origin
-from evoband.search import SearchConfig, SearchReport, run_search
-from evoband.settings import SearchSettings
-from evoband.space import RECIPES
-from evoband.store import PROGRESS_COLUMNS, load_run
-from evoband.target import Task
+from evoband.core._errors import ConfigError, StoreError
+from evoband.nets._cnn import count_params
+from evoband.search._member import Origin
+from evoband.search._run import SearchReport, run_search
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig
+from evoband.search._state import SearchState
+from evoband.space._recipes import RECIPES
+from evoband.store._exports import PROGRESS_COLUMNS, load_run
+from evoband.training._cost import CostModel
+from evoband.training._data import load_data
+from evoband.training._target import Task
 from helpers import (
     TINY_CLASSES,
     TINY_SHAPE,

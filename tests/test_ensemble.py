@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from evoband import ConfigError, SearchSettings, ensemble, fit
-from evoband.data import normalize
-from evoband.metrics import compute_metrics
-from evoband.train import predict
+from evoband.training._data import normalize
+from evoband.training._loop import predict
+from evoband.training._metrics import compute_metrics
 
 
 def test_ensemble_averages_the_k_best_feasible_members(

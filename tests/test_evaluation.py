@@ -1,4 +1,4 @@
-"""Tests of src/evaluation.py (and evoband.plots, .run_plots) on synthetic run directories."""
+"""Tests of src/evaluation.py (and evoband.report._plots, .run_plots) on synthetic run directories."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 import evaluation
-from evoband import plot_panels, plots, run_plots
-from evoband.runs import read_run
+from evoband.report import _panels as plot_panels
+from evoband.report import _plots as plots
+from evoband.report import _run_plots as run_plots
+from evoband.store._runs import read_run
 from helpers import call_cli, error_lines, write_run
 
 FIGURES = (
@@ -158,8 +160,8 @@ def test_hyperband_figure_of_a_run_without_rungs_says_so(tmp_path: Path) -> None
 
 
 def test_ensemble_members_are_the_best_feasible_of_the_final_population(tmp_path: Path) -> None:
-    from evoband.analysis import feasible_mask, member_results, optimum
-    from evoband.run_ensemble import ensemble_members, final_population
+    from evoband.report._run_ensemble import ensemble_members, final_population
+    from evoband.store._analysis import feasible_mask, member_results, optimum
 
     run = read_run(write_run(tmp_path / "run", min_precision=0.3, generations=3))
     population = final_population(run)
@@ -176,8 +178,8 @@ def test_ensemble_members_are_the_best_feasible_of_the_final_population(tmp_path
 
 
 def test_selected_training_of_a_member_follows_its_bracket(tmp_path: Path) -> None:
-    from evoband.analysis import member_results
-    from evoband.retrain import selected_training
+    from evoband.report._retrain import selected_training
+    from evoband.store._analysis import member_results
 
     run = read_run(write_run(tmp_path / "run"))
     standing = member_results(run.evaluations)

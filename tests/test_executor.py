@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from evoband.cluster import worker_devices
-from evoband.dask_executor import DaskExecutor
-from evoband.data import load_data
-from evoband.errors import ConfigError
-from evoband.family import SHIPPED
-from evoband.run_executor import make_executor
-from evoband.run_setup import auto_workers
-from evoband.search import SearchConfig, run_search
-from evoband.settings import SearchSettings
-from evoband.target import Task, evaluate
+from evoband.core._errors import ConfigError
+from evoband.execution._cluster import worker_devices
+from evoband.execution._dask import DaskExecutor
+from evoband.execution._executors import make_executor
+from evoband.nets._family import SHIPPED
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig, auto_workers
+from evoband.training._data import load_data
+from evoband.training._target import Task, evaluate
 from helpers import SMALL_CONFIG
 
 

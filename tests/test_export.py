@@ -10,8 +10,8 @@ import torch
 
 import main as main_script
 from evoband import export_model, load_exported
-from evoband.cnn import build_model
-from evoband.data import channel_stats, load_data, normalize
+from evoband.nets._cnn import build_model
+from evoband.training._data import channel_stats, load_data, normalize
 from helpers import SMALL_CONFIG, TINY_SHAPE, call_cli, error_lines, read_json
 
 

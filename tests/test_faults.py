@@ -22,15 +22,15 @@ import pytest
 import torch
 
 import AutoML
-from evoband import files
-from evoband.errors import StoreWriteError
-from evoband.faults import REPEATED_ERROR_LIMIT
-from evoband.hooks import BaseCallback, SearchView
-from evoband.member import Member
-from evoband.results import Result
-from evoband.search import run_search
-from evoband.settings import SearchSettings
-from evoband.store import RunStore
+from evoband.core import _files as files
+from evoband.core._errors import StoreWriteError
+from evoband.search._faults import REPEATED_ERROR_LIMIT
+from evoband.search._hooks import BaseCallback, SearchView
+from evoband.search._member import Member
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.store._ledger import RunStore
+from evoband.training._results import Result
 from helpers import call_cli, error_lines, make_image_folder, read_json
 from test_ea import assert_same_evaluations, records, search_config
 
@@ -120,7 +120,7 @@ def test_a_repeated_bug_is_recorded_with_its_traceback_and_stops_the_search(
         for row in errors:
             assert row["error"].startswith("RuntimeError: mat1 and mat2 shapes")
             assert "Traceback (most recent call last)" in row["traceback"]
-            assert "train.py" in row["traceback"] and "loss_fn(logits, y)" in row["traceback"]
+            assert "_loop.py" in row["traceback"] and "loss_fn(logits, y)" in row["traceback"]
         replayed = store.fold_results(errors[0]["member_id"], errors[0]["epochs"])
         assert replayed[errors[0]["fold"]].traceback == errors[0]["traceback"]
     finally:

@@ -1,4 +1,4 @@
-"""Tests of evoband.files: atomic writes, JSON and plain Python values."""
+"""Tests of evoband.core._files: atomic writes, JSON and plain Python values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import IO
 import numpy as np
 import pytest
 
-from evoband.files import builtin, write_atomic, write_json
+from evoband.core._files import builtin, write_atomic, write_json
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:

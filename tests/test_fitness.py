@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from evoband.errors import ConfigError
-from evoband.fitness import (
+from evoband.core._errors import ConfigError
+from evoband.operators._fitness import (
     Aggregate,
     NanGuard,
     Precision,
@@ -18,8 +18,8 @@ from evoband.fitness import (
     TrainTime,
     member_fitness,
 )
-from evoband.member import Member
-from evoband.results import Result, Status
+from evoband.search._member import Member
+from evoband.training._results import Result, Status
 
 
 def result(

@@ -1,4 +1,4 @@
-"""Tests of evoband.hooks: the view of a search that callbacks get, and calling several callbacks."""
+"""Tests of evoband.search._hooks: the view of a search that callbacks get, and calling several callbacks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from evoband.constraints import Constraints
-from evoband.hooks import BaseCallback, CbAll, SearchView
-from evoband.member import Member
-from evoband.results import Result, Status
-from evoband.search import SearchConfig, run_search
-from evoband.settings import SearchSettings
+from evoband.search._hooks import BaseCallback, CbAll, SearchView
+from evoband.search._member import Member
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig
+from evoband.training._constraints import Constraints
+from evoband.training._results import Result, Status
 
 
 def member(member_id: int, top3: float, precision: float) -> Member:

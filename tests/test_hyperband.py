@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from evoband.errors import ConfigError, EvobandError
-from evoband.hyperband import Bracket, HyperbandSchedule, promote
-from evoband.settings import SearchSettings
+from evoband.core._errors import ConfigError, EvobandError
+from evoband.search._hyperband import Bracket, HyperbandSchedule, promote
+from evoband.search._settings import SearchSettings
 
 # (min_epochs, max_epochs, eta) -> {s: (members per rung, epochs per rung)}, computed by hand.
 TABLES = {

@@ -1,5 +1,5 @@
 """Weight inheritance parent -> child: function preservation where the module docstring of
-evoband.inherit promises it, shapes for children made by the mutation operators, continuation
+evoband.nets._inherit promises it, shapes for children made by the mutation operators, continuation
 from inherited weights, and a real search with inheritance on."""
 
 from __future__ import annotations
@@ -12,19 +12,23 @@ import numpy as np
 import pytest
 import torch
 
-from evoband.cnn import build_model
-from evoband.data import load_data
-from evoband.errors import ConfigError, StoreError
-from evoband.inherit import inherit
-from evoband.member import Origin
-from evoband.operators import LocalMutation, UniformMutation
-from evoband.parent_weights import ParentWeights
-from evoband.search import SearchConfig, SearchDefinition, check_resume, run_search
-from evoband.settings import SearchSettings
-from evoband.space import complete, get_space, sample
-from evoband.store import RunStore, load_run
-from evoband.target import FoldJob, Task, run_fold, save_checkpoint
-from evoband.train import make_state
+from evoband.core._errors import ConfigError, StoreError
+from evoband.nets._cnn import build_model
+from evoband.nets._inherit import inherit
+from evoband.operators._mutations import LocalMutation, UniformMutation
+from evoband.search._member import Origin
+from evoband.search._run import run_search
+from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig, SearchDefinition, check_resume
+from evoband.space._genotype import complete, sample
+from evoband.space._spaces import get_space
+from evoband.store._exports import load_run
+from evoband.store._ledger import RunStore
+from evoband.training._checkpoints import save_checkpoint
+from evoband.training._data import load_data
+from evoband.training._loop import make_state
+from evoband.training._parent_weights import ParentWeights
+from evoband.training._target import FoldJob, Task, run_fold
 from helpers import make_image_folder, read_json, tiny_search_config
 
 DEFINITION = SearchDefinition(
@@ -161,7 +165,7 @@ def test_training_hyperparameters_only_give_the_full_parent_state() -> None:
 def test_changes_that_do_not_preserve_the_function_are_not_claimed_to(
     case: str, parent_cfg: dict, child_cfg: Any
 ) -> None:
-    # documents the limits stated in evoband.inherit: these children compute something else
+    # documents the limits stated in evoband.nets._inherit: these children compute something else
     child = (
         dict(parent_cfg, convs_per_stage=2) if child_cfg == "convs" else {**parent_cfg, **child_cfg}
     )

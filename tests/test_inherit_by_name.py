@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from evoband import SearchSettings, fit
-from evoband.block_spaces import SpaceDefinition
-from evoband.blocks import Chain, Conv, Dense, Fixed, FloatRange, GlobalPool, IntRange, OneOf
-from evoband.family import BlockFamily
-from evoband.inherit_by_name import inherit_by_name
-from evoband.store import RunStore
+from evoband.nets._family import BlockFamily
+from evoband.nets._inherit_by_name import inherit_by_name
+from evoband.space._layers import Chain, Conv, Dense, GlobalPool
+from evoband.space._params import Fixed, FloatRange, IntRange, OneOf
+from evoband.space._shipped import SpaceDefinition
+from evoband.store._ledger import RunStore
 from helpers import make_image_folder
 
 NETWORK = Chain(

@@ -8,17 +8,17 @@ from typing import Any
 
 import torch
 
-from evoband.batch_training import Evaluation
-from evoband.cnn import build_model
-from evoband.ea_state import SearchState
-from evoband.ea_steps import parent_weights
-from evoband.inherit import inherit_recombined, inherit_state
-from evoband.member import Member, Origin
-from evoband.parent_weights import ParentWeights, load_inherited
-from evoband.results import FoldResult
-from evoband.store import RunStore
-from evoband.target import save_checkpoint
-from evoband.train import make_state
+from evoband.execution._batches import Evaluation
+from evoband.nets._cnn import build_model
+from evoband.nets._inherit import inherit_recombined, inherit_state
+from evoband.search._member import Member, Origin
+from evoband.search._state import SearchState
+from evoband.search._steps import parent_weights
+from evoband.store._ledger import RunStore
+from evoband.training._checkpoints import save_checkpoint
+from evoband.training._loop import make_state
+from evoband.training._parent_weights import ParentWeights, load_inherited
+from evoband.training._results import FoldResult
 from helpers import SMALL_CONFIG
 
 SHAPE = (3, 16, 16)

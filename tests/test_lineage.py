@@ -9,13 +9,15 @@ from pathlib import Path
 import torch
 
 import main as main_script
-from evoband.data import load_data
-from evoband.lineage import lineage_record, lineage_source, train_lineage
-from evoband.member import Member, Origin
-from evoband.search import run_search
-from evoband.store import RunStore, load_run
-from evoband.target import Task, evaluate
-from evoband.train import derive_seed
+from evoband.search._member import Member, Origin
+from evoband.search._run import run_search
+from evoband.search._steps import lineage_record
+from evoband.store._exports import load_run
+from evoband.store._ledger import RunStore
+from evoband.training._data import load_data
+from evoband.training._lineage import lineage_source, train_lineage
+from evoband.training._loop import derive_seed
+from evoband.training._target import Task, evaluate
 from helpers import SMALL_CONFIG, call_cli, make_image_folder, read_json
 from test_inherit import FOUR, search
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from evoband.constraints import Constraints
-from evoband.member import Member, Origin, best_member, rank_members
-from evoband.results import Result, Status
+from evoband.search._member import Member, Origin, best_member, rank_members
+from evoband.training._constraints import Constraints
+from evoband.training._results import Result, Status
 
 
 def result(epochs: int, status: Status, top3: float, precision: float = 0.5) -> Result:

@@ -1,4 +1,4 @@
-"""Tests of evoband.metrics against hand-made cases and scikit-learn's definitions."""
+"""Tests of evoband.training._metrics against hand-made cases and scikit-learn's definitions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import sklearn.metrics
 import torch
 
-from evoband.metrics import (
+from evoband.training._metrics import (
     Metrics,
     compute_metrics,
     confusion_matrix,

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from ConfigSpace import ConfigurationSpace
 
-from evoband.errors import ConfigError
-from evoband.mutations import (
+from evoband.core._errors import ConfigError
+from evoband.operators._base import Variation
+from evoband.operators._layer_items import layer_values, with_layers
+from evoband.operators._mutations import (
     ActivationMutation,
     AddLayer,
     CountMutation,
@@ -22,11 +24,9 @@ from evoband.mutations import (
     RemoveLayer,
     ToggleMutation,
     WidthMutation,
-    layer_values,
-    with_layers,
 )
-from evoband.operators import Variation
-from evoband.space import Config, course_space, default_config, extended_space, sample, validate
+from evoband.space._genotype import default_config, sample, validate
+from evoband.space._spaces import Config, course_space, extended_space
 
 SPACES: dict[str, Callable[[], ConfigurationSpace]] = {
     "course": course_space,

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_script
 
 from evoband import load_run
+from helpers import run_script
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_before_layout"
 SEARCH = [

@@ -9,28 +9,22 @@ import numpy as np
 import pytest
 from ConfigSpace import ConfigurationSpace
 
-from evoband.cnn import count_params
-from evoband.constraints import Constraints
-from evoband.data import load_data
-from evoband.ea import EvolutionaryOptimizer
-from evoband.errors import ConfigError
-from evoband.operators import (
-    LocalMutation,
-    NeutralSelection,
-    ParamBudget,
-    RandomSampling,
-    TournamentSelection,
-    UniformCrossover,
-    UniformMutation,
-    Variation,
-    neighbour,
-    plus_selection,
-    smallest_config,
-)
-from evoband.settings import SearchSettings
-from evoband.space import default_config, get_space, sample, validate
-from evoband.store import RunStore
-from evoband.target import Task
+from evoband.core._errors import ConfigError
+from evoband.nets._cnn import count_params
+from evoband.operators._base import Variation
+from evoband.operators._crossovers import UniformCrossover
+from evoband.operators._mutations import LocalMutation, UniformMutation, neighbour
+from evoband.operators._repair import ParamBudget, smallest_config
+from evoband.operators._sampling import RandomSampling
+from evoband.operators._selection import NeutralSelection, TournamentSelection, plus_selection
+from evoband.search._optimizer import EvolutionaryOptimizer
+from evoband.search._settings import SearchSettings
+from evoband.space._genotype import default_config, sample, validate
+from evoband.space._spaces import get_space
+from evoband.store._ledger import RunStore
+from evoband.training._constraints import Constraints
+from evoband.training._data import load_data
+from evoband.training._target import Task
 from helpers import TINY_CLASSES, TINY_SHAPE, analytic_param_count, tiny_count
 
 SPACE = get_space("course")

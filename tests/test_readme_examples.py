@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-import evoband.paths
-from evoband.family import BlockFamily
+import evoband.core._paths
+from evoband.nets._family import BlockFamily
 from helpers import REPO_ROOT
 
 SECTION = "### Compose your own search"
@@ -56,7 +56,7 @@ def test_the_extraction_stops_at_the_next_heading() -> None:
 
 @pytest.mark.parametrize("index", range(3), ids=["dense", "conv", "residual_fork"])
 def test_readme_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evoband.paths, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(evoband.core._paths, "repo_root", lambda: tmp_path)
     namespace: dict[str, object] = {"__name__": "readme_example"}
     exec(compile(BLOCKS[index], f"README.md (example {index + 1})", "exec"), namespace)
     population = namespace["population"]

@@ -10,26 +10,16 @@ import numpy as np
 import pytest
 from ConfigSpace import Configuration, ConfigurationSpace
 
-from evoband.block_keys import repeat_items
-from evoband.block_spaces import SpaceDefinition, course_blocks
-from evoband.blocks import (
-    BatchNorm,
-    Chain,
-    Choice,
-    Conv,
-    FloatRange,
-    GlobalPool,
-    Indexed,
-    IntRange,
-    OneOf,
-    Pool,
-    Repeat,
-)
-from evoband.crossovers import StageSwapCrossover
-from evoband.errors import ConfigError
-from evoband.genotype import Config, complete, sample, validate
-from evoband.mutations import AddLayer, RemoveLayer, layer_values
-from evoband.space import course_space
+from evoband.core._errors import ConfigError
+from evoband.operators._crossovers import StageSwapCrossover
+from evoband.operators._layer_items import layer_values
+from evoband.operators._mutations import AddLayer, RemoveLayer
+from evoband.space._genotype import Config, complete, sample, validate
+from evoband.space._keys import repeat_items
+from evoband.space._layers import BatchNorm, Chain, Choice, Conv, GlobalPool, Pool, Repeat
+from evoband.space._params import FloatRange, Indexed, IntRange, OneOf
+from evoband.space._shipped import SpaceDefinition, course_blocks
+from evoband.space._spaces import course_space
 
 SEEDS = range(8)
 SETTINGS = (FloatRange(1e-3, 1e-1, log=True, name="learning_rate_init"),)

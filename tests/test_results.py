@@ -1,10 +1,10 @@
-"""Tests of evoband.results: statuses, an evaluation's result from its folds, the standing result."""
+"""Tests of evoband.training._results: statuses, an evaluation's result from its folds, the standing result."""
 
 from __future__ import annotations
 
 import pytest
 
-from evoband.results import FoldResult, Result, Status, standing_budget
+from evoband.training._results import FoldResult, Result, Status, standing_budget
 
 OK, DIVERGED, TIMED_OUT, FAILED = Status.OK, Status.DIVERGED, Status.TIMED_OUT, Status.FAILED
 

@@ -1,4 +1,4 @@
-"""Tests of evoband.runs: reading run directories, their constraints, groups of runs."""
+"""Tests of evoband.store._runs: reading run directories, their constraints, groups of runs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from evoband.errors import StoreError
-from evoband.runs import load_groups, read_run
-from evoband.store import RunStore
+from evoband.core._errors import StoreError
+from evoband.store._ledger import RunStore
+from evoband.store._runs import load_groups, read_run
 from helpers import write_run
 
 

@@ -14,11 +14,12 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from evoband.constraints import Constraints
-from evoband.hyperband import HyperbandSchedule
-from evoband.results import Result
-from evoband.settings import SearchSettings
-from evoband.space import complete, get_space
+from evoband.search._hyperband import HyperbandSchedule
+from evoband.search._settings import SearchSettings
+from evoband.space._genotype import complete
+from evoband.space._spaces import get_space
+from evoband.training._constraints import Constraints
+from evoband.training._results import Result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "search_quality.py"

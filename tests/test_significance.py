@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evoband import retrain, significance, summary
-from evoband.runs import RunData, read_run
+from evoband.report import _retrain as retrain
+from evoband.report import _significance as significance
+from evoband.report import _summary as summary
+from evoband.store._runs import RunData, read_run
 from helpers import write_run
 
 

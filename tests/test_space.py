@@ -1,4 +1,4 @@
-"""Tests of evoband.space: the shipped spaces, sampling, and reading user configurations."""
+"""Tests of evoband.space._spaces: the shipped spaces, sampling, and reading user configurations."""
 
 from __future__ import annotations
 
@@ -10,22 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evoband.errors import ConfigError
-from evoband.space import (
-    DEFAULT_NETWORK,
-    RECIPES,
+from evoband.core._errors import ConfigError
+from evoband.space._genotype import complete, default_config, is_active, plain, sample, validate
+from evoband.space._recipes import RECIPES
+from evoband.space._shipped import DEFAULT_NETWORK
+from evoband.space._spaces import (
     SPACES,
-    complete,
     course_space,
-    default_config,
     extended_space,
     get_space,
-    is_active,
     load_config,
-    plain,
     recipes,
-    sample,
-    validate,
 )
 
 # ConfigSpace rounds float defaults to 12 significant digits.
@@ -125,7 +120,7 @@ def test_complete_keeps_parent_values_and_draws_new_layers(seed: int) -> None:
 def test_load_config_reference_default_with_inactive_key(caplog: pytest.LogCaptureFixture) -> None:
     reference = dict(DEFAULT_NETWORK, n_channels_fc_2=273)
 
-    with caplog.at_level(logging.INFO, logger="evoband.space"):
+    with caplog.at_level(logging.INFO, logger="evoband.space._spaces"):
         config = load_config(reference, course_space())
 
     assert config == DEFAULT_NETWORK
@@ -212,7 +207,7 @@ def test_load_config_list_value_is_a_config_error_naming_the_key(key: str, value
 def test_load_config_fills_missing_keys_from_defaults(caplog: pytest.LogCaptureFixture) -> None:
     partial = {k: v for k, v in DEFAULT_NETWORK.items() if k not in ("dropout_rate", "kernel_size")}
 
-    with caplog.at_level(logging.INFO, logger="evoband.space"):
+    with caplog.at_level(logging.INFO, logger="evoband.space._spaces"):
         config = load_config(partial, course_space())
 
     assert_same_config(config, DEFAULT_NETWORK)

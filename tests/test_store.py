@@ -12,18 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import evoband.files as files_module
-from evoband.errors import StoreError, StoreWriteError
-from evoband.member import Member, Origin
-from evoband.results import FoldResult, Result, Status
-from evoband.store import (
-    APPLICATION_ID,
-    LEDGER,
-    PROGRESS_COLUMNS,
-    SCHEMA_VERSION,
-    RunStore,
-    load_run,
-)
+import evoband.core._files as files_module
+from evoband.core._errors import StoreError, StoreWriteError
+from evoband.search._member import Member, Origin
+from evoband.store._exports import PROGRESS_COLUMNS, load_run
+from evoband.store._ledger import RunStore
+from evoband.store._schema import APPLICATION_ID, LEDGER, SCHEMA_VERSION
+from evoband.training._results import FoldResult, Result, Status
 from helpers import SMALL_CONFIG
 
 TABLES = {"meta", "run", "members", "evaluations", "folds", "generations", "state"}

@@ -8,13 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from evoband.constraints import Constraints
-from evoband.errors import ConfigError
-from evoband.fitness import NanGuard, TopK, member_fitness
-from evoband.member import Member, rank_members
-from evoband.operators import NeutralSelection, Selection, TournamentSelection, plus_selection
-from evoband.results import Result, Status
-from evoband.strategies import (
+from evoband.core._errors import ConfigError
+from evoband.operators._base import Selection
+from evoband.operators._fitness import NanGuard, TopK, member_fitness
+from evoband.operators._selection import NeutralSelection, TournamentSelection, plus_selection
+from evoband.operators._strategies import (
     CombinedSelection,
     EliteSelection,
     PlusStrategy,
@@ -22,6 +20,9 @@ from evoband.strategies import (
     SUSSelection,
     sus_weights,
 )
+from evoband.search._member import Member, rank_members
+from evoband.training._constraints import Constraints
+from evoband.training._results import Result, Status
 
 RANKED = list(range(10))  # items ranked best first: 0 is the best
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evoband import analysis as an
-from evoband import summary
-from evoband.runs import best_run, read_run
-from evoband.space import DEFAULT_NETWORK
+from evoband.report import _summary as summary
+from evoband.space._shipped import DEFAULT_NETWORK
+from evoband.store import _analysis as an
+from evoband.store._runs import best_run, read_run
 from helpers import write_run
 
 

@@ -1,4 +1,4 @@
-"""Tests of evoband.target: K-fold evaluation, checkpoints and continuation."""
+"""Tests of evoband.training._target: K-fold evaluation, checkpoints and continuation."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 
-from evoband.checkpoints import checkpoint_path, file_sha256
-from evoband.cnn import build_model, count_params
-from evoband.data import load_data
-from evoband.results import FoldResult, Result, Status
-from evoband.target import Task, evaluate
+from evoband.nets._cnn import build_model, count_params
+from evoband.training._checkpoints import checkpoint_path, file_sha256
+from evoband.training._data import load_data
+from evoband.training._results import FoldResult, Result, Status
+from evoband.training._target import Task, evaluate
 
 TINY: dict[str, Any] = {
     "learning_rate_init": 1e-2,
@@ -201,7 +201,7 @@ def test_damaged_checkpoint_retrains_from_scratch(
     else:
         path.unlink()
 
-    with caplog.at_level(logging.WARNING, logger="evoband.target"):
+    with caplog.at_level(logging.WARNING, logger="evoband.training._target"):
         resumed = evaluate(
             TINY,
             3,
@@ -230,7 +230,7 @@ def test_damaged_checkpoint_without_recorded_hash_retrains(
     path = checkpoint_path(ckpt, 0)
     path.write_bytes(path.read_bytes()[:100])
 
-    with caplog.at_level(logging.WARNING, logger="evoband.target"):
+    with caplog.at_level(logging.WARNING, logger="evoband.training._target"):
         resumed = evaluate(TINY, 3, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt)
 
     assert_same_folds(resumed, scratch)
@@ -261,7 +261,7 @@ def test_checkpoint_that_fails_halfway_leaves_no_trace(
             saved["optimizer"] = {}
             torch.save(saved, path)
 
-    with caplog.at_level(logging.WARNING, logger="evoband.target"):
+    with caplog.at_level(logging.WARNING, logger="evoband.training._target"):
         resumed = evaluate(TINY, 3, task=task, seed=0, segments=(2, 3), checkpoint_dir=ckpt)
 
     assert "retraining from scratch" in caplog.text

@@ -1,4 +1,4 @@
-"""Tests of evoband.towers: several copies of a network in one, trained as an ensemble."""
+"""Tests of evoband.nets._towers: several copies of a network in one, trained as an ensemble."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 import torch
 
-from evoband.cnn import build_model, count_params, macs_per_sample
-from evoband.data import channel_stats, load_data, normalize
-from evoband.errors import ConfigError
-from evoband.inherit import inherit, inherit_recombined
-from evoband.space import RECIPES, extended_space, validate
-from evoband.towers import Towers, join_towers, n_towers, split_towers, tower_mean
-from evoband.train import Distillation, _batch_loss, evaluate_model, make_state, train
+from evoband.core._errors import ConfigError
+from evoband.nets._cnn import build_model, count_params, macs_per_sample
+from evoband.nets._inherit import inherit, inherit_recombined
+from evoband.nets._towers import Towers, join_towers, n_towers, split_towers, tower_mean
+from evoband.space._genotype import validate
+from evoband.space._recipes import RECIPES
+from evoband.space._spaces import extended_space
+from evoband.training._data import channel_stats, load_data, normalize
+from evoband.training._loop import Distillation, _batch_loss, evaluate_model, make_state, train
 from helpers import SMALL_CONFIG
 
 SHAPE = (3, 8, 8)

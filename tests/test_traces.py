@@ -1,4 +1,4 @@
-"""Tests of evoband.traces: best feasible so far, epochs spent, bands over the runs of a group."""
+"""Tests of evoband.report._traces: best feasible so far, epochs spent, bands over the runs of a group."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evoband import traces as tr
-from evoband.analysis import chronological
-from evoband.results import FoldResult
-from evoband.runs import read_run
-from evoband.store import RunStore
+from evoband.report import _traces as tr
+from evoband.store._analysis import chronological
+from evoband.store._ledger import RunStore
+from evoband.store._runs import read_run
+from evoband.training._results import FoldResult
 from helpers import frame_of, write_run
 
 

@@ -1,4 +1,4 @@
-"""Tests of evoband.train: continuation, divergence, deadlines, learning, devices and seeds."""
+"""Tests of evoband.training._loop: continuation, divergence, deadlines, learning, devices and seeds."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from evoband.data import channel_stats, load_data, normalize
-from evoband.results import Status
-from evoband.train import (
+from evoband.training._data import channel_stats, load_data, normalize
+from evoband.training._loop import (
     FINAL_LR_FACTOR,
     TrainState,
     derive_seed,
@@ -26,6 +25,7 @@ from evoband.train import (
     resolve_device,
     train,
 )
+from evoband.training._results import Status
 from helpers import SMALL_CONFIG
 
 CPU = torch.device("cpu")
@@ -383,7 +383,7 @@ def test_derive_seed_is_deterministic_and_distinct() -> None:
 def test_training_keeps_freed_buffers_for_reuse_on_glibc(tiny: Tensors) -> None:
     import platform
 
-    from evoband import allocator
+    from evoband.training import _allocator as allocator
 
     state = make_state(SMALL_CONFIG, tiny.input_shape, tiny.n_classes, seed=0, device=CPU)
     train(state, tiny.x, tiny.y, config=SMALL_CONFIG, epochs=1, seed=0)

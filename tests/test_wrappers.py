@@ -10,18 +10,27 @@ import numpy as np
 import pytest
 from ConfigSpace import ConfigurationSpace
 
-from evoband.crossovers import StageSwapCrossover, TrainingCrossover
-from evoband.errors import ConfigError
-from evoband.mutations import AddLayer, RemoveLayer, ToggleMutation, WidthMutation
-from evoband.operators import (
+from evoband.core._errors import ConfigError
+from evoband.operators._base import Variation
+from evoband.operators._crossovers import StageSwapCrossover, TrainingCrossover, UniformCrossover
+from evoband.operators._mutations import (
+    AddLayer,
     LocalMutation,
-    ParamBudget,
-    UniformCrossover,
+    RemoveLayer,
+    ToggleMutation,
     UniformMutation,
-    Variation,
+    WidthMutation,
 )
-from evoband.space import Config, course_space, default_config, extended_space, sample, validate
-from evoband.wrappers import ChainMutation, FilterMutation, Shield, WithinBudget, WithProbability
+from evoband.operators._repair import ParamBudget
+from evoband.operators._wrappers import (
+    ChainMutation,
+    FilterMutation,
+    Shield,
+    WithinBudget,
+    WithProbability,
+)
+from evoband.space._genotype import default_config, sample, validate
+from evoband.space._spaces import Config, course_space, extended_space
 from helpers import tiny_count
 
 SPACES: dict[str, Callable[[], ConfigurationSpace]] = {

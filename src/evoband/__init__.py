@@ -1,60 +1,215 @@
-"""evoband: constrained evolutionary search with Hyperband for small PyTorch CNNs."""
+"""evoband: constrained evolutionary search with Hyperband for small PyTorch CNNs.
+
+The one call is :func:`fit`. Its parts are here too, for a search of one's own: search spaces
+(:class:`Chain`, :class:`Repeat`, :class:`Fork`, :class:`Residual` and the layer spaces), the
+operators, fitness and strategies, callbacks, the Hyperband schedule, the run store, ensembles
+and export. Each subpackage says what it holds; lowest layer first: ``core``, ``space``,
+``nets``, ``training``, ``store``, ``execution``, ``operators``, ``search``, ``report``,
+``callbacks``.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .arrays import data_from_arrays  # noqa: E402
-from .autoflux import fit  # noqa: E402
-from .callbacks import (  # noqa: E402
+from ._ensemble import ensemble
+from ._fit import fit
+from ._fitted import FittedMember, Population
+from .callbacks import (
+    BaseCallback,
+    Callback,
     CbAll,
     MultiPlot,
     Persist,
     PlotFitness,
+    ProgressBar,
     ScatterOpt,
     ScatterPop,
+    SearchView,
     StopAtTarget,
     persist,
 )
-from .constraints import Constraints, MaxParams, MinPrecision  # noqa: E402
-from .ea import EvolutionaryOptimizer  # noqa: E402
-from .ensemble import EnsembleResult, ensemble  # noqa: E402
-from .errors import ConfigError, DataError, EvobandError, StoreError  # noqa: E402
-from .export import ExportReport, export_model, load_exported  # noqa: E402
-from .fitted import FittedMember, Population  # noqa: E402
-from .search import SearchConfig, run_search  # noqa: E402
-from .settings import SearchSettings  # noqa: E402
-from .store import RunStore, load_run  # noqa: E402
+from .core import (
+    ClusterError,
+    ConfigError,
+    DataError,
+    EvobandError,
+    StoreError,
+    StoreWriteError,
+    __version__,
+)
+from .nets import ExportReport, build_model, count_params, export_model, load_exported
+from .operators import (
+    ActivationMutation,
+    AddLayer,
+    Aggregate,
+    ChainMutation,
+    CombinedSelection,
+    CountMutation,
+    EliteSelection,
+    FilterMutation,
+    Fitness,
+    KernelMutation,
+    LearningRateMutation,
+    LocalMutation,
+    NanGuard,
+    NeutralSelection,
+    OptimizerMutation,
+    ParamBudget,
+    PlusStrategy,
+    Precision,
+    RandomSampling,
+    RemoveLayer,
+    Selection,
+    Shield,
+    Size,
+    StageSwapCrossover,
+    Strategy,
+    SUSSelection,
+    TimedOutPenalty,
+    ToggleMutation,
+    TopK,
+    TournamentSelection,
+    TrainingCrossover,
+    TrainTime,
+    UniformCrossover,
+    UniformMutation,
+    Variation,
+    WidthMutation,
+    WithinBudget,
+    WithProbability,
+    member_fitness,
+)
+from .report import EnsembleResult
+from .search import (
+    EvolutionaryOptimizer,
+    HyperbandSchedule,
+    Member,
+    SearchConfig,
+    SearchReport,
+    SearchSettings,
+    run_search,
+)
+from .space import (
+    BatchNorm,
+    Chain,
+    Choice,
+    Conv,
+    Dense,
+    Fixed,
+    FloatRange,
+    Fork,
+    GlobalPool,
+    Indexed,
+    IntRange,
+    OneOf,
+    Pool,
+    Repeat,
+    Residual,
+    SpaceDefinition,
+    compile_space,
+    get_space,
+)
+from .store import RunStore, load_run
+from .training import Constraints, MaxParams, MinPrecision, data_from_arrays, load_data
 
 __all__ = [
+    "ActivationMutation",
+    "AddLayer",
+    "Aggregate",
+    "BaseCallback",
+    "BatchNorm",
+    "Callback",
     "CbAll",
+    "Chain",
+    "ChainMutation",
+    "Choice",
+    "ClusterError",
+    "CombinedSelection",
     "ConfigError",
     "Constraints",
+    "Conv",
+    "CountMutation",
     "DataError",
+    "Dense",
+    "EliteSelection",
     "EnsembleResult",
     "EvobandError",
     "EvolutionaryOptimizer",
     "ExportReport",
+    "FilterMutation",
     "FittedMember",
+    "Fitness",
+    "Fixed",
+    "FloatRange",
+    "Fork",
+    "GlobalPool",
+    "HyperbandSchedule",
+    "Indexed",
+    "IntRange",
+    "KernelMutation",
+    "LearningRateMutation",
+    "LocalMutation",
     "MaxParams",
+    "Member",
     "MinPrecision",
     "MultiPlot",
+    "NanGuard",
+    "NeutralSelection",
+    "OneOf",
+    "OptimizerMutation",
+    "ParamBudget",
     "Persist",
     "PlotFitness",
+    "PlusStrategy",
+    "Pool",
     "Population",
+    "Precision",
+    "ProgressBar",
+    "RandomSampling",
+    "RemoveLayer",
+    "Repeat",
+    "Residual",
     "RunStore",
+    "SUSSelection",
     "ScatterOpt",
     "ScatterPop",
     "SearchConfig",
+    "SearchReport",
     "SearchSettings",
+    "SearchView",
+    "Selection",
+    "Shield",
+    "Size",
+    "SpaceDefinition",
+    "StageSwapCrossover",
     "StopAtTarget",
     "StoreError",
+    "StoreWriteError",
+    "Strategy",
+    "TimedOutPenalty",
+    "ToggleMutation",
+    "TopK",
+    "TournamentSelection",
+    "TrainTime",
+    "TrainingCrossover",
+    "UniformCrossover",
+    "UniformMutation",
+    "Variation",
+    "WidthMutation",
+    "WithProbability",
+    "WithinBudget",
+    "__version__",
+    "build_model",
+    "compile_space",
+    "count_params",
     "data_from_arrays",
     "ensemble",
     "export_model",
     "fit",
+    "get_space",
+    "load_data",
     "load_exported",
     "load_run",
+    "member_fitness",
     "persist",
     "run_search",
 ]

@@ -1,0 +1,36 @@
+"""The lowest layer: the package's errors, the one atomic file writer, where relative paths
+resolve, and the version. Everything else in evoband may import it; it imports nothing of evoband."""
+
+from __future__ import annotations
+
+from ._errors import (
+    ClusterError,
+    ConfigError,
+    DataError,
+    EvobandError,
+    StoreError,
+    StoreWriteError,
+    write_failure,
+)
+from ._files import builtin, json_default, write_atomic, write_json, write_text
+from ._paths import repo_root, resolve_default, resolve_user
+from ._version import __version__
+
+__all__ = [
+    "ClusterError",
+    "ConfigError",
+    "DataError",
+    "EvobandError",
+    "StoreError",
+    "StoreWriteError",
+    "__version__",
+    "builtin",
+    "json_default",
+    "repo_root",
+    "resolve_default",
+    "resolve_user",
+    "write_atomic",
+    "write_failure",
+    "write_json",
+    "write_text",
+]

@@ -1,0 +1,3 @@
+"""The package version (written into run.json and exported programs)."""
+
+__version__ = "0.1.0"

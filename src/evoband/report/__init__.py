@@ -1,0 +1,38 @@
+"""Reports on recorded runs: their optima retrained on the test split, ensembles of their best
+members, summary tables, significance tests, the series behind the figures, and the figures."""
+
+from __future__ import annotations
+
+from ._ensembles import EnsembleResult, combine, ensemble_size
+from ._plots import save_figures
+from ._retrain import TestResult, retrain_on_test, test_data_dir, test_optima
+from ._run_ensemble import test_ensembles
+from ._significance import significance_tests
+from ._summary import (
+    ensemble_table,
+    markdown_ensembles,
+    markdown_summary,
+    markdown_tests,
+    summary_table,
+)
+from ._traces import best_feasible_trace, population_trace
+
+__all__ = [
+    "EnsembleResult",
+    "TestResult",
+    "best_feasible_trace",
+    "combine",
+    "ensemble_size",
+    "ensemble_table",
+    "markdown_ensembles",
+    "markdown_summary",
+    "markdown_tests",
+    "population_trace",
+    "retrain_on_test",
+    "save_figures",
+    "significance_tests",
+    "summary_table",
+    "test_data_dir",
+    "test_ensembles",
+    "test_optima",
+]

@@ -1,0 +1,165 @@
+"""The settings of a search: its budget and schedule, validated when they are made."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from ConfigSpace import ConfigurationSpace
+
+from ..core._errors import ConfigError
+from ..operators._repair import smallest_config
+from ..space._spaces import Config
+from ..store._runs import algorithm_label
+from ..training._constraints import Constraints
+from ._hyperband import HyperbandSchedule
+
+
+@dataclass
+class SearchSettings:
+    """Everything that defines a search's budget and schedule.
+
+    Attributes:
+        pop_size: members kept between generations (mu).
+        num_children: children per generation without Hyperband (lambda).
+        hyperband: one Hyperband iteration per generation instead of plain children.
+        min_epochs, max_epochs, eta: the Hyperband budgets and halving rate.
+        max_time: seconds; checked before every training job.
+        max_evaluations: optional cap on evaluations (member x budget).
+        eval_time_limit: seconds one evaluation may train; None derives it from the step's
+            predicted cost (see :attr:`EvolutionaryOptimizer.time_limit`).
+        eval_cost_share: no member is trained whose full evaluation (max_epochs on every fold)
+            is predicted to take more than this share of max_time; larger children are repaired.
+        seed: fixes every random decision.
+        crossover_prob: chance that a child is recombined from two parents.
+        tournament_size: parent selection pressure.
+        random_search: children are fresh samples instead of variations of the population.
+        inherit_weights: a mutated or recombined child's folds start from its (first) parent's
+            trained weights (:mod:`evoband.nets._inherit`) instead of a fresh initialisation; the
+            population keeps its checkpoints for that.
+        async_promotion: with Hyperband, promote a member as soon as it ranks in the top
+            ``1/eta`` of its rung so far and start new members whenever a worker is free,
+            instead of waiting for each rung to fill (:mod:`evoband.search._async`).
+        recipe_starts: the initial population starts from the space's recipes and its default
+            configuration (those within the limits), the rest sampled; False: every initial
+            member is sampled (an ablation; with ``random_search``, textbook random search).
+    """
+
+    pop_size: int = 10
+    num_children: int = 5
+    hyperband: bool = True
+    min_epochs: int = 4
+    max_epochs: int = 32
+    eta: int = 2
+    max_time: float = 86400.0
+    max_evaluations: int | None = None
+    eval_time_limit: float | None = None
+    eval_cost_share: float = 1 / 3
+    seed: int = 123
+    crossover_prob: float = 0.5
+    tournament_size: int = 3
+    random_search: bool = False
+    inherit_weights: bool = False
+    async_promotion: bool = False
+    recipe_starts: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.pop_size >= 2,
+                f"The value of `pop_size` is {self.pop_size}, but must be `pop_size >= 2`.",
+            ),
+            (
+                self.num_children >= 1,
+                f"The value of `num_children` is {self.num_children}, but must be `num_children >= 1`.",
+            ),
+            (
+                self.max_epochs >= 1,
+                f"The value of `epochs` is {self.max_epochs}, but must be `epochs >= 1`.",
+            ),
+            (
+                self.max_time > 0,
+                f"The value of `max_time` is {self.max_time}, but must be `max_time > 0`.",
+            ),
+            (
+                self.max_evaluations is None or self.max_evaluations >= 1,
+                f"The value of `max_evaluations` is {self.max_evaluations}, but must be `max_evaluations >= 1`.",
+            ),
+            (
+                0 < self.eval_cost_share <= 1,
+                f"The value of `eval_cost_share` is {self.eval_cost_share}, but must be in (0, 1].",
+            ),
+            (
+                self.eval_time_limit is None or self.eval_time_limit > 0,
+                f"The value of `eval_time_limit` is {self.eval_time_limit}, but must be `eval_time_limit > 0`.",
+            ),
+            (
+                0.0 <= self.crossover_prob <= 1.0,
+                f"The value of `crossover_prob` is {self.crossover_prob}, but must be in [0, 1].",
+            ),
+            (
+                self.tournament_size >= 1,
+                f"The value of `tournament_size` is {self.tournament_size}, but must be `tournament_size >= 1`.",
+            ),
+            (
+                self.hyperband or not self.async_promotion,
+                "Asynchronous promotion needs Hyperband rungs; add `--hyperband True`.",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        # eta and min_epochs are checked with or without Hyperband, so that a bad value never
+        # reaches run.json; min_epochs <= epochs only matters with Hyperband
+        top = self.max_epochs if self.hyperband else max(self.max_epochs, self.min_epochs)
+        HyperbandSchedule(self.min_epochs, top, self.eta)
+
+    @property
+    def max_eval_seconds(self) -> float:
+        """The predicted cost cap of one full evaluation (see ``eval_cost_share``)."""
+        return self.max_time * self.eval_cost_share
+
+    @property
+    def schedule(self) -> HyperbandSchedule | None:
+        """The Hyperband schedule of each generation; None without Hyperband."""
+        if not self.hyperband:
+            return None
+        return HyperbandSchedule(self.min_epochs, self.max_epochs, self.eta)
+
+    def lr_segments(self, bracket: int | None, up_to: int | None = None) -> tuple[int, ...]:
+        """The budgets a member's LR schedule is planned over: the rungs of its Hyperband
+        ``bracket`` (one cycle over ``max_epochs`` without Hyperband or bracket), those up to
+        ``up_to`` epochs when given (what a member scored at that budget was trained with)."""
+        schedule = self.schedule
+        if schedule is not None and bracket is not None:
+            budgets: tuple[int, ...] = schedule.bracket(bracket).budgets
+        else:
+            budgets = (self.max_epochs,)
+        return tuple(b for b in budgets if up_to is None or b <= up_to)
+
+    @property
+    def algorithm(self) -> str:
+        return algorithm_label(self.random_search, self.hyperband)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def check_max_params(
+    space: ConfigurationSpace, constraints: Constraints, count: Callable[[Config], int]
+) -> None:
+    """Refuse a parameter limit below the smallest network the space can make, and a space
+    whose smallest network does not fit the input (``count`` gives it ``sys.maxsize``)."""
+    smallest = count(smallest_config(space, count))
+    if smallest == sys.maxsize:
+        raise ConfigError(
+            f"Even the smallest network of the {space.name} space does not fit the input "
+            "images (it pools or strides them below 1x1); allow fewer pools or strides, or use "
+            "larger images."
+        )
+    if smallest > constraints.max_params.limit:
+        raise ConfigError(
+            f"The max model size {constraints.max_params.limit:,} is smaller than the smallest "
+            f"network of the {space.name} space ({smallest:,} parameters); raise it."
+        )

@@ -1,0 +1,315 @@
+"""The state of a search and the helpers its loop (:mod:`evoband.search._optimizer`) builds on: the operators,
+cost model and budgets made from the arguments, the members made so far, the view callbacks get.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from ConfigSpace import ConfigurationSpace
+
+from ..core._errors import ConfigError
+from ..execution._batches import Evaluation
+from ..operators._base import Selection, Variation
+from ..operators._repair import ParamBudget
+from ..operators._sampling import FamilySampling
+from ..space._spaces import Config
+from ..store._ledger import RunStore
+from ..training._constraints import Constraints
+from ..training._cost import CostModel
+from ..training._loop import derive_seed
+from ..training._results import FoldResult, Result
+from ..training._target import FoldExecutor, Task
+from ._breeding import Breeder
+from ._faults import ErrorStreak
+from ._hooks import Callback, CbAll, SearchView, StopRequest
+from ._member import Member, Origin, best_member, population_summary, rank_members
+from ._settings import SearchSettings, check_max_params
+from ._steps import CheckpointRetention, export_best, log_evaluation, parent_weights
+
+
+class StopSearch(Exception):
+    """The budget (time or evaluations) is used up, or a callback asked to stop."""
+
+
+class SearchState:
+    """What :class:`evoband.search._optimizer.EvolutionaryOptimizer` knows and does besides its loop (the
+    arguments are those of the optimizer)."""
+
+    def __init__(
+        self,
+        space: ConfigurationSpace,
+        task: Task,
+        constraints: Constraints,
+        settings: SearchSettings,
+        store: RunStore,
+        *,
+        callbacks: Sequence[Callback] = (),
+        selection: Selection | None = None,
+        mutations: Sequence[Variation] | None = None,
+        crossover: Variation | None = None,
+        executor: FoldExecutor | None = None,
+    ) -> None:
+        self.space = space
+        self.task = task
+        self.constraints = constraints
+        self.settings = settings
+        self.store = store
+        self.callback = CbAll(*callbacks)
+        self.executor = executor
+        family = task.family  # builds and counts the networks (see evoband.nets._family)
+        n_train = len(task.splits[0].y_train)
+        self.cost_model = CostModel(task.input_shape, task.n_classes, n_train, family)
+        self.param_budget = ParamBudget(
+            space,
+            self.task.count_params,
+            constraints.max_params.limit,
+            cost=self.full_evaluation_cost,
+            cost_limit=settings.max_eval_seconds,
+            keys=family.structure_keys(space),
+        )
+        check_max_params(space, constraints, self.task.count_params)
+        self.breeder = Breeder(
+            space,
+            self.param_budget,
+            constraints.max_params,
+            settings,
+            selection=selection,
+            mutations=mutations,
+            crossover=crossover,
+            starts=family.recipes(space),
+            sampler=FamilySampling(family, space, task.input_shape),
+        )
+        self.schedule = settings.schedule
+        self.rng = np.random.default_rng(settings.seed)
+        self.members: list[Member] = []
+        self.population: list[Member] = []
+        self.generation = 0
+        self.n_evaluations = 0
+        self.n_replayed = 0
+        self.epochs_spent = 0
+        saved = store.state()
+        self._spent_before = float(saved.get("elapsed", 0.0))
+        self.peak_checkpoint_bytes = int(saved.get("peak_checkpoint_bytes", 0))
+        self._session_start = time.monotonic()
+        self.stopped_by = ""
+        self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
+        self._replaying = False
+        self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
+        self._training: list[Evaluation] = []  # evaluations started and not finished
+        self._waiting = 0  # evaluations of the current batch not started yet
+        self.errors = ErrorStreak()  # the same error evaluation after evaluation stops the search
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def full_evaluation_cost(self, config: Config) -> float:
+        """Predicted seconds to train ``config`` to max_epochs on every fold, by the seed-only
+        reference constants (:meth:`CostModel.full_evaluation_seconds`)."""
+        folds = len(self.task.splits)
+        return self.cost_model.full_evaluation_seconds(config, self.settings.max_epochs, folds)
+
+    def time_limit(self, member: Member, budget: int) -> float:
+        """Seconds the evaluation of ``member`` at ``budget`` may train: the explicit
+        ``eval_time_limit``, else :meth:`CostModel.time_limit` of the step."""
+        if self.settings.eval_time_limit is not None:
+            return self.settings.eval_time_limit
+        folds = len(self.task.splits)
+        return self.cost_model.time_limit(member.config, budget - member.epochs, folds)
+
+    def segments(self, member: Member) -> tuple[int, ...]:
+        """The budgets ``member``'s LR schedule is planned over: its bracket's rungs."""
+        return self.settings.lr_segments(member.bracket)
+
+    def elapsed(self) -> float:
+        """Seconds spent on this run, over all sessions."""
+        return self._spent_before + time.monotonic() - self._session_start
+
+    def rank(self, members: Sequence[Member], budget: int | None = None) -> list[Member]:
+        """:func:`evoband.search._member.rank_members` under the search's constraints."""
+        return rank_members(members, self.constraints, budget)
+
+    def best_member(self) -> Member | None:
+        """The best member evaluated so far (the most precise one if none is feasible)."""
+        return best_member(self.members, self.constraints)
+
+    def view(self) -> SearchView:
+        """The search as callbacks see it now."""
+        return SearchView(
+            settings=self.settings,
+            constraints=self.constraints,
+            run_dir=self.store.run_dir,
+            generation=self.generation,
+            members=tuple(self.members),
+            population=tuple(self.population),
+            n_evaluations=self.n_evaluations,
+            elapsed=self.elapsed(),
+            replaying=0 < self.n_evaluations == self.n_replayed,
+            training=len(self._training),
+            waiting=self._waiting,
+            stop=self.stop_request,
+        )
+
+    # -- making members ------------------------------------------------------------------------
+
+    def _new_member(
+        self, config: Config, origin: Origin, parents: tuple[int, ...], bracket: int | None
+    ) -> Member:
+        member = Member(
+            member_id=len(self.members),
+            config=config,
+            seed=derive_seed(self.settings.seed, len(self.members)),
+            num_params=self.task.count_params(config),
+            origin=origin,
+            parents=parents,
+            generation=self.generation,
+            bracket=bracket,
+            checkpoint_dir=self.store.checkpoint_dir(len(self.members)),
+        )
+        recorded = self.store.member_config(member.member_id)
+        if recorded is None:
+            self.store.add_member(member)
+        elif recorded != member.config:
+            raise ConfigError(
+                f"The ledger in {self.store.run_dir} holds another member {member.member_id} than this "
+                "search makes; it was written by a different evoband version or settings."
+            )
+        self.members.append(member)
+        return member
+
+    def _make_child(self, bracket: int | None) -> Member:
+        return self._new_member(*self._child_genotype(), bracket)
+
+    def _child_genotype(self) -> tuple[Config, Origin, tuple[int, ...]]:
+        """A child of the population (its genotype, origin and parents), not yet a member."""
+        usable = [m for m in self.rank(self.population) if m.result is not None and m.result.ok]
+        return self.breeder.child(usable, self.rng)
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _evaluation(self, member: Member, budget: int) -> Evaluation:
+        return Evaluation(
+            member,
+            member.num_params,
+            member.config,
+            budget,
+            member.seed,
+            tuple(self.segments(member)),
+            member.checkpoint_dir,
+            self.store.latest_checkpoint_hashes(member.member_id),
+            self.time_limit(member, budget),
+            parent_weights(member, self.members, self.store, self.settings.inherit_weights),
+            dict(self.store.fold_results(member.member_id, budget)),
+        )
+
+    def _record(
+        self,
+        member: Member,
+        budget: int,
+        result: Result,
+        bracket: int | None,
+        rung: int | None,
+        *,
+        replayed: bool,
+        trained_from: int | None = None,
+    ) -> None:
+        """Account for ``member``'s result at ``budget``: ledger, exports, log and callbacks.
+
+        ``trained_from``: the epochs its training continued from (default its last budget; 0 when
+        it was retrained from scratch)."""
+        previous = member.epochs if trained_from is None else trained_from
+        if result.ok:
+            self.cost_model.observe(
+                member.config, budget - previous, len(result.folds), result.seconds
+            )
+        member.results[budget] = result
+        self.n_evaluations += 1
+        # what was trained: a fold that timed out stopped short of the budget
+        self.epochs_spent += sum(max(f.epochs - previous, 0) for f in result.folds)
+        if not replayed:
+            self.peak_checkpoint_bytes = max(
+                self.peak_checkpoint_bytes, self.store.checkpoint_bytes()
+            )
+            self.store.record_evaluation(
+                member.member_id,
+                result,
+                generation=self.generation,
+                bracket=bracket,
+                rung=rung,
+                elapsed=self.elapsed(),
+                state={
+                    "elapsed": self.elapsed(),
+                    "generation": self.generation,
+                    "bracket": bracket,
+                    "rung": rung,
+                    "n_evaluations": self.n_evaluations,
+                    "rng": self.rng.bit_generator.state,
+                    "peak_checkpoint_bytes": self.peak_checkpoint_bytes,
+                },
+            )
+            self._export()
+            log_evaluation(member, result, self.constraints)
+        self.callback.on_evaluation(self.view(), member, result)
+        where = f"{member.describe()} at {budget} epochs"
+        self._stop_if(self.errors.observe(result, where, replayed=replayed))
+
+    def _record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
+        member_id = evaluation.owner.member_id
+        self.store.record_fold(member_id, budget, fold)
+        source = evaluation.inherit
+        if fold.inherited and source is not None:
+            # the parents it started from: a donor whose checkpoint was unusable is not one
+            parents = (source, *source.donors)
+            sources = [
+                (p.member_id, p.epochs) for p in parents if p.member_id in fold.inherited_from
+            ]
+            self.store.record_inheritance(member_id, fold.fold, source.member_id, sources)
+
+    def _end_generation(self) -> None:
+        row = {
+            "elapsed": self.elapsed(),
+            **population_summary(self.population, self.members, self.constraints),
+            "n_evaluated": self.n_evaluations,
+            "epochs_spent": self.epochs_spent,
+        }
+        # A generation replayed to its end keeps the row the original session wrote.
+        if not (self._replaying and self.store.has_generation(self.generation)):
+            self.store.record_generation(self.generation, row)
+        self._export()
+        self.callback.on_generation_end(self.view(), self.generation, self.population)
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def _stop_if(self, reason: str) -> None:
+        """End the search (``StopSearch``) when ``reason`` is given: it becomes ``stopped_by``."""
+        if reason:
+            self.stopped_by = reason
+            raise StopSearch
+
+    def _budget_used_up(self, in_flight: int = 0) -> str:
+        """Why no more evaluations may start (a stop request or the evaluation cap, counting
+        ``in_flight`` ones started but not finished), or ""."""
+        cap = self.settings.max_evaluations
+        if self.stop_request:
+            return self.stop_request.describe()
+        used = self.n_evaluations + in_flight
+        return f"max_evaluations ({cap}) reached" if cap and used >= cap else ""
+
+    def _no_more_training(self, in_flight: int) -> str:
+        """Why no more training may start now (:meth:`_budget_used_up`, or max_time reached),
+        or "". Only real training is timed: replayed evaluations happened within the budget."""
+        over = self.elapsed() >= self.settings.max_time
+        return self._budget_used_up(in_flight) or (
+            f"max_time ({self.settings.max_time:g} s) reached" if over else ""
+        )
+
+    def _export(self) -> None:
+        best = self.best_member()
+        export_best(
+            self.store,
+            best,
+            self.segments(best) if best else (),
+            self.settings.seed,
+            self.members,
+        )
