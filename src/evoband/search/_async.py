@@ -66,7 +66,7 @@ class AsyncLoop:
             self._next_generation(member_id - opt.settings.pop_size)
         config, origin, parents = self._genotype(member_id)
         self._log(Decision(member_id, self.ladder.budgets[0], self.known), recorded)
-        return opt._new_member(config, origin, parents, self.bracket), self.ladder.budgets[0]
+        return opt.new_member(config, origin, parents, self.bracket), self.ladder.budgets[0]
 
     def _genotype(self, member_id: int) -> tuple[Config, Origin, tuple[int, ...]]:
         opt = self.opt
@@ -75,12 +75,12 @@ class AsyncLoop:
             return config, origin, ()
         if member_id < opt.settings.pop_size:
             return opt.breeder.sample(opt.rng), Origin.SAMPLED, ()
-        return opt._child_genotype()
+        return opt.child_genotype()
 
     def _next_generation(self, n_children: int) -> None:
         """Generations of ``num_children`` children each, for the progress rows and callbacks."""
         if n_children % self.opt.settings.num_children == 0:
-            self.opt._end_generation()
+            self.opt.end_generation()
             self.opt.generation += 1
 
     def _log(self, decision: Decision, recorded: Decision | None) -> None:
@@ -99,7 +99,7 @@ class AsyncLoop:
     def _take(self, member: Member, budget: int, result: Result, *, replayed: bool) -> None:
         opt = self.opt
         from_scratch = member.member_id in self.released
-        opt._record(
+        opt.record(
             member,
             budget,
             result,
@@ -142,12 +142,12 @@ class AsyncLoop:
                 opt.n_replayed += 1
                 self._take(opt.members[member_id], budget, result, replayed=True)
 
-        opt._replaying = True
+        opt.replaying = True
         for decision in decisions:
             take_until(decision.known)
             decided.append(self.decide(decision))
         take_until(len(order))
-        opt._replaying = False
+        opt.replaying = False
         return [(m, b) for m, b in decided if b not in m.results]
 
     # -- the loop ------------------------------------------------------------------------------
@@ -157,17 +157,17 @@ class AsyncLoop:
         opt = self.opt
         unfinished = self._replay(self.log.decisions())
         stop: list[str] = []
-        opt._training = self.training
+        opt.in_training = self.training
         n_folds = len(opt.task.splits)
 
         def next_evaluation() -> Evaluation | None:
             while True:
-                reason = opt._no_more_training(len(self.training))
+                reason = opt.no_more_training(len(self.training))
                 if reason:
                     stop.append(reason)
                     return None
                 member, budget = unfinished.pop(0) if unfinished else self.decide()
-                evaluation = opt._evaluation(member, budget)
+                evaluation = opt.evaluation_of(member, budget)
                 if member.member_id in self.released:
                     evaluation.checkpoint_sha256 = {}  # its checkpoints went: from scratch
                 if evaluation.needs_training(n_folds):
@@ -184,7 +184,7 @@ class AsyncLoop:
             next_evaluation,
             opt.task,
             opt.executor or SerialExecutor(),
-            on_fold=lambda evaluation, fold: opt._record_fold(evaluation, evaluation.epochs, fold),
+            on_fold=lambda evaluation, fold: opt.record_fold(evaluation, evaluation.epochs, fold),
             on_done=done,
         )
-        opt._stop_if(stop[0] if stop else "the search ended")
+        opt.stop_if(stop[0] if stop else "the search ended")

@@ -65,20 +65,20 @@ class EvolutionaryOptimizer(SearchState):
         """
         fresh: list[Evaluation] = []
         for member in members:
-            self._stop_if(self._budget_used_up())
+            self.stop_if(self._budget_used_up())
             cached = self.store.evaluation(member.member_id, budget)
             if cached is None:
-                fresh.append(self._evaluation(member, budget))
+                fresh.append(self.evaluation_of(member, budget))
                 continue
             self.n_replayed += 1
-            self._record(member, budget, cached, bracket, rung, replayed=True)
-        self._replaying = not fresh
-        started = self._training = []  # started, not finished
+            self.record(member, budget, cached, bracket, rung, replayed=True)
+        self.replaying = not fresh
+        started = self.in_training = []  # started, not finished
         self._waiting = len(fresh)
         stop: list[str] = []
 
         def may_start(evaluation: Evaluation) -> bool:
-            reason = self._no_more_training(len(started))
+            reason = self.no_more_training(len(started))
             if reason:
                 stop.append(reason)
                 return False
@@ -91,7 +91,7 @@ class EvolutionaryOptimizer(SearchState):
                 started.remove(evaluation)
             else:  # nothing left to train
                 self._waiting -= 1
-            self._record(evaluation.owner, budget, result, bracket, rung, replayed=False)
+            self.record(evaluation.owner, budget, result, bracket, rung, replayed=False)
 
         ready = [e for e in fresh if not e.needs_training(len(self.task.splits))]
         for evaluation in ready:  # every fold was recorded before a crash: nothing to train
@@ -101,11 +101,11 @@ class EvolutionaryOptimizer(SearchState):
             self.task,
             self.executor or SerialExecutor(),
             may_start=may_start,
-            on_fold=lambda evaluation, fold: self._record_fold(evaluation, budget, fold),
+            on_fold=lambda evaluation, fold: self.record_fold(evaluation, budget, fold),
             on_done=done,
         )
         self._waiting = 0
-        self._stop_if(stop[0] if stop else "")
+        self.stop_if(stop[0] if stop else "")
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -119,11 +119,11 @@ class EvolutionaryOptimizer(SearchState):
         bracket = self.schedule.initial_bracket(pop_size) if self.schedule is not None else None
         s = bracket.s if bracket is not None else None
         initial = [
-            self._new_member(config, origin, (), s)
+            self.new_member(config, origin, (), s)
             for config, origin in self.breeder.starts(pop_size)
         ]
         while len(initial) < pop_size:
-            initial.append(self._new_member(self.breeder.sample(self.rng), Origin.SAMPLED, (), s))
+            initial.append(self.new_member(self.breeder.sample(self.rng), Origin.SAMPLED, (), s))
         if bracket is None:
             try:
                 self.evaluate_all(initial, self.settings.max_epochs)
@@ -178,13 +178,13 @@ class EvolutionaryOptimizer(SearchState):
             if self.settings.async_promotion:
                 AsyncLoop(self).run()
             self._initial_population()
-            self._end_generation()
+            self.end_generation()
             while True:
                 self.generation += 1
                 self._generation()
-                self._end_generation()
+                self.end_generation()
         except StopSearch:
-            self._end_generation()
+            self.end_generation()
         except StoreWriteError:
             writable = False
             self.stopped_by = "cannot write to the run directory"

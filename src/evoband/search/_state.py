@@ -96,9 +96,9 @@ class SearchState:
         self._session_start = time.monotonic()
         self.stopped_by = ""
         self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
-        self._replaying = False
+        self.replaying = False
         self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
-        self._training: list[Evaluation] = []  # evaluations started and not finished
+        self.in_training: list[Evaluation] = []  # evaluations started and not finished
         self._waiting = 0  # evaluations of the current batch not started yet
         self.errors = ErrorStreak()  # the same error evaluation after evaluation stops the search
 
@@ -146,14 +146,14 @@ class SearchState:
             n_evaluations=self.n_evaluations,
             elapsed=self.elapsed(),
             replaying=0 < self.n_evaluations == self.n_replayed,
-            training=len(self._training),
+            training=len(self.in_training),
             waiting=self._waiting,
             stop=self.stop_request,
         )
 
     # -- making members ------------------------------------------------------------------------
 
-    def _new_member(
+    def new_member(
         self, config: Config, origin: Origin, parents: tuple[int, ...], bracket: int | None
     ) -> Member:
         member = Member(
@@ -179,16 +179,16 @@ class SearchState:
         return member
 
     def _make_child(self, bracket: int | None) -> Member:
-        return self._new_member(*self._child_genotype(), bracket)
+        return self.new_member(*self.child_genotype(), bracket)
 
-    def _child_genotype(self) -> tuple[Config, Origin, tuple[int, ...]]:
+    def child_genotype(self) -> tuple[Config, Origin, tuple[int, ...]]:
         """A child of the population (its genotype, origin and parents), not yet a member."""
         usable = [m for m in self.rank(self.population) if m.result is not None and m.result.ok]
         return self.breeder.child(usable, self.rng)
 
     # -- recording ----------------------------------------------------------------------------
 
-    def _evaluation(self, member: Member, budget: int) -> Evaluation:
+    def evaluation_of(self, member: Member, budget: int) -> Evaluation:
         return Evaluation(
             member,
             member.num_params,
@@ -203,7 +203,7 @@ class SearchState:
             dict(self.store.fold_results(member.member_id, budget)),
         )
 
-    def _record(
+    def record(
         self,
         member: Member,
         budget: int,
@@ -252,9 +252,9 @@ class SearchState:
             log_evaluation(member, result, self.constraints)
         self.callback.on_evaluation(self.view(), member, result)
         where = f"{member.describe()} at {budget} epochs"
-        self._stop_if(self.errors.observe(result, where, replayed=replayed))
+        self.stop_if(self.errors.observe(result, where, replayed=replayed))
 
-    def _record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
+    def record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
         member_id = evaluation.owner.member_id
         self.store.record_fold(member_id, budget, fold)
         source = evaluation.inherit
@@ -266,7 +266,7 @@ class SearchState:
             ]
             self.store.record_inheritance(member_id, fold.fold, source.member_id, sources)
 
-    def _end_generation(self) -> None:
+    def end_generation(self) -> None:
         row = {
             "elapsed": self.elapsed(),
             **population_summary(self.population, self.members, self.constraints),
@@ -274,14 +274,14 @@ class SearchState:
             "epochs_spent": self.epochs_spent,
         }
         # A generation replayed to its end keeps the row the original session wrote.
-        if not (self._replaying and self.store.has_generation(self.generation)):
+        if not (self.replaying and self.store.has_generation(self.generation)):
             self.store.record_generation(self.generation, row)
         self._export()
         self.callback.on_generation_end(self.view(), self.generation, self.population)
 
     # -- stopping -----------------------------------------------------------------------------
 
-    def _stop_if(self, reason: str) -> None:
+    def stop_if(self, reason: str) -> None:
         """End the search (``StopSearch``) when ``reason`` is given: it becomes ``stopped_by``."""
         if reason:
             self.stopped_by = reason
@@ -296,7 +296,7 @@ class SearchState:
         used = self.n_evaluations + in_flight
         return f"max_evaluations ({cap}) reached" if cap and used >= cap else ""
 
-    def _no_more_training(self, in_flight: int) -> str:
+    def no_more_training(self, in_flight: int) -> str:
         """Why no more training may start now (:meth:`_budget_used_up`, or max_time reached),
         or "". Only real training is timed: replayed evaluations happened within the budget."""
         over = self.elapsed() >= self.settings.max_time
