@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_allocator_benchmark_times_every_setting(tmp_path: Path) -> None:

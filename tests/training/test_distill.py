@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_train import CONTINUATION_CONFIGS, SEGMENTS, TINY, Tensors, assert_same_state, fresh_state
 
 import main as main_script
 from evoband.core._errors import ConfigError
@@ -16,7 +17,6 @@ from evoband.training._distill import distillation_record, teacher_targets
 from evoband.training._loop import Distillation, derive_seed, predict, train
 from evoband.training._target import Task
 from helpers import call_cli, error_lines
-from test_train import CONTINUATION_CONFIGS, SEGMENTS, TINY, Tensors, assert_same_state, fresh_state
 
 CONFIG = CONTINUATION_CONFIGS["adamw_onecycle_two_convs"]
 

@@ -1,5 +1,5 @@
 """Fold workers on this machine (a Dask LocalCluster): a search with them, their devices, serial
-results. Killed workers and checkpoint continuation: tests/test_dask_executor.py."""
+results. Killed workers and checkpoint continuation: tests/execution/test_dask_executor.py."""
 
 from __future__ import annotations
 

@@ -127,12 +127,12 @@ def test_the_lineage_records_only_the_parents_a_fold_started_from(tmp_path: Path
     child = Member(2, CHILD, seed=3, num_params=1, origin=Origin.RECOMBINED, parents=(0, 1))
     evaluation = Evaluation(child, 1, CHILD, 4, 3, inherit=source)
     without_donor = FoldResult(0, 0.5, 0.3, 0.2, 1.0, 4, 1.0, inherited_from=(0,))
-    SearchState._record_fold(SimpleNamespace(store=store), evaluation, 4, without_donor)  # type: ignore[arg-type]
+    SearchState.record_fold(SimpleNamespace(store=store), evaluation, 4, without_donor)  # type: ignore[arg-type]
     assert store.inheritances()[2]["sources"] == [(0, 4)]
     other = Member(3, CHILD, seed=4, num_params=1, origin=Origin.RECOMBINED, parents=(0, 1))
     with_donor = FoldResult(0, 0.5, 0.3, 0.2, 1.0, 4, 1.0, inherited_from=(0, 1))
     evaluation = Evaluation(other, 1, CHILD, 4, 4, inherit=source)
-    SearchState._record_fold(SimpleNamespace(store=store), evaluation, 4, with_donor)  # type: ignore[arg-type]
+    SearchState.record_fold(SimpleNamespace(store=store), evaluation, 4, with_donor)  # type: ignore[arg-type]
     assert store.inheritances()[3]["sources"] == [(0, 4), (1, 8)]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_ea import assert_same_evaluations, records, search_config
 
 import AutoML
 from evoband.core import _files as files
@@ -32,7 +33,6 @@ from evoband.search._settings import SearchSettings
 from evoband.store._ledger import RunStore
 from evoband.training._results import Result
 from helpers import call_cli, error_lines, make_image_folder, read_json
-from test_ea import assert_same_evaluations, records, search_config
 
 CAP = 6
 

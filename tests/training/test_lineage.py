@@ -19,7 +19,7 @@ from evoband.training._lineage import lineage_source, train_lineage
 from evoband.training._loop import derive_seed
 from evoband.training._target import Task, evaluate
 from helpers import SMALL_CONFIG, call_cli, make_image_folder, read_json
-from test_inherit import FOUR, search
+from nets.test_inherit import FOUR, search
 
 WIDE = dict(SMALL_CONFIG, n_channels_conv_0=20)
 
