@@ -23,9 +23,41 @@ from evoband.space import SPACES
 
 logger = logging.getLogger("evoband")
 
+OUTPUTS = (
+    "Everything goes into a run directory (--run_dir, default runs/<algorithm, constraints, "
+    "seed, date>): opt_cfg.json (the best feasible configuration, the input of main.py -c) with "
+    "opt_cfg.training.json (the epochs and LR cycles it was selected at), automl_run.json (every "
+    "evaluation), progress.csv (one row per generation), run.json (arguments, versions, data, end "
+    "report), history.sqlite (the ledger --resume continues from) and checkpoints/."
+)
+DESCRIPTION = (
+    "Search for the most accurate small CNN for an image data set with at most -s trainable "
+    "parameters and at least -p CV macro precision, within --max_time seconds: a constrained "
+    "(mu + lambda) evolutionary algorithm whose members are scored by K-fold cross-validation "
+    "(top-3 accuracy, feasible members first) and, with --hyperband, trained through Hyperband "
+    "rungs that continue from checkpoints. " + OUTPUTS
+)
+RANDOM_SEARCH_DESCRIPTION = (
+    "Random-search baseline of AutoML.py: the same flags, target and outputs, but every child is "
+    "a fresh sample of the search space (repaired into the limits) instead of a variation of the "
+    "population; with --hyperband the samples climb the Hyperband rungs (RS+HB), without it each "
+    "trains --epochs epochs (RS). The initial population still starts from the space's recipes "
+    "unless --recipes False (textbook random search). " + OUTPUTS
+)
+EPILOG = (
+    "Exit status: 0 a feasible configuration was found; 1 none was (the most precise one is "
+    "returned); 2 bad input, or a run directory that cannot be written; 130 / 143 interrupted "
+    "by Ctrl-C / SIGTERM (continue with --resume)."
+)
 
-def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+
+def build_parser(random_search: bool = False) -> argparse.ArgumentParser:
+    """The flags of AutoML.py, or of AutoML_random_search.py with ``random_search``."""
+    p = argparse.ArgumentParser(
+        description=RANDOM_SEARCH_DESCRIPTION if random_search else DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
     p.add_argument(
         "-s",
         "--constraint_max_model_size",
@@ -61,23 +93,38 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         help="epochs of the first Hyperband rung",
     )
     p.add_argument("--eta", type=int, default=SearchSettings.eta, help="Hyperband halving rate")
-    p.add_argument("--pop_size", type=int, default=10, help="population size (mu)")
+    p.add_argument(
+        "--pop_size",
+        type=int,
+        default=10,
+        help="size of the initial population and of the population kept (mu); random search "
+        "does not breed from it"
+        if random_search
+        else "population size (mu)",
+    )
     p.add_argument(
         "-c",
         "--num_children",
         type=int,
         default=5,
-        help="children per generation without Hyperband (lambda)",
+        help="fresh samples per generation without Hyperband (lambda)"
+        if random_search
+        else "children per generation without Hyperband (lambda)",
     )
     flag(
         p,
         "--hyperband",
-        help="train children through Hyperband rungs (accepts --hyperband, --hyperband True/False)",
+        help=f"train {'samples' if random_search else 'children'} through Hyperband rungs "
+        "(accepts --hyperband, --hyperband True/False)",
     )
     flag(
         p,
         "--inherit_weights",
-        help="start mutated and recombined children from their parent's trained weights (accepts --inherit_weights, --inherit_weights True/False)",
+        help="does nothing in random search: its children are fresh samples with no parent "
+        "to inherit weights from (it only keeps the population's checkpoints on disk)"
+        if random_search
+        else "start mutated and recombined children from their parent's trained weights "
+        "(accepts --inherit_weights, --inherit_weights True/False)",
     )
     flag(
         p,
@@ -140,7 +187,7 @@ def build_parser(description: str = __doc__.splitlines()[1]) -> argparse.Argumen
         default=None,
         help="train the folds on the workers of this running Dask scheduler (--workers is "
         "ignored); the run directory must be on a filesystem every worker sees at "
-        "the same path (see README)",
+        "the same path (see docs/cluster.md)",
     )
     cluster.add_argument(
         "--scheduler_file",
@@ -215,7 +262,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
 
 
 def main(argv: list[str] | None = None, random_search: bool = False) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(random_search).parse_args(argv)
     setup_logging(args.verbose)
     config = config_from_args(args, random_search)
     if args.dry_run:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
+from fractions import Fraction
 from types import FrameType
 
 from tqdm.auto import tqdm
@@ -18,7 +20,24 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except where there is none or the help text already says it."""
+    """Shows defaults, cleanly formatted, except where there is none or the help text already
+    says it."""
+
+    @staticmethod
+    def format_default(value: object) -> str:
+        """A default as a user would write it: ``86400`` not ``86400.0``, ``1/3`` not
+        ``0.3333333333333333``; other values as ``str`` gives them."""
+        if not isinstance(value, float) or not math.isfinite(value):
+            return str(value)
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        shortest = repr(value)
+        if len(shortest) <= 8:  # 0.39, 0.001, 1e-05
+            return shortest
+        fraction = Fraction(value).limit_denominator(1000)
+        if float(fraction) == value:
+            return f"{fraction.numerator}/{fraction.denominator}"
+        return f"{value:.4g}"
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
@@ -28,7 +47,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             or (action.default is False and action.nargs == 0)
         ):
             return text
-        return super()._get_help_string(action)
+        help_string = super()._get_help_string(action)
+        if help_string and "%(default)s" in help_string and isinstance(action.default, float):
+            shown = self.format_default(action.default).replace("%", "%%")
+            help_string = help_string.replace("%(default)s", shown)
+        return help_string
 
 
 def str2bool(value: str | bool) -> bool:
