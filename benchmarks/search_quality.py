@@ -216,6 +216,10 @@ class RunOutcome:
     distilled: dict[str, Any] = field(default_factory=dict)
     clean_test: dict[str, Any] = field(default_factory=dict)
     members: int | None = None
+    optimum_test: dict[str, Any] = field(default_factory=dict)
+    protocol: str = ""
+    remeasured: dict[str, float] = field(default_factory=dict)
+    predictor_oof: dict[str, float] = field(default_factory=dict)
 
 
 def rank_cost(constraints: Constraints, result: Result | None) -> float:
@@ -299,12 +303,21 @@ def summary_row(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
             "opt_feasible": opt.feasible if opt else False,
             "test_top3": outcome.test.get("top3", math.nan),
             "test_precision": outcome.test.get("precision", math.nan),
-            "test_epochs": outcome.test.get("epochs"),
-            "test_status": outcome.test.get("status", ""),
+            "test_epochs": (outcome.optimum_test or outcome.test).get("epochs"),
+            "test_status": (outcome.optimum_test or outcome.test).get("status", ""),
             "clean_test_top3": outcome.clean_test.get("top3", math.nan),
             "clean_test_precision": outcome.clean_test.get("precision", math.nan),
             "clean_test_images": outcome.clean_test.get("images"),
             "members": outcome.members,
+            "test_protocol": outcome.protocol,
+            "optimum_test_top3": outcome.optimum_test.get("top3", math.nan),
+            "optimum_test_precision": outcome.optimum_test.get("precision", math.nan),
+            "predictor_num_params": outcome.test.get("num_params"),
+            "overshoot": round(outcome.search_seconds / bench.budget, 4),
+            "opt_cv_top3_first_seed": outcome.remeasured.get("first_seed", math.nan),
+            "opt_cv_top3_second_seed": outcome.remeasured.get("second_seed", math.nan),
+            "predictor_oof_top3": outcome.predictor_oof.get("top3", math.nan),
+            "predictor_oof_precision": outcome.predictor_oof.get("precision", math.nan),
             "ensemble_top3": outcome.ensemble.get("top3", math.nan),
             "ensemble_precision": outcome.ensemble.get("precision", math.nan),
             "ensemble_members": outcome.ensemble.get("members", ""),
@@ -402,6 +415,21 @@ def frame_evaluations(frame: Any, constraints: Constraints) -> list[Evaluation]:
     return out
 
 
+def remeasured(frame: Any, member_id: int, epochs: int) -> dict[str, float]:
+    """The optimum's CV top-3 under its first seed and under its re-measurement (a member of
+    origin ``repeated``), when the search re-measured it: the optimism of the first."""
+    first = frame[(frame["member_id"] == member_id) & (frame["epochs"] == epochs)]
+    again = frame[
+        (frame["origin"] == "repeated")
+        & frame["parents"].map(lambda p: list(p)[:1] == [member_id])
+        & (frame["epochs"] == epochs)
+        & (frame["status"] == "ok")
+    ]
+    if first.empty or again.empty:
+        return {}
+    return {"first_seed": float(first["top3"].iloc[0]), "second_seed": float(again["top3"].iloc[0])}
+
+
 def run_evoband(method: str, seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
     """One run of one of :data:`EVOBAND_METHODS` through
     :func:`evoband.run_search`."""
@@ -428,9 +456,14 @@ def run_evoband(method: str, seed: int, bench: Bench, run_dir: Path) -> RunOutco
             workers=None,  # as AutoML.py: one fold worker per core
         )
     )
-    evaluations = frame_evaluations(load_run(run_dir), bench.constraints)
+    frame = load_run(run_dir)
+    evaluations = frame_evaluations(frame, bench.constraints)
     outcome = RunOutcome(method, seed, run_dir, evaluations, report.elapsed)
     best = report.best
+    if best is not None and best.result is not None:
+        outcome.remeasured = remeasured(frame, best.member_id, best.result.epochs)
+    if report.predictor is not None:
+        outcome.predictor_oof = dict(report.predictor.record["out_of_fold"])
     if best is not None and best.result is not None:
         r = best.result
         outcome.opt_config = dict(best.config)
@@ -717,6 +750,17 @@ def run_optuna(seed: int, bench: Bench, run_dir: Path) -> RunOutcome:
 # the no-search controls
 
 
+_CLEAN: dict[Any, np.ndarray] = {}
+
+
+def clean_mask(bench: Bench) -> np.ndarray:
+    """The clean test images of the bench's data set (computed once)."""
+    if bench.data_dir not in _CLEAN:
+        data = load_data(bench.data_dir)
+        _CLEAN[bench.data_dir] = clean_test_mask(data.train.images, data.test.images)
+    return _CLEAN[bench.data_dir]
+
+
 class Controls:
     """The no-search controls of one seed: seeds of :data:`CONTROL_RECIPE` trained for the
     budget (``recipe_ensemble``), whose first member is ``recipe_once``; trained once per seed
@@ -725,9 +769,10 @@ class Controls:
     def __init__(self, bench: Bench, recipe: str = CONTROL_RECIPE) -> None:
         self.bench, self.recipe = bench, recipe
         self.data = load_data(bench.data_dir)
-        self.clean = clean_test_mask(self.data.train.images, self.data.test.images)
+        self.clean = clean_mask(bench)
         self._runs: dict[int, tuple[ControlRun, float]] = {}
         self.workers = os.cpu_count() or 1
+        self.num_params = count_params(RECIPES[recipe], self.data.input_shape, self.data.n_classes)
         """Members trained at once: one per core, as AutoML.py's ``--workers auto``."""
 
     def run(self, method: str, seed: int, run_dir: Path) -> RunOutcome:
@@ -755,7 +800,8 @@ class Controls:
         outcome.members = n
         outcome.opt_config = dict(RECIPES[self.recipe])
         outcome.test = {**scores(probabilities, control.labels), "epochs": self.bench.max_epochs,
-                        "status": Status.OK}  # fmt: skip
+                        "status": Status.OK, "num_params": n * self.num_params}  # fmt: skip
+        outcome.protocol = f"{self.recipe} trained on all training images, {n} seed(s) averaged"
         outcome.clean_test = {
             **scores(probabilities, control.labels, self.clean),
             "images": int(self.clean.sum()),
@@ -843,9 +889,49 @@ def retrain(outcome: RunOutcome, bench: Bench, distill: int = 0) -> dict[str, An
         print(f"note: retraining {outcome.run_dir.name} failed (exit {proc.returncode}): {tail[0]}")
         return {"status": f"retrain failed (exit {proc.returncode})"}
     record = json.loads(out.read_text())
-    keys = ("top3", "precision", "epochs", "status")
+    keys = ("top3", "precision", "epochs", "status", "num_params")
     teachers = {"teachers": (record.get("distill") or {}).get("teachers")} if distill else {}
-    return {**{key: record[key] for key in keys}, **teachers}
+    return {**{key: record[key] for key in keys}, **teachers, **_predictions(record)}
+
+
+def _predictions(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The test probabilities and labels of a result file (for the clean test images)."""
+    if "probabilities" not in record:
+        return {}
+    labels = (
+        record.get("labels") or record["fold_results"][0]["labels"]
+        if "labels" not in record
+        else record["labels"]
+    )
+    return {"probabilities": np.asarray(record["probabilities"]), "labels": np.asarray(labels)}
+
+
+def score_predictor(outcome: RunOutcome, bench: Bench) -> dict[str, Any]:
+    """Score an evoband run's delivered predictor on test (``main.py -c RUN/ensemble.json -t``);
+    {} when the run delivered none."""
+    path = outcome.run_dir / "ensemble.json"
+    if not path.exists():
+        return {}
+    out = outcome.run_dir / "result_test_ensemble.json"
+    cmd = [
+        sys.executable, str(REPO_ROOT / "src" / "main.py"), "-c", str(path), "-t", "True",
+        "-s", str(bench.max_params), "-p", str(bench.min_precision), "--no_progress",
+        "--out", str(out),
+    ]  # fmt: skip
+    if bench.data_dir:
+        cmd += ["--data_dir", bench.data_dir]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        print(f"note: scoring the predictor of {outcome.run_dir.name} failed: {tail[0]}")
+        return {}
+    record = json.loads(out.read_text())
+    return {
+        **{k: record[k] for k in ("top3", "precision", "num_params")},
+        "status": "ok",
+        "members": len(record["members"]),
+        **_predictions(record),
+    }
 
 
 def score_ensemble(outcome: RunOutcome, k: int | str) -> dict[str, Any]:
@@ -1073,7 +1159,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 outcome = run_one(method, seed, bench, run_dir)
             if not args.no_retrain and method not in CONTROL_METHODS:
-                outcome.test = retrain(outcome, bench)
+                outcome.optimum_test = retrain(outcome, bench)
+                predictor = score_predictor(outcome, bench) if method in EVOBAND_METHODS else {}
+                outcome.test = predictor or outcome.optimum_test
+                outcome.protocol = (
+                    "delivered predictor (main.py -c ensemble.json -t)"
+                    if predictor
+                    else "optimum retrained on all training images (main.py -c opt_cfg.json -t)"
+                )
+                outcome.members = predictor.get("members") if predictor else 1
+                if "probabilities" in outcome.test:
+                    clean = clean_mask(bench)
+                    outcome.clean_test = {
+                        **scores(outcome.test["probabilities"], outcome.test["labels"], clean),
+                        "images": int(clean.sum()),
+                    }
             if args.ensemble is not None:
                 outcome.ensemble = score_ensemble(outcome, args.ensemble)
             if args.distill:

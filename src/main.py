@@ -6,8 +6,8 @@ python src/main.py -c runs/<run>/opt_cfg.json -t True
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,22 +23,25 @@ from evoband.cli import (
     run_cli,
     setup_logging,
 )
-from evoband.core import ConfigError, resolve_user, write_json
+from evoband.core import ConfigError, DataError, EvobandError, resolve_user, write_json
 from evoband.nets import build_model, export_model
 from evoband.search import SearchSettings
 from evoband.space import SPACES, get_space, load_config
-from evoband.store import read_training_record
+from evoband.store import is_predictor_record, read_predictor_record, read_training_record
 from evoband.training import (
     Constraints,
+    EnsembleNetwork,
     Task,
     channel_stats,
+    compute_metrics,
     confusion_matrix,
+    data_fingerprint,
     distillation_record,
-    evaluate,
-    lineage_source,
     load_data,
+    load_network,
+    predict,
     resolve_device,
-    teacher_targets,
+    retrain,
 )
 
 logger = logging.getLogger("evoband")
@@ -129,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the network towards their averaged soft predictions as well as the labels (knowledge "
         "distillation; K + 1 trainings, still one network of the same size)",
     )
+    flag(
+        p,
+        "--retrain",
+        help="with an ensemble.json: retrain every member on the whole training split instead "
+        "of loading the saved weights (members whose weights are missing are always retrained)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument(
         "--out",
@@ -155,6 +164,157 @@ def read_configuration(path: Path, space_name: str) -> tuple[dict, str]:
     raise error
 
 
+def is_predictor_file(path: Path) -> bool:
+    """Whether ``path`` holds an ``ensemble.json`` (told apart from a configuration by content)."""
+    try:
+        return is_predictor_record(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # read_configuration says what is wrong with it
+
+
+def score_predictor(args: argparse.Namespace, path: Path, constraints: Constraints) -> int:
+    """Score a search's predictor (``ensemble.json``) on the test split, from its saved weights;
+    members whose weights are missing (every member, with ``--retrain``) are retrained on the
+    whole training split first, by the one retrain function."""
+    if not args.use_test_data:
+        raise ConfigError(
+            f"{path.name} is a trained predictor: score it on the test split with -t True."
+        )
+    if args.epochs is not None or args.distill:
+        raise ConfigError("-e and --distill apply to a configuration, not to an ensemble.json.")
+    record = read_predictor_record(path)
+    if record.get("network_family", "cnn") != "cnn":
+        raise ConfigError(
+            f"{path} is a predictor of a composed space, which only its Python code can rebuild; "
+            "use the population fit() returned (population.predictor)."
+        )
+    data = load_data(args.data_dir, args.image_size)
+    if data_fingerprint(data) != record["data"].get("fingerprint"):
+        raise DataError(
+            f"{path} was trained on other data ({record['data'].get('location')}); pass "
+            "--data_dir (and --image_size) of the data it was searched on."
+        )
+    device = resolve_device(args.device)
+    task = Task(data, use_test=True, device=device)
+    networks, retrained = [], 0
+    for i, member in enumerate(record["members"]):
+        files = [path.parent / f for f in member.get("weights", [])]
+        if args.retrain or not files or any(not f.is_file() for f in files):
+            logger.info("Retraining member %s on the whole training split.", member["member_id"])
+            trained = retrain(
+                member["config"],
+                member["epochs"],
+                task=task,
+                seed=member["seed"],
+                segments=member["segments"],
+                record={"lineage": member["lineage"], "segments": member["segments"]}
+                if member.get("lineage")
+                else None,
+                on_epoch=None
+                if args.no_progress
+                else progress_bar(member["epochs"], f"member {i + 1}"),
+            )
+            if trained.model is None:
+                raise EvobandError(
+                    f"Retraining member {member['member_id']} ended {trained.result.status}."
+                )
+            networks.append([trained.model])
+            retrained += 1
+        else:
+            networks.append(
+                [
+                    load_network(
+                        member["config"], f, data.input_shape, data.n_classes, device=device
+                    )
+                    for f in files
+                ]
+            )
+    ensemble = EnsembleNetwork(networks, [m["weight"] for m in record["members"]]).to(device).eval()
+    split = task.splits[0]
+    log_probabilities = predict(ensemble, split.x_valid)
+    metrics = compute_metrics(log_probabilities, split.y_valid.cpu())
+    num_params = sum(
+        sum(p.numel() for p in net.parameters() if p.requires_grad)
+        for nets in networks for net in nets
+    )  # fmt: skip
+    violated = [
+        c for c, ok in (
+            (constraints.max_params, constraints.max_params.allows(num_params)),
+            (constraints.min_precision, metrics.precision >= constraints.min_precision.limit),
+        ) if not ok
+    ]  # fmt: skip
+    n_networks = sum(len(nets) for nets in networks)
+    rows = [
+        ("mode", f"test split: ensemble of {len(networks)} member(s), {n_networks} network(s)"),
+        ("top-3 accuracy", f"{metrics.top3:.4f}"),
+        ("top-1 accuracy", f"{metrics.top1:.4f}"),
+        ("precision (on test)", f"{metrics.precision:.4f}"),
+        ("num_params", f"{num_params:,}"),
+        ("retrained members", str(retrained)),
+        ("out-of-fold top-3 (CV)", f"{record['out_of_fold']['top3']:.4f}"),
+    ]
+    rows += [(c.describe(), "violated" if c in violated else "met") for c in constraints.all]
+    print()
+    for name, value in rows:
+        print(f"{name:<28}{value}")
+    out = Path(args.out) if args.out else path.with_name("result_test_ensemble.json")
+    result = {
+        "mode": "test",
+        "ensemble": path.name,
+        "members": [[m["member_id"], m["epochs"], m["weight"]] for m in record["members"]],
+        "retrained": retrained,
+        "top3": metrics.top3,
+        "top1": metrics.top1,
+        "precision": metrics.precision,
+        "num_params": num_params,
+        "data": data.describe(),
+        "constraints": {c.name: c.describe() for c in constraints.all},
+        "violated": [c.name for c in violated],
+        "classes": list(data.classes),
+        "labels": split.y_valid.cpu().tolist(),
+        "probabilities": log_probabilities.exp().round(decimals=5).tolist(),
+    }
+    if args.model_path:
+        target = resolve_user(args.model_path)
+        target.mkdir(parents=True, exist_ok=True)
+        for member, nets in zip(record["members"], networks, strict=True):
+            for j, net in enumerate(nets):
+                torch.save(net.state_dict(), target / f"member_{member['member_id']:05d}_{j}.pt")
+        print(f"{'weights saved to':<28}{target}")
+    if args.export:
+        mean, std = channel_stats(data.train.images)
+        exported = export_model(
+            ensemble, Path(args.export), classes=data.classes, mean=mean, std=std,
+            input_shape=data.input_shape, extra={"ensemble": record["members"]},
+        )  # fmt: skip
+        result["export"] = exported.to_dict()
+        print(f"{'export size (bytes)':<28}{exported.size_bytes:,}")
+        print(f"{'CPU latency per image':<28}{exported.latency_ms:.3f} ms")
+    write_json(out, result)
+    print(f"Wrote {out}")
+    if violated:
+        print("Constraint violated: " + ", ".join(c.describe() for c in violated))
+        return EXIT_VIOLATED
+    return EXIT_OK
+
+
+def progress_bar(epochs: int, label: str, disabled: bool = False):
+    """A per-epoch tqdm bar for training one network (None when ``disabled``)."""
+
+    def make(_fold: int):
+        progress = tqdm(total=epochs, desc=label, unit="epoch", leave=True)
+
+        def update(done: int, loss: float, acc: float) -> None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            if done >= epochs:
+                progress.close()
+
+        return update
+
+    return None if disabled else make
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -172,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     constraints = Constraints.of(args.constraint_max_model_size, args.constraint_min_precision)
     cfg_path = resolve_user(args.configuration)
+    if is_predictor_file(cfg_path):
+        return score_predictor(args, cfg_path, constraints)
+    if args.retrain:
+        raise ConfigError(
+            "--retrain applies to an ensemble.json; a configuration is always trained."
+        )
     config, space_name = read_configuration(cfg_path, args.space)
     selected = read_training_record(cfg_path)
     segments: list[int] = []
@@ -225,42 +391,23 @@ def main(argv: list[str] | None = None) -> int:
 
         return update
 
-    with tempfile.TemporaryDirectory(prefix="evoband-lineage-") as workdir:
-        source = lineage_source(
-            selected if args.lineage else None,
-            config,
-            task,
-            seed=args.seed,
-            workdir=Path(workdir),
-        )
-        distillation = None
-        if args.distill:
-            distillation = teacher_targets(
-                config,
-                args.epochs,
-                task=task,
-                seed=args.seed,
-                teachers=args.distill,
-                segments=segments,
-                inherit=source,
-                on_epoch=lambda i: bar(0, f"teacher {i + 1}/{args.distill}"),
-            )
-        result = evaluate(
-            config,
-            args.epochs,
-            task=task,
-            seed=args.seed,
-            segments=segments,
-            on_epoch=bar,
-            keep_predictions=True,
-            inherit=source,
-            distill=distillation,
-        )
+    trained = retrain(
+        config,
+        args.epochs,
+        task=task,
+        seed=args.seed,
+        segments=segments,
+        record=selected if args.lineage else None,
+        distill=args.distill,
+        on_epoch=bar,
+        on_teacher_epoch=lambda i: bar(0, f"teacher {i + 1}/{args.distill}"),
+    )
+    result, distillation = trained.result, trained.distillation
     violated = constraints.violated(result)
     rows = [
         ("top-3 accuracy", f"{result.top3:.4f}"),
         ("top-1 accuracy", f"{result.top1:.4f}"),
-        ("precision", f"{result.precision:.4f}"),
+        ("precision (on test)" if args.use_test_data else "precision", f"{result.precision:.4f}"),
         ("num_params", f"{result.num_params:,}"),
         ("status", result.status),
     ]
@@ -276,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "segments": segments,
         "seed": args.seed,
-        "lineage": len(selected["lineage"]) - 1 if source is not None and selected else 0,
+        "lineage": trained.lineage,
         "distill": distillation_record(args.distill, distillation),
         "data": data.describe(),
         "constraints": {c.name: c.describe() for c in constraints.all},
@@ -290,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         record["classes"] = list(data.classes)
         record["confusion_matrix"] = cm.tolist()
+        if trained.model is not None:
+            probabilities = predict(trained.model, task.splits[0].x_valid).softmax(dim=1)
+            record["probabilities"] = probabilities.round(decimals=5).tolist()
+            record["labels"] = task.splits[0].y_valid.cpu().tolist()
         if args.model_path and fold.model is not None:
             torch.save(fold.model.state_dict(), resolve_user(args.model_path))
         if args.export and fold.model is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._ensemble import ensemble
 from ._fit import fit
-from ._fitted import FittedMember, Population
+from ._fitted import FittedMember, FittedPredictor, Population
 from .callbacks import (
     BaseCallback,
     Callback,
@@ -137,6 +137,7 @@ __all__ = [
     "ExportReport",
     "FilterMutation",
     "FittedMember",
+    "FittedPredictor",
     "Fitness",
     "Fixed",
     "FloatRange",

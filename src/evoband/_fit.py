@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._fitted import FittedMember, Population, RetrainTask
+from ._fitted import FittedMember, FittedPredictor, Population, RetrainTask, selected_segments
 from .core._paths import resolve_default, resolve_user
 from .operators._base import Selection, Variation
 from .search._hooks import BaseCallback, Callback, SearchView
@@ -15,7 +15,9 @@ from .search._member import Member, rank_members
 from .search._run import run_search
 from .search._settings import SearchSettings
 from .search._setup import SearchConfig
+from .search._steps import lineage_record
 from .space._shipped import SpaceDefinition
+from .store._ledger import RunStore
 from .store._schema import LEDGER
 from .training._arrays import ARRAYS, data_from_arrays
 from .training._constraints import Constraints
@@ -26,8 +28,10 @@ from .training._loop import resolve_device
 class _KeepPopulation(BaseCallback):
     def __init__(self) -> None:
         self.population: list[Member] = []
+        self.members: tuple[Member, ...] = ()
 
     def on_run_end(self, search: SearchView, best: Member | None) -> None:
+        self.members = search.members
         population = list(search.population)
         if not population:  # stopped within the initial population: its evaluated members
             evaluated = [m for m in search.members if m.results]
@@ -152,7 +156,33 @@ def fit(
     )
     report = run_search(config, callbacks=[*callbacks, keep], data=source)
     tasks = RetrainTask(source, resolve_device(device), report.family)
+    records = training_records(path, keep.population, keep.members, settings)
     return Population(
-        (FittedMember(m, source, settings, report.constraints, tasks) for m in keep.population),
+        (
+            FittedMember(m, source, settings, report.constraints, tasks, records.get(m.member_id))
+            for m in keep.population
+        ),
         report,
+        None if report.predictor is None else FittedPredictor(report.predictor, source, tasks),
     )
+
+
+def training_records(
+    run_dir: Path, population: list[Member], members: tuple[Member, ...], settings: SearchSettings
+) -> dict[int, dict[str, Any]]:
+    """The training records (lineage and LR cycles) of the members of ``population`` that
+    inherited weights, so that their retrain follows their lineage."""
+    store = RunStore(run_dir, readonly=True)
+    try:
+        inherited = store.inheritances()
+    finally:
+        store.close()
+    sources = {m: entry["sources"] for m, entry in inherited.items()}
+    records = {}
+    for member in population:
+        if member.member_id in inherited and member.result is not None:
+            records[member.member_id] = {
+                "lineage": lineage_record(member, member.result.epochs, members, sources),
+                "segments": selected_segments(member, settings),
+            }
+    return records

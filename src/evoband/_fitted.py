@@ -1,9 +1,11 @@
-"""What :func:`evoband.fit` returns: the population, each member able to give its trained network.
+"""What :func:`evoband.fit` returns: the population, each member able to give its trained network,
+and the predictor the search delivered.
 
-A search deletes the checkpoints of members it will not train further, so a member's network is
-not kept: :meth:`FittedMember.model` retrains its configuration from scratch on the whole training
-split, for the epochs and with the learning-rate cycles it was selected at (the same code path as
-``main.py -c cfg -t True``), scores it on the test split, and caches it.
+:meth:`FittedMember.model` retrains a member's configuration on the whole training split by the
+one retrain function (as ``main.py -c cfg -t True``), for the epochs and with the learning-rate
+cycles it was selected at, along its lineage when it inherited weights; it scores it on the test
+split and caches it. :attr:`Population.predictor` loads the delivered predictor from the run
+directory.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from .nets._family import SHIPPED, NetworkFamily
 from .search._member import Member
 from .search._settings import SearchSettings
 from .training._constraints import Constraints
-from .training._data import DataSource, channel_stats
+from .training._data import DataSource, channel_stats, normalize
+from .training._loop import predict
+from .training._predictor import EnsembleNetwork, load_network
 from .training._results import Result
-from .training._target import Task, evaluate
+from .training._retrain import retrain
+from .training._target import Task
 
 if TYPE_CHECKING:
+    from .search._final import Delivered
     from .search._run import SearchReport
 
 
@@ -74,6 +80,9 @@ class FittedMember:
     settings: SearchSettings
     constraints: Constraints
     _tasks: RetrainTask = field(repr=False)
+    training_record: dict[str, Any] | None = field(default=None, repr=False)
+    """Its lineage and LR cycles when it inherited weights in the search (its retrain follows
+    the lineage, see :mod:`evoband.training._lineage`); None: it trained from scratch."""
     _model: nn.Module | None = field(default=None, init=False, repr=False)
     test_result: Result | None = field(default=None, init=False, repr=False)
     """The test-split scores of the retrained network, once :meth:`model` has run."""
@@ -152,28 +161,29 @@ class FittedMember:
     def model(self) -> nn.Module:
         """The trained network (in evaluation mode), retrained on the first call and cached.
 
-        The search keeps no weights of finished members, so the configuration is trained from
-        scratch on the whole training split for :attr:`epochs` with :attr:`segments` and the
-        member's seed, then scored on the test split (:attr:`test_result`). Its inputs are
+        The configuration is retrained on the whole training split by the one retrain function
+        (:func:`evoband.training.retrain`, as ``main.py -c cfg -t True`` does): for
+        :attr:`epochs` with :attr:`segments` and the member's seed, along its lineage when it
+        inherited weights, then scored on the test split (:attr:`test_result`). Its inputs are
         images normalised with :meth:`stats`.
         """
         if self._model is None:
-            result = evaluate(
+            trained = retrain(
                 self.config,
                 self.epochs,
                 task=self._tasks.get(),
                 seed=self.member.seed,
                 segments=self.segments,
-                keep_predictions=True,
+                record=self.training_record,
             )
-            fold = result.folds[0] if result.folds else None
-            if not result.ok or fold is None or fold.model is None:
+            result = trained.result
+            if trained.model is None:
                 raise EvobandError(
                     f"Retraining {self.member.describe()} ended {result.status}"
                     f"{': ' + result.message if result.message else ''}; no network to return."
                 )
             self.test_result = result
-            self._model = fold.model.eval()
+            self._model = trained.model
         return self._model
 
     def export(self, path: str | Path) -> ExportReport:
@@ -198,12 +208,69 @@ class FittedMember:
         )
 
 
-class Population(list[FittedMember]):
-    """The final population of a search, best first; :attr:`report` says how the search ended."""
+class FittedPredictor:
+    """The predictor a search delivered (its ``ensemble.json`` and weights in the run
+    directory): :meth:`model` loads it as one network, :meth:`predict_proba` scores images."""
 
-    def __init__(self, members: Iterable[FittedMember], report: SearchReport) -> None:
+    def __init__(self, delivered: Delivered, data: DataSource, tasks: RetrainTask) -> None:
+        self.delivered, self.data, self._tasks = delivered, data, tasks
+        self._model: EnsembleNetwork | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The content of ``ensemble.json``."""
+        return self.delivered.record
+
+    @property
+    def path(self) -> Path:
+        return self.delivered.path
+
+    @property
+    def num_params(self) -> int:
+        return int(self.record["num_params"])
+
+    def model(self) -> EnsembleNetwork:
+        """The predictor as one network (log class probabilities of normalised images)."""
+        if self._model is None:
+            base, shape = self.path.parent, self.data.input_shape
+            networks = [
+                [
+                    load_network(
+                        m["config"],
+                        base / f,
+                        shape,
+                        self.data.n_classes,
+                        family=self._tasks.family,
+                        device=self._tasks.device,
+                    )  # fmt: skip
+                    for f in m["weights"]
+                ]
+                for m in self.record["members"]
+            ]
+            weights = [m["weight"] for m in self.record["members"]]
+            self._model = EnsembleNetwork(networks, weights).to(self._tasks.device).eval()
+        return self._model
+
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of uint8 images ``N x C x H x W`` (normalised as in training)."""
+        mean, std = channel_stats(self.data.train.images)
+        x = normalize(images, mean, std, self._tasks.device)
+        return predict(self.model(), x).exp()
+
+
+class Population(list[FittedMember]):
+    """The final population of a search, best first; :attr:`report` says how the search ended
+    and :attr:`predictor` is what it delivered (None when it delivered none)."""
+
+    def __init__(
+        self,
+        members: Iterable[FittedMember],
+        report: SearchReport,
+        predictor: FittedPredictor | None = None,
+    ) -> None:
         super().__init__(members)
         self.report = report
+        self.predictor = predictor
 
     @property
     def best(self) -> FittedMember | None:

@@ -309,6 +309,8 @@ def search(data_dir: Path, run_dir: Path, inherit_weights: bool) -> SearchConfig
         max_evaluations=9,
         seed=2,
         inherit_weights=inherit_weights,
+        remeasure=False,
+        predictor=False,  # the checkpoints inheritance keeps, alone
     )
     return tiny_search_config(settings, data_dir, run_dir)
 

@@ -83,8 +83,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("data") / "tiny")
 
 
-def config(data_dir: Path, run_dir: Path, cap: int, *, workers: int = 1, resume: bool = False):
+def config(
+    data_dir: Path,
+    run_dir: Path,
+    cap: int,
+    *,
+    workers: int = 1,
+    resume: bool = False,
+    predictor: bool = True,
+):
     settings = SearchSettings(
+        predictor=predictor,
         pop_size=3,
         num_children=2,
         min_epochs=1,
@@ -179,7 +188,7 @@ def test_epochs_spent_counts_a_released_member_retrained_from_scratch(
         return out
 
     monkeypatch.setattr(evoband.training._loop, "_train_epoch", counting)
-    run_search(config(data_dir, tmp_path / "run", 30))
+    run_search(config(data_dir, tmp_path / "run", 30, predictor=False))  # the search's epochs only
     evaluations = ledger(tmp_path / "run")[1]
     last: dict[int, int] = {}
     continued = 0  # epoch-folds if every member had continued from its last budget

@@ -124,7 +124,9 @@ def operators(cs: Any) -> dict[str, Any]:
 
 
 def search_settings(cap: int) -> SearchSettings:
-    return SearchSettings(pop_size=3, min_epochs=1, max_epochs=2, max_evaluations=cap, seed=2)
+    return SearchSettings(
+        pop_size=3, min_epochs=1, max_epochs=2, max_evaluations=cap, seed=2, remeasure=False
+    )
 
 
 @pytest.fixture(scope="module")

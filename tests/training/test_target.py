@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from evoband.core import DataError
 from evoband.nets._cnn import build_model, count_params
 from evoband.training._checkpoints import checkpoint_path, file_sha256
 from evoband.training._data import load_data
@@ -88,7 +89,7 @@ def test_task_use_test_without_test_split(tiny_image_root: Path) -> None:
     import shutil
 
     shutil.rmtree(tiny_image_root / "test")
-    with pytest.raises(ValueError, match="no test split"):
+    with pytest.raises(DataError, match="no test split"):
         Task(load_data(tiny_image_root), use_test=True)
 
 

@@ -28,6 +28,8 @@ class Evaluation:
         owner: whatever the caller evaluates (a member), handed back to its callbacks.
         num_params: the network's parameters (the result reports them).
         time_limit: seconds it may train from its start (None: no limit).
+        deadline: the ``time.monotonic()`` value it may not train beyond, whenever it starts
+            (None: none).
         done: folds already finished at this budget; filled as the others finish.
         The others are those of :class:`evoband.training._target.FoldJob`.
     """
@@ -41,6 +43,7 @@ class Evaluation:
     checkpoint_dir: Path | None = None
     checkpoint_sha256: Mapping[int, str] = field(default_factory=dict)
     time_limit: float | None = None
+    deadline: float | None = None
     inherit: ParentWeights | None = None
     done: dict[int, FoldResult] = field(default_factory=dict)
     _in_flight: int = 0
@@ -55,7 +58,11 @@ class Evaluation:
         return any(f.status in STOPPING for f in self.done.values())
 
     def _jobs(self, n_folds: int) -> Iterator[FoldJob]:
-        deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
+        limits = [
+            *([] if self.time_limit is None else [time.monotonic() + self.time_limit]),
+            *([] if self.deadline is None else [self.deadline]),
+        ]
+        deadline = min(limits) if limits else None
         yield from fold_jobs(
             self.config,
             self.epochs,

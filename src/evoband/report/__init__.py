@@ -7,7 +7,7 @@ from ._ensembles import EnsembleResult, combine, ensemble_size
 from ._plots import save_figures
 from ._retrain import TestResult, retrain_on_test, test_data_dir, test_optima
 from ._run_ensemble import test_ensembles
-from ._significance import significance_tests
+from ._significance import significance_tests, wilcoxon_paired
 from ._summary import (
     ensemble_table,
     markdown_ensembles,
@@ -18,6 +18,7 @@ from ._summary import (
 from ._traces import best_feasible_trace, population_trace
 
 __all__ = [
+    "wilcoxon_paired",
     "EnsembleResult",
     "TestResult",
     "best_feasible_trace",

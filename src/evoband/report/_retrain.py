@@ -1,13 +1,11 @@
-"""Retraining a run's optimum from scratch on the whole training split and scoring it on test.
-
-The same code path as ``main.py -t`` (:class:`evoband.training._target.Task` with ``use_test`` and
-:func:`evoband.training._target.evaluate`), for ``src/evaluation.py --test``.
+"""Retraining a run's optimum on the whole training split and scoring it on test, for
+``src/evaluation.py --test``: by the one retrain function (:func:`evoband.training.retrain`), as
+``main.py -t`` does.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,11 @@ from ..store._exports import read_training_record
 from ..store._runs import RunData, member_config
 from ..training._arrays import ARRAYS
 from ..training._data import DIGITS, load_data
-from ..training._lineage import lineage_source
 from ..training._loop import predict, resolve_device
 from ..training._metrics import confusion_matrix
 from ..training._results import Status
-from ..training._target import Task, evaluate
+from ..training._retrain import retrain
+from ..training._target import Task
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +159,7 @@ def retrain_on_test(
     """Retrain a member of the run on the training split (from scratch, or after its lineage when
     it inherited weights, see :mod:`evoband.training._lineage`); score it on the test split.
 
-    The same code path as ``main.py -t``: :class:`Task` with ``use_test`` and :func:`evaluate`.
+    By the one retrain function (:func:`evoband.training.retrain`), as ``main.py -t`` does.
 
     Args:
         run: the run.
@@ -187,21 +185,12 @@ def retrain_on_test(
         epochs, segments = selected_training(run, member_id, record)
     # a record naming no member carries no lineage of this one
     named = record if record is not None and record.get("member_id") == member_id else None
-    with tempfile.TemporaryDirectory(prefix="evoband-lineage-") as workdir:
-        source = lineage_source(named, config, task, seed=seed, workdir=Path(workdir))
-        result = evaluate(
-            config,
-            epochs,
-            task=task,
-            seed=seed,
-            segments=segments,
-            keep_predictions=True,
-            inherit=source,
-        )
+    trained = retrain(config, epochs, task=task, seed=seed, segments=segments, record=named)
+    result = trained.result
     fold = result.folds[0] if result.folds else None
     probabilities = None
-    if fold is not None and fold.model is not None:
-        probabilities = predict(fold.model, task.splits[0].x_valid).softmax(dim=1)
+    if trained.model is not None:
+        probabilities = predict(trained.model, task.splits[0].x_valid).softmax(dim=1)
     return TestResult(
         run=run.name,
         config=config,

@@ -5,6 +5,8 @@ whole search from arguments (:func:`run_search`)."""
 from __future__ import annotations
 
 from ._breeding import Breeder
+from ._ensemble_selection import Candidate, Selection, fold_scores, select_ensemble
+from ._final import Delivered
 from ._hooks import BaseCallback, Callback, CbAll, SearchView, StopRequest
 from ._hyperband import Bracket, HyperbandSchedule, promote
 from ._member import Member, Origin, best_member, rank_members
@@ -16,6 +18,11 @@ from ._setup import SearchConfig
 from ._space import SearchSpace, resolve_space
 
 __all__ = [
+    "Candidate",
+    "Delivered",
+    "Selection",
+    "fold_scores",
+    "select_ensemble",
     "BaseCallback",
     "Bracket",
     "Breeder",

@@ -121,7 +121,7 @@ class AsyncLoop:
         unlikely = self.ladder.unlikely(budget, opt.rank, keep=size)
         gone = [m for m in unlikely if m.member_id not in self.released]
         self.released.update(m.member_id for m in gone)
-        opt.retention.release(gone)
+        opt.retention.release(gone, keep=False)  # a promotion of them retrains them from scratch
         opt.retention.prune(opt.population)
 
     def _replay(self, decisions: list[Decision]) -> list[tuple[Member, int]]:

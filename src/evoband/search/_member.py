@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,8 @@ class Origin(StrEnum):
     RECIPE = "recipe"
     MUTATED = "mutated"
     RECOMBINED = "recombined"
+    REPEATED = "repeated"
+    """Its first parent's configuration again, under another seed (a re-measurement)."""
 
 
 @dataclass
@@ -113,9 +115,40 @@ def rank_members(
 
 
 def best_member(members: Iterable[Member], constraints: Constraints) -> Member | None:
-    """The best evaluated member (the most precise one if none is feasible); None if none is."""
-    ranked = rank_members([m for m in members if m.results], constraints)
+    """The best evaluated member (the most precise one if none is feasible); None if none is.
+
+    A configuration re-measured under other seeds (members of origin ``repeated``) competes
+    with the mean of its seeds' results (:func:`standing_result`); the member returned is the
+    first of them.
+    """
+    evaluated = [m for m in members if m.results]
+    repeats = repeats_of(evaluated)
+    ranked = constraints.ranked(
+        [m for m in evaluated if m.origin != Origin.REPEATED],
+        result=lambda m: standing_result(m, repeats),
+        member_id=lambda m: m.member_id,
+    )
     return ranked[0] if ranked else None
+
+
+def repeats_of(members: Iterable[Member]) -> dict[int, list[Member]]:
+    """``member_id -> its re-measurements`` (members of origin ``repeated``)."""
+    found: dict[int, list[Member]] = {}
+    for m in members:
+        if m.origin == Origin.REPEATED and m.parents:
+            found.setdefault(m.parents[0], []).append(m)
+    return found
+
+
+def standing_result(member: Member, repeats: Mapping[int, Sequence[Member]]) -> Result | None:
+    """``member``'s standing result, as the mean over its seeds when it was re-measured at that
+    budget (see :meth:`Result.seed_mean`)."""
+    result = member.result
+    if result is None or not result.ok:
+        return result
+    again = [r.results.get(result.epochs) for r in repeats.get(member.member_id, ())]
+    same = [r for r in again if r is not None and r.ok]
+    return Result.seed_mean([result, *same]) if same else result
 
 
 def population_summary(

@@ -17,7 +17,7 @@ from ..training._results import Result
 from ..training._target import SerialExecutor
 from ._async import AsyncLoop
 from ._hyperband import Bracket
-from ._member import Member, Origin
+from ._member import Member, Origin, repeats_of
 from ._state import SearchState, StopSearch
 from ._steps import successive_halving
 
@@ -78,7 +78,7 @@ class EvolutionaryOptimizer(SearchState):
         stop: list[str] = []
 
         def may_start(evaluation: Evaluation) -> bool:
-            reason = self.no_more_training(len(started))
+            reason = self.no_more_training(len(started), evaluation)
             if reason:
                 stop.append(reason)
                 return False
@@ -163,7 +163,35 @@ class EvolutionaryOptimizer(SearchState):
             self.population = plus_selection(
                 self.rank(self.population + survivors), self.settings.pop_size
             )
+            self._remeasure_best()
             self.retention.prune(self.population)
+
+    def _remeasure_best(self) -> None:
+        """Re-measure the best configuration under a second seed (a member of origin
+        ``repeated``, trained straight to the budget it stands at with its LR cycles), so that
+        it stands as the optimum by the mean of its seeds, not by one lucky draw (SMAC's
+        intensification). Only when the time left allows; a resumed run follows its ledger."""
+        if not self.settings.remeasure:
+            return
+        best = self.best_member()
+        if best is None or best.result is None or not best.result.ok:
+            return
+        if best.member_id in repeats_of(self.members):
+            return
+        recorded = self.store.member_origin(len(self.members))
+        if recorded is not None:
+            if recorded != Origin.REPEATED:
+                return  # the run this one resumes went on without it
+        else:
+            budget = best.result.epochs
+            predicted = self.cost_model.seconds(best.config, budget)  # the folds run in parallel
+            if predicted > self.search_seconds() - self.elapsed():
+                return
+        repeat = self.new_member(
+            dict(best.config), Origin.REPEATED, (best.member_id,), best.bracket
+        )
+        self.evaluate_all([repeat], best.result.epochs, best.bracket, None)
+        self.retention.release([repeat])
 
     def run(self) -> Member | None:
         """Search until the budget is used up; return the best member (see :meth:`best_member`).
@@ -185,6 +213,8 @@ class EvolutionaryOptimizer(SearchState):
                 self.end_generation()
         except StopSearch:
             self.end_generation()
+            self._export()
+            self.predictor = self.deliver_predictor()
         except StoreWriteError:
             writable = False
             self.stopped_by = "cannot write to the run directory"

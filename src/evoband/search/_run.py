@@ -24,15 +24,18 @@ from ..store._ledger import RunStore
 from ..training._constraints import Constraints
 from ..training._data import DataSource, load_data
 from ..training._loop import resolve_device
+from ..training._results import Result
 from ..training._target import FoldExecutor, Task
+from ._final import Delivered
 from ._hooks import Callback
-from ._member import Member
+from ._member import Member, repeats_of, standing_result
 from ._optimizer import EvolutionaryOptimizer
 from ._progress import ProgressBar
 from ._settings import SearchSettings, check_max_params
 from ._setup import (
     SearchConfig,
     SearchDefinition,
+    adopt_recorded,
     arguments,
     auto_workers,
     check_resume,
@@ -64,13 +67,19 @@ class SearchReport:
     ledger_seconds: float
     family: NetworkFamily = SHIPPED
     """The network family of the searched space (it builds the members' networks)."""
+    predictor: Delivered | None = None
+    """The final predictor the search delivered (``ensemble.json``), if any."""
+    best_result: Result | None = None
+    """The optimum's CV: the mean over its seeds when it was re-measured (else its result)."""
+    duplicates: int = 0
+    """Children drawn again because they equalled a member already made."""
 
     def format(self) -> str:
         lines = [f"Run directory: {self.run_dir}"]
         if self.best is None or self.best.result is None:
             lines.append("No configuration was evaluated (the budget ended first).")
         else:
-            r = self.best.result
+            r = self.best_result or self.best.result
             if self.feasible:
                 lines.append(
                     f"Best feasible configuration ({self.best.describe()}, {r.epochs} epochs):"
@@ -81,8 +90,13 @@ class SearchReport:
                     + " and ".join(c.describe() for c in self.constraints.all)
                     + ". Returning the most precise one instead:"
                 )
+            seeds = (
+                f" (mean of {r.message.split()[2]} seeds)"
+                if r.message.startswith("mean of")
+                else ""
+            )
             lines.append(
-                f"  CV top-3 {r.top3:.4f}   CV precision {r.precision:.4f}   params {r.num_params:,}"
+                f"  CV top-3 {r.top3:.4f}   CV precision {r.precision:.4f}   params {r.num_params:,}{seeds}"
             )
             lines.append(f"  {json.dumps(self.best.config)}")
         rate = self.n_feasible / self.n_evaluations if self.n_evaluations else 0.0
@@ -99,14 +113,15 @@ class SearchReport:
                 f"children were bred; the optimum was scored at {self.best.result.epochs} epochs): "
                 "a smaller --pop_size or a longer --max_time leaves time for the search itself."
             )
+        if self.predictor is not None:
+            lines.append(f"Predictor ({self.predictor.path.name}): {self.predictor.describe()}")
+            lines.append(
+                "Score it on the test split:\n"
+                f"  python src/main.py -c {self.predictor.path} -t True"
+            )
         if self.best is not None:
             lines.append(
-                f"Retrain it on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True"
-            )
-        if self.feasible and self.n_feasible_members >= 2:
-            lines.append(
-                "Or retrain the final population's best half and average their outputs (an "
-                f"ensemble; scores it beside the optimum):\n  python src/evaluation.py {self.run_dir} --ensemble half"
+                f"Retrain the single best configuration on the test split:\n  python src/main.py -c {self.run_dir / 'opt_cfg.json'} -t True"
             )
         return "\n".join(lines)
 
@@ -163,8 +178,11 @@ def _search(
     task = Task(
         data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device, family=family
     )
-    definition = SearchDefinition.of(config, data, searched.fingerprint)
     store = RunStore(run_dir)
+    if config.resume and not store.is_empty():
+        config = adopt_recorded(store, config)
+        settings = config.settings
+    definition = SearchDefinition.of(config, data, searched.fingerprint)
     try:
         if config.resume and not store.is_empty():
             check_resume(store, definition)
@@ -239,6 +257,11 @@ def _search(
                 peak_checkpoint_bytes=optimizer.peak_checkpoint_bytes,
                 ledger_seconds=store.write_seconds,
                 family=family,
+                predictor=optimizer.predictor,
+                best_result=None
+                if best is None
+                else standing_result(best, repeats_of(optimizer.members)),
+                duplicates=optimizer.n_duplicates,
             )
             run_json.update(
                 {
@@ -252,13 +275,24 @@ def _search(
                     "peak_checkpoint_bytes": report.peak_checkpoint_bytes,
                     "ledger_write_seconds": report.ledger_seconds,
                     "children_discarded_over_max_params": optimizer.param_budget.discarded,
+                    "children_drawn_again_as_duplicates": optimizer.n_duplicates,
+                    "predictor": None
+                    if optimizer.predictor is None
+                    else {
+                        "path": optimizer.predictor.path.name,
+                        "form": optimizer.predictor.form,
+                        "members": [list(k) for k in optimizer.predictor.selection.weights],
+                        "num_params": optimizer.predictor.selection.num_params,
+                        "out_of_fold_top3": optimizer.predictor.selection.scores.top3,
+                        "out_of_fold_precision": optimizer.predictor.selection.scores.precision,
+                    },
                     **_inheritance_report(settings, store),
                     "best": None
                     if best is None or best.result is None
                     else {
                         "member_id": best.member_id,
                         "config": best.config,
-                        **best.result.to_dict(),
+                        **(report.best_result or best.result).to_dict(),
                     },
                 }
             )

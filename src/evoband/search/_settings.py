@@ -44,6 +44,19 @@ class SearchSettings:
         recipe_starts: the initial population starts from the space's recipes and its default
             configuration (those within the limits), the rest sampled; False: every initial
             member is sampled (an ablation; with ``random_search``, textbook random search).
+        distinct_children: a child equal to a member already made (on its active
+            hyperparameters) is drawn again instead of being trained a second time.
+        remeasure: re-measure the best configuration under a second seed before it stands as
+            the optimum, when the time left allows (its CV is then the mean over its seeds).
+        predictor: deliver the final predictor (ensemble selection on out-of-fold predictions,
+            :mod:`evoband.search._final`) inside ``max_time``; False: the single optimum only.
+        ensemble_steps: greedy steps (picks with replacement) of the ensemble selection.
+        ensemble_bags: bootstrap resamples of the training images the selection is bagged over
+            (0: one selection on all of them).
+        ensemble_pool: members besides the population whose fold models stay on disk for the
+            predictor (the best by their own ranking); this bounds the checkpoints' disk use.
+        predictor_share: the share of ``max_time`` kept for making the predictor (plus 2 s, and
+            the retrain of the best member when its fold models do not fit the limit).
     """
 
     pop_size: int = 10
@@ -63,6 +76,13 @@ class SearchSettings:
     inherit_weights: bool = False
     async_promotion: bool = False
     recipe_starts: bool = True
+    distinct_children: bool = True
+    remeasure: bool = True
+    predictor: bool = True
+    ensemble_steps: int = 25
+    ensemble_bags: int = 20
+    ensemble_pool: int = 16
+    predictor_share: float = 0.01
 
     def __post_init__(self) -> None:
         checks = [
@@ -101,6 +121,22 @@ class SearchSettings:
             (
                 self.tournament_size >= 1,
                 f"The value of `tournament_size` is {self.tournament_size}, but must be `tournament_size >= 1`.",
+            ),
+            (
+                self.ensemble_steps >= 1,
+                f"The value of `ensemble_steps` is {self.ensemble_steps}, but must be `ensemble_steps >= 1`.",
+            ),
+            (
+                self.ensemble_bags >= 0,
+                f"The value of `ensemble_bags` is {self.ensemble_bags}, but must be `ensemble_bags >= 0`.",
+            ),
+            (
+                self.ensemble_pool >= 0,
+                f"The value of `ensemble_pool` is {self.ensemble_pool}, but must be `ensemble_pool >= 0`.",
+            ),
+            (
+                0 <= self.predictor_share < 0.5,
+                f"The value of `predictor_share` is {self.predictor_share}, but must be in [0, 0.5).",
             ),
             (
                 self.hyperband or not self.async_promotion,

@@ -9,7 +9,7 @@ import datetime as dt
 import os
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,8 @@ class SearchDefinition:
     space_fingerprint: str = ""
     async_promotion: bool = False
     recipe_starts: bool = True
+    distinct_children: bool = False
+    remeasure: bool = False
 
     @classmethod
     def of(cls, config: SearchConfig, data: DataSource, fingerprint: str = "") -> SearchDefinition:
@@ -155,6 +157,7 @@ class SearchDefinition:
             random_search=s.random_search, max_eval_seconds=s.max_eval_seconds,
             inherit_weights=s.inherit_weights, space_fingerprint=fingerprint,
             async_promotion=s.async_promotion, recipe_starts=s.recipe_starts,
+            distinct_children=s.distinct_children, remeasure=s.remeasure,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +221,22 @@ def _space_words(name: object, fingerprint: object) -> str:
     if fingerprint:
         return f"the composed space {name!r} (fingerprint {fingerprint})"
     return f"the shipped space {name!r}"
+
+
+ADOPTED_ON_RESUME = ("distinct_children", "remeasure")
+"""Behaviours added after runs were recorded: a run recorded without one resumes with the
+behaviour it was made with (the field's default), whatever the settings now say."""
+
+
+def adopt_recorded(store: RunStore, config: SearchConfig) -> SearchConfig:
+    """``config`` with the behaviours of :data:`ADOPTED_ON_RESUME` that the run's ledger does not
+    record set as the run was made (an older run resumes as it ran)."""
+    recorded = store.run_info().get("search", {})
+    defaults: dict[str, Any] = {f.name: f.default for f in fields(SearchDefinition)}
+    changes: dict[str, Any] = {k: defaults[k] for k in ADOPTED_ON_RESUME if k not in recorded}
+    if not changes:
+        return config
+    return replace(config, settings=replace(config.settings, **changes))
 
 
 def check_resume(store: RunStore, definition: SearchDefinition) -> None:

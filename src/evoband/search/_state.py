@@ -4,8 +4,11 @@ cost model and budgets made from the arguments, the members made so far, the vie
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from ConfigSpace import ConfigurationSpace
@@ -15,6 +18,7 @@ from ..execution._batches import Evaluation
 from ..operators._base import Selection, Variation
 from ..operators._repair import ParamBudget
 from ..operators._sampling import FamilySampling
+from ..space._genotype import plain
 from ..space._spaces import Config
 from ..store._ledger import RunStore
 from ..training._constraints import Constraints
@@ -24,10 +28,28 @@ from ..training._results import FoldResult, Result
 from ..training._target import FoldExecutor, Task
 from ._breeding import Breeder
 from ._faults import ErrorStreak
+from ._final import Delivered, deliver, reserve_seconds
 from ._hooks import Callback, CbAll, SearchView, StopRequest
 from ._member import Member, Origin, best_member, population_summary, rank_members
 from ._settings import SearchSettings, check_max_params
-from ._steps import CheckpointRetention, export_best, log_evaluation, parent_weights
+from ._steps import (
+    CheckpointRetention,
+    export_best,
+    lineage_record,
+    log_evaluation,
+    parent_weights,
+)
+
+DUPLICATE_TRIES = 20
+"""Children drawn while each equals a member already made, before a fresh sample is taken."""
+
+
+def genotype_key(config: Config) -> str:
+    """A configuration as a canonical string: equal for equal active hyperparameters."""
+    return json.dumps(plain(config), sort_keys=True)
+
+
+logger = logging.getLogger("evoband.ea")
 
 
 class StopSearch(Exception):
@@ -97,9 +119,17 @@ class SearchState:
         self.stopped_by = ""
         self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
         self.replaying = False
-        self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
+        self.retention = CheckpointRetention(
+            store,
+            keep_for_children=settings.inherit_weights,
+            keep_best=settings.ensemble_pool if settings.predictor else 0,
+            rank=self.rank,
+        )
         self.in_training: list[Evaluation] = []  # evaluations started and not finished
         self._waiting = 0  # evaluations of the current batch not started yet
+        self._made: set[str] = set()  # genotype keys of the members made so far
+        self.n_duplicates = 0  # children drawn again because they equalled a member
+        self.predictor: Delivered | None = None  # the final predictor, once delivered
         self.errors = ErrorStreak()  # the same error evaluation after evaluation stops the search
 
     # -- helpers -------------------------------------------------------------------------------
@@ -176,15 +206,23 @@ class SearchState:
                 "search makes; it was written by a different evoband version or settings."
             )
         self.members.append(member)
+        self._made.add(genotype_key(member.config))
         return member
 
     def _make_child(self, bracket: int | None) -> Member:
         return self.new_member(*self.child_genotype(), bracket)
 
     def child_genotype(self) -> tuple[Config, Origin, tuple[int, ...]]:
-        """A child of the population (its genotype, origin and parents), not yet a member."""
+        """A child of the population (its genotype, origin and parents), not yet a member; with
+        ``distinct_children``, drawn again while it equals a member already made (a fresh
+        sample after :data:`DUPLICATE_TRIES`)."""
         usable = [m for m in self.rank(self.population) if m.result is not None and m.result.ok]
-        return self.breeder.child(usable, self.rng)
+        for _ in range(DUPLICATE_TRIES):
+            child = self.breeder.child(usable, self.rng)
+            if not self.settings.distinct_children or genotype_key(child[0]) not in self._made:
+                return child
+            self.n_duplicates += 1
+        return self.breeder.sample(self.rng), Origin.SAMPLED, ()
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -199,6 +237,7 @@ class SearchState:
             member.checkpoint_dir,
             self.store.latest_checkpoint_hashes(member.member_id),
             self.time_limit(member, budget),
+            self.deadline(),
             parent_weights(member, self.members, self.store, self.settings.inherit_weights),
             dict(self.store.fold_results(member.member_id, budget)),
         )
@@ -296,13 +335,64 @@ class SearchState:
         used = self.n_evaluations + in_flight
         return f"max_evaluations ({cap}) reached" if cap and used >= cap else ""
 
-    def no_more_training(self, in_flight: int) -> str:
-        """Why no more training may start now (:meth:`_budget_used_up`, or max_time reached),
-        or "". Only real training is timed: replayed evaluations happened within the budget."""
-        over = self.elapsed() >= self.settings.max_time
-        return self._budget_used_up(in_flight) or (
-            f"max_time ({self.settings.max_time:g} s) reached" if over else ""
+    def reserve(self) -> float:
+        """Seconds kept at the end of ``max_time`` for the final predictor (0 without one)."""
+        if not self.settings.predictor:
+            return 0.0
+        return reserve_seconds(
+            self.best_member(), len(self.task.splits), self.constraints, self.settings,
+            self.cost_model,
+        )  # fmt: skip
+
+    def search_seconds(self) -> float:
+        """Seconds of ``max_time`` the search itself may use (the rest makes the predictor)."""
+        return self.settings.max_time - self.reserve()
+
+    def no_more_training(self, in_flight: int, evaluation: Evaluation | None = None) -> str:
+        """Why no more training may start now (:meth:`_budget_used_up`, or the search's share of
+        max_time used up, or ``evaluation`` predicted to run past it), or "". Only real training
+        is timed: replayed evaluations happened within the budget."""
+        left = self.search_seconds() - self.elapsed()
+        if evaluation is not None and left > 0:
+            member = evaluation.owner
+            step = self.cost_model.seconds(member.config, evaluation.epochs - member.epochs)
+            if step > left:
+                left = 0.0
+        reason = self._budget_used_up(in_flight)
+        if reason or left > 0:
+            return reason
+        kept = self.settings.max_time - self.search_seconds()
+        return f"max_time ({self.settings.max_time:g} s) reached" + (
+            f" ({kept:.0f} s kept for the predictor)" if self.settings.predictor else ""
         )
+
+    def deadline(self) -> float:
+        """The ``time.monotonic()`` value at which the search's share of max_time ends: no
+        evaluation trains beyond it."""
+        return self._session_start + self.search_seconds() - self._spent_before
+
+    def deliver_predictor(self) -> Delivered | None:
+        """Select the final predictor and write it into the run directory, with the time left
+        of ``max_time`` for the members it retrains (see :mod:`evoband.search._final`)."""
+        if not self.settings.predictor:
+            return None
+        seconds = max(0.0, self.settings.max_time - self.elapsed())
+        inherited = self.store.inheritances()
+        sources = {m: entry["sources"] for m, entry in inherited.items()}
+
+        def lineage(member: Member, epochs: int) -> dict[str, Any] | None:
+            if member.member_id not in inherited:
+                return None
+            nodes = lineage_record(member, epochs, self.members, sources)
+            return {"lineage": nodes, "segments": list(self.segments(member))}
+
+        delivered = deliver(
+            self.store, self.members, self.task, self.constraints, self.settings,
+            self.cost_model, seconds=seconds, lineage=lineage,
+        )  # fmt: skip
+        if delivered is not None:
+            logger.info("Predictor: %s", delivered.describe())
+        return delivered
 
     def _export(self) -> None:
         best = self.best_member()

@@ -24,10 +24,20 @@ from ._exports import (
     training_record_path,
 )
 from ._ledger import RunStore
+from ._predictor_file import (
+    ENSEMBLE,
+    PREDICTOR_DIR,
+    is_predictor_record,
+    read_predictor_record,
+)
 from ._runs import RunData, algorithm_label, best_run, load_groups, member_config, read_run
 from ._schema import LEDGER, SCHEMA_VERSION
 
 __all__ = [
+    "ENSEMBLE",
+    "PREDICTOR_DIR",
+    "is_predictor_record",
+    "read_predictor_record",
     "LEDGER",
     "PROGRESS_COLUMNS",
     "RunData",

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..core._errors import write_failure
@@ -136,6 +137,13 @@ class RunStore:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def member_origin(self, member_id: int) -> str | None:
+        """How a recorded member was made (its origin), or None when it is not recorded."""
+        row = self.conn.execute(
+            "SELECT origin FROM members WHERE member_id=?", (member_id,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
     def add_member(self, member: Any) -> None:
         """Record a new member (a :class:`evoband.search._member.Member`)."""
         with self.transaction() as c:
@@ -175,6 +183,12 @@ class RunStore:
                     time.time(),
                 ),
             )
+            if fold.probabilities is not None:
+                probabilities = np.ascontiguousarray(fold.probabilities, dtype="<f2")
+                c.execute(
+                    "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                    (member_id, epochs, fold.fold, *probabilities.shape, probabilities.tobytes()),
+                )
             if fold.traceback:
                 c.execute(ERRORS_TABLE)
                 c.execute(
@@ -212,6 +226,31 @@ class RunStore:
                 if fold in folds:
                     folds[fold].traceback = text
         return folds
+
+    def out_of_fold(self, member_id: int, epochs: int) -> dict[int, np.ndarray]:
+        """The recorded class probabilities of ``member_id`` at budget ``epochs``, per fold
+        (float16, ``N_valid x n_classes``); empty for a ledger that has none."""
+        if not self._has_table("predictions"):
+            return {}
+        rows = self.conn.execute(
+            "SELECT fold, n_rows, n_classes, probabilities FROM predictions "
+            "WHERE member_id=? AND epochs=? ORDER BY fold",
+            (member_id, epochs),
+        )
+        return {
+            fold: np.frombuffer(blob, dtype="<f2").reshape(n_rows, n_classes)
+            for fold, n_rows, n_classes, blob in rows
+        }
+
+    def predicted(self) -> list[tuple[int, int, int]]:
+        """``(member_id, epochs, folds)`` of every evaluation with recorded predictions."""
+        if not self._has_table("predictions"):
+            return []
+        rows = self.conn.execute(
+            "SELECT member_id, epochs, COUNT(*) FROM predictions GROUP BY member_id, epochs "
+            "ORDER BY member_id, epochs"
+        )
+        return [(int(m), int(e), int(n)) for m, e, n in rows]
 
     def errors(self) -> list[dict[str, Any]]:
         """Folds whose training raised: member_id, epochs, fold, error, traceback (oldest first)."""

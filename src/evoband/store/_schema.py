@@ -10,7 +10,9 @@ from pathlib import Path
 
 from ..core._errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 added the ``predictions`` table (out-of-fold class probabilities); a ledger of
+version 1 gains it when it is opened for writing, and reads as having none."""
 LEDGER = "history.sqlite"
 APPLICATION_ID = 0x45564244  # "EVBD": marks a ledger as ours
 
@@ -37,6 +39,13 @@ CREATE TABLE IF NOT EXISTS generations (
     n_evaluated INTEGER, n_feasible INTEGER, epochs_spent INTEGER);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+PREDICTIONS_TABLE = """CREATE TABLE IF NOT EXISTS predictions (
+    member_id INTEGER NOT NULL, epochs INTEGER NOT NULL, fold INTEGER NOT NULL,
+    n_rows INTEGER NOT NULL, n_classes INTEGER NOT NULL, probabilities BLOB NOT NULL,
+    PRIMARY KEY (member_id, epochs, fold))"""
+"""Each scored fold's class probabilities on its validation images: little-endian float16,
+``n_rows x n_classes``, in the fold's order of validation images (out-of-fold predictions)."""
 
 
 INHERITANCE_TABLE = """CREATE TABLE IF NOT EXISTS inheritance (
@@ -89,10 +98,11 @@ def open_ledger(run_dir: Path, *, readonly: bool = False) -> sqlite3.Connection:
         fresh = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
         if fresh:
             conn.executescript(
-                f"BEGIN; PRAGMA application_id = {APPLICATION_ID}; {SCHEMA} "
+                f"BEGIN; PRAGMA application_id = {APPLICATION_ID}; {SCHEMA} {PREDICTIONS_TABLE}; "
                 f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             )
         check_schema(conn, path)  # before anything changes a file that is not ours
+        upgrade(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"{path} is not an evoband ledger ({exc}).") from exc
@@ -118,3 +128,19 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> None:
             f"{path} has schema version {row[0]}, newer than this evoband "
             f"understands ({SCHEMA_VERSION}); upgrade evoband to read it."
         )
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version a ledger records."""
+    return int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a ledger of an older schema version to :data:`SCHEMA_VERSION`, in one transaction
+    (version 1 -> 2: the ``predictions`` table)."""
+    if schema_version(conn) >= SCHEMA_VERSION:
+        return
+    conn.executescript(
+        f"BEGIN; {PREDICTIONS_TABLE}; UPDATE meta SET value = '{SCHEMA_VERSION}' "
+        "WHERE key = 'schema_version'; COMMIT;"
+    )

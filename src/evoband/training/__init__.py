@@ -35,12 +35,26 @@ from ._loop import (
     resolve_device,
     train,
 )
-from ._metrics import Metrics, compute_metrics, confusion_matrix, macro_precision, top_k_accuracy
+from ._metrics import (
+    Metrics,
+    compute_metrics,
+    confusion_matrix,
+    macro_precision,
+    macro_precision_np,
+    top_k_accuracy,
+)
 from ._parent_weights import ParentWeights
+from ._predictor import EnsembleNetwork, data_fingerprint, load_network
 from ._results import FoldResult, Result, Status
+from ._retrain import Retrained, retrain
 from ._target import FoldExecutor, FoldJob, SerialExecutor, Task, WorkerExecutor, evaluate, run_fold
 
 __all__ = [
+    "EnsembleNetwork",
+    "data_fingerprint",
+    "load_network",
+    "Retrained",
+    "retrain",
     "cpu_threads_for",
     "ARRAYS",
     "Constraint",
@@ -79,6 +93,7 @@ __all__ = [
     "load_checkpoint",
     "load_data",
     "macro_precision",
+    "macro_precision_np",
     "make_optimizer",
     "make_state",
     "normalize",

@@ -364,6 +364,8 @@ def _batch_loss(
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in evaluation mode, on the CPU."""
     model.eval()
+    if len(x) == 0:
+        return model(x[:1]).float().cpu()[:0]
     return torch.cat(
         [model(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
     )

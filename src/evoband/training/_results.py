@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+import numpy as np
+
 if sys.version_info >= (3, 11):
     from enum import StrEnum
 else:  # pragma: no cover - Python 3.10
@@ -62,6 +64,9 @@ class FoldResult:
     first (see :mod:`evoband.nets._inherit`); empty when it started fresh."""
     traceback: str = field(default="", repr=False, compare=False)
     """With status ``error``: the formatted traceback of the exception training raised."""
+    probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The model's class probabilities (softmax) on the fold's validation images, float16,
+    ``N_valid x n_classes``: the fold's out-of-fold predictions (None when it was not scored)."""
 
     @property
     def inherited(self) -> bool:
@@ -71,7 +76,11 @@ class FoldResult:
     def to_dict(self) -> dict[str, Any]:
         """The scores (predictions only when kept; ``inherited`` and ``traceback`` only when
         set; never the model)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        d = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("model", "probabilities")
+        }
         if self.inherited_from:
             d["inherited"] = True
         d.pop("inherited_from")
@@ -117,6 +126,23 @@ class Result:
             status=status,
             message=message,
             folds=folds,
+        )
+
+    @classmethod
+    def seed_mean(cls, results: list[Result]) -> Result:
+        """The mean of ``ok`` results of one configuration at one budget under several seeds
+        (its CV without the luck of one seed); its folds are all of theirs."""
+        n = len(results)
+        return cls(
+            top3=sum(r.top3 for r in results) / n,
+            top1=sum(r.top1 for r in results) / n,
+            precision=sum(r.precision for r in results) / n,
+            num_params=results[0].num_params,
+            epochs=results[0].epochs,
+            seconds=sum(r.seconds for r in results),
+            status=Status.OK,
+            message=f"mean of {n} seeds",
+            folds=[f for r in results for f in r.folds],
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..core._errors import EvobandError
+from ..core._errors import DataError, EvobandError
 from ..nets._family import SHIPPED, NetworkFamily
 from ._checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from ._data import DataSource, channel_stats, normalize, stratified_folds
@@ -57,6 +58,8 @@ class Task:
         split_seed: fixes the folds.
         device: where tensors and models live.
         use_test: train on the whole training split and evaluate on the test split.
+        whole_train: train on the whole training split and evaluate on nothing (a final
+            network, trained without looking at the test split).
         family: builds and counts the networks of the configurations evaluated on it (default:
             the shipped :class:`evoband.nets._cnn.ConfigurableCNN`).
     """
@@ -69,6 +72,7 @@ class Task:
         split_seed: int = 0,
         device: torch.device | str = "cpu",
         use_test: bool = False,
+        whole_train: bool = False,
         family: NetworkFamily = SHIPPED,
     ) -> None:
         self.data = data
@@ -79,9 +83,11 @@ class Task:
         mean, std = channel_stats(data.train.images)
         x = normalize(data.train.images, mean, std, self.device)
         y = data.train.labels.to(self.device)
-        if use_test:
+        if whole_train:
+            self.splits = [Split(x, y, x[:0], y[:0])]
+        elif use_test:
             if len(data.test) == 0:
-                raise ValueError(f"The data set {data.name} has no test split.")
+                raise DataError(f"The data set {data.name} has no test split.")
             xt = normalize(data.test.images, mean, std, self.device)
             self.splits = [Split(x, y, xt, data.test.labels.to(self.device))]
         else:
@@ -387,6 +393,7 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
             sha,
         )
         result.inherited_from = inherited_from
+        result.probabilities = logits.softmax(dim=1).numpy().astype(np.float16)
         if job.keep_predictions:
             result.predicted = logits.argmax(1).tolist()
             result.labels = split.y_valid.cpu().tolist()
