@@ -196,39 +196,44 @@ def score_predictor(args: argparse.Namespace, path: Path, constraints: Constrain
         )
     device = resolve_device(args.device)
     task = Task(data, use_test=True, device=device)
-    networks, retrained = [], 0
+    networks: list[list[torch.nn.Module]] = []
+    retrained = 0
     for i, member in enumerate(record["members"]):
         files = [path.parent / f for f in member.get("weights", [])]
-        if args.retrain or not files or any(not f.is_file() for f in files):
-            logger.info("Retraining member %s on the whole training split.", member["member_id"])
+        seeds = member.get("seeds") or [member["seed"]] * max(len(files), 1)
+        nets = []
+        for j, seed in enumerate(seeds):
+            weights = files[j] if j < len(files) else None
+            if not args.retrain and weights is not None and weights.is_file():
+                nets.append(
+                    load_network(
+                        member["config"], weights, data.input_shape, data.n_classes, device=device
+                    )
+                )
+                continue
+            logger.info(
+                "Retraining member %s (seed %d) on the whole training split.",
+                member["member_id"],
+                seed,
+            )
             trained = retrain(
                 member["config"],
                 member["epochs"],
                 task=task,
-                seed=member["seed"],
+                seed=seed,
                 segments=member["segments"],
                 record={"lineage": member["lineage"], "segments": member["segments"]}
                 if member.get("lineage")
                 else None,
-                on_epoch=None
-                if args.no_progress
-                else progress_bar(member["epochs"], f"member {i + 1}"),
+                on_epoch=progress_bar(member["epochs"], f"member {i + 1}", args.no_progress),
             )
             if trained.model is None:
                 raise EvobandError(
                     f"Retraining member {member['member_id']} ended {trained.result.status}."
                 )
-            networks.append([trained.model])
+            nets.append(trained.model)
             retrained += 1
-        else:
-            networks.append(
-                [
-                    load_network(
-                        member["config"], f, data.input_shape, data.n_classes, device=device
-                    )
-                    for f in files
-                ]
-            )
+        networks.append(nets)
     ensemble = EnsembleNetwork(networks, [m["weight"] for m in record["members"]]).to(device).eval()
     split = task.splits[0]
     log_probabilities = predict(ensemble, split.x_valid)

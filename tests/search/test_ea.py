@@ -210,11 +210,7 @@ def test_search_without_hyperband(data_dir: Path, tmp_path: Path) -> None:
     assert frame["bracket"].isna().all()
     run_json = read_json(run_dir / "run.json")
     assert run_json["algorithm"] == "EA" and "hyperband" not in run_json
-    # finished members keep their checkpoints only for the final predictor, which copied them
-    kept = {p.parent.name for p in (run_dir / "checkpoints").rglob("*.pt")}
-    assert len(kept) <= SearchSettings().ensemble_pool
-    predictor = read_json(run_dir / "ensemble.json")
-    assert {f"member_{m['member_id']:05d}" for m in predictor["members"]} <= kept
+    assert not list((run_dir / "checkpoints").rglob("*.pt")), "finished members keep no checkpoints"
 
 
 def test_random_search_children_are_fresh_samples(data_dir: Path, tmp_path: Path) -> None:

@@ -203,6 +203,7 @@ def _search(
         optimizer = EvolutionaryOptimizer(
             space, task, constraints, settings, store, callbacks=cbs, executor=executor,
             selection=config.selection, mutations=config.mutations, crossover=config.crossover,
+            workers=workers,
         )  # fmt: skip
         run_json: dict[str, Any] = {
             "algorithm": settings.algorithm,
@@ -280,11 +281,12 @@ def _search(
                     if optimizer.predictor is None
                     else {
                         "path": optimizer.predictor.path.name,
-                        "form": optimizer.predictor.form,
-                        "members": [list(k) for k in optimizer.predictor.selection.weights],
-                        "num_params": optimizer.predictor.selection.num_params,
-                        "out_of_fold_top3": optimizer.predictor.selection.scores.top3,
-                        "out_of_fold_precision": optimizer.predictor.selection.scores.precision,
+                        "members": [
+                            [m["member_id"], m["epochs"], m["networks"]]
+                            for m in optimizer.predictor.record["members"]
+                        ],
+                        "num_params": optimizer.predictor.record["num_params"],
+                        "out_of_fold": optimizer.predictor.record["out_of_fold"],
                     },
                     **_inheritance_report(settings, store),
                     "best": None

@@ -53,10 +53,10 @@ class SearchSettings:
         ensemble_steps: greedy steps (picks with replacement) of the ensemble selection.
         ensemble_bags: bootstrap resamples of the training images the selection is bagged over
             (0: one selection on all of them).
-        ensemble_pool: members besides the population whose fold models stay on disk for the
-            predictor (the best by their own ranking); this bounds the checkpoints' disk use.
-        predictor_share: the share of ``max_time`` kept for making the predictor (plus 2 s, and
-            the retrain of the best member when its fold models do not fit the limit).
+        ensemble_networks: networks the predictor retrains at most (its selected members, then
+            more seeds of them).
+        predictor_share: the share of ``max_time`` kept for making the predictor at most (less
+            when ``ensemble_networks`` retrains of the best member take less).
     """
 
     pop_size: int = 10
@@ -81,8 +81,8 @@ class SearchSettings:
     predictor: bool = True
     ensemble_steps: int = 25
     ensemble_bags: int = 20
-    ensemble_pool: int = 16
-    predictor_share: float = 0.01
+    ensemble_networks: int = 32
+    predictor_share: float = 0.5
 
     def __post_init__(self) -> None:
         checks = [
@@ -131,12 +131,12 @@ class SearchSettings:
                 f"The value of `ensemble_bags` is {self.ensemble_bags}, but must be `ensemble_bags >= 0`.",
             ),
             (
-                self.ensemble_pool >= 0,
-                f"The value of `ensemble_pool` is {self.ensemble_pool}, but must be `ensemble_pool >= 0`.",
+                self.ensemble_networks >= 1,
+                f"The value of `ensemble_networks` is {self.ensemble_networks}, but must be `ensemble_networks >= 1`.",
             ),
             (
-                0 <= self.predictor_share < 0.5,
-                f"The value of `predictor_share` is {self.predictor_share}, but must be in [0, 0.5).",
+                0 < self.predictor_share < 1,
+                f"The value of `predictor_share` is {self.predictor_share}, but must be in (0, 1).",
             ),
             (
                 self.hyperband or not self.async_promotion,

@@ -73,6 +73,7 @@ class SearchState:
         mutations: Sequence[Variation] | None = None,
         crossover: Variation | None = None,
         executor: FoldExecutor | None = None,
+        workers: int = 1,
     ) -> None:
         self.space = space
         self.task = task
@@ -81,6 +82,7 @@ class SearchState:
         self.store = store
         self.callback = CbAll(*callbacks)
         self.executor = executor
+        self.workers = workers  # processes the final predictor's retrains may use
         family = task.family  # builds and counts the networks (see evoband.nets._family)
         n_train = len(task.splits[0].y_train)
         self.cost_model = CostModel(task.input_shape, task.n_classes, n_train, family)
@@ -119,12 +121,7 @@ class SearchState:
         self.stopped_by = ""
         self.stop_request = StopRequest()  # shared by every view: callbacks may ask to stop
         self.replaying = False
-        self.retention = CheckpointRetention(
-            store,
-            keep_for_children=settings.inherit_weights,
-            keep_best=settings.ensemble_pool if settings.predictor else 0,
-            rank=self.rank,
-        )
+        self.retention = CheckpointRetention(store, keep_for_children=settings.inherit_weights)
         self.in_training: list[Evaluation] = []  # evaluations started and not finished
         self._waiting = 0  # evaluations of the current batch not started yet
         self._made: set[str] = set()  # genotype keys of the members made so far
@@ -337,12 +334,7 @@ class SearchState:
 
     def reserve(self) -> float:
         """Seconds kept at the end of ``max_time`` for the final predictor (0 without one)."""
-        if not self.settings.predictor:
-            return 0.0
-        return reserve_seconds(
-            self.best_member(), len(self.task.splits), self.constraints, self.settings,
-            self.cost_model,
-        )  # fmt: skip
+        return reserve_seconds(self.settings, self.best_member(), self.cost_model, self.workers)
 
     def search_seconds(self) -> float:
         """Seconds of ``max_time`` the search itself may use (the rest makes the predictor)."""
@@ -376,7 +368,7 @@ class SearchState:
         of ``max_time`` for the members it retrains (see :mod:`evoband.search._final`)."""
         if not self.settings.predictor:
             return None
-        seconds = max(0.0, self.settings.max_time - self.elapsed())
+        deadline = time.monotonic() + self.settings.max_time - self.elapsed()
         inherited = self.store.inheritances()
         sources = {m: entry["sources"] for m, entry in inherited.items()}
 
@@ -388,7 +380,7 @@ class SearchState:
 
         delivered = deliver(
             self.store, self.members, self.task, self.constraints, self.settings,
-            self.cost_model, seconds=seconds, lineage=lineage,
+            self.cost_model, deadline=deadline, workers=self.workers, lineage=lineage,
         )  # fmt: skip
         if delivered is not None:
             logger.info("Predictor: %s", delivered.describe())

@@ -119,47 +119,32 @@ def parent_weights(
 
 
 class CheckpointRetention:
-    """Deletes the checkpoints of members that will not be trained further, unless they are
-    still of use.
+    """Deletes the checkpoints of members that will not be trained further.
 
-    A released member keeps them while it is in the population when children inherit weights
-    (``keep_for_children``), and while it ranks among the best ``keep_best`` released members
-    (their fold models may become the final predictor's, see :mod:`evoband.search._final`);
-    :meth:`prune` deletes them once neither holds. ``keep_best`` bounds the disk this uses.
+    With weight inheritance (``keep_for_children``) a released member keeps them while it is in
+    the population (its children inherit from them); :meth:`prune` deletes them once it is not.
     """
 
-    def __init__(
-        self,
-        store: RunStore,
-        *,
-        keep_for_children: bool,
-        keep_best: int = 0,
-        rank: Callable[[Sequence[Member]], list[Member]] | None = None,
-    ) -> None:
+    def __init__(self, store: RunStore, *, keep_for_children: bool) -> None:
         self.store = store
         self.keep_for_children = keep_for_children
-        self.keep_best = keep_best if rank is not None else 0
-        self.rank = rank
-        self.retired: dict[int, Member] = {}  # released members whose checkpoints wait for pruning
+        self.retired: set[int] = set()  # released members whose checkpoints wait for pruning
 
     def release(self, members: Sequence[Member], *, keep: bool = True) -> None:
         """``members`` will not be trained further (``keep=False``: delete their checkpoints
-        now, whatever they might still be of use for)."""
+        now, even when children might inherit from them)."""
         for member in members:
-            if keep and (self.keep_for_children or self.keep_best):
-                self.retired[member.member_id] = member
+            if keep and self.keep_for_children:
+                self.retired.add(member.member_id)
             else:
                 self.store.delete_checkpoints(member.member_id)
 
     def prune(self, population: Sequence[Member]) -> None:
-        """Delete the kept checkpoints of released members that are of no more use."""
-        keep = {m.member_id for m in population} if self.keep_for_children else set()
-        if self.keep_best and self.rank is not None:
-            scored = [m for m in self.retired.values() if m.result is not None and m.result.ok]
-            keep |= {m.member_id for m in self.rank(scored)[: self.keep_best]}
-        for member_id in sorted(set(self.retired) - keep):
+        """Delete the kept checkpoints of released members that left ``population``."""
+        alive = {m.member_id for m in population}
+        for member_id in sorted(self.retired - alive):
             self.store.delete_checkpoints(member_id)
-            del self.retired[member_id]
+            self.retired.discard(member_id)
 
 
 def lineage_record(

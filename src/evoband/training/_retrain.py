@@ -53,6 +53,7 @@ def retrain(
     distill: int = 0,
     on_epoch: Callable[[int], EpochCallback | None] | None = None,
     on_teacher_epoch: Callable[[int], EpochCallback | None] | None = None,
+    deadline: float | None = None,
 ) -> Retrained:
     """Train ``config`` for ``epochs`` on ``task`` as it was selected, and score it.
 
@@ -70,6 +71,8 @@ def retrain(
         distill: train this many teachers first and distil the network from them (one split).
         on_epoch: progress callback of the network's training (given the fold index, 0).
         on_teacher_epoch: progress callback of teacher ``i``'s training.
+        deadline: ``time.monotonic()`` value after which the network's training stops
+            (``timed_out``: no model).
     """
     segments = [b for b in segments if b <= epochs]
     with tempfile.TemporaryDirectory(prefix="evoband-lineage-") as workdir:
@@ -96,6 +99,7 @@ def retrain(
             keep_predictions=True,
             inherit=source,
             distill=distillation,
+            deadline=deadline,
         )
     fold = result.folds[0] if result.folds else None
     model = fold.model.eval() if result.ok and fold is not None and fold.model is not None else None
