@@ -29,7 +29,7 @@ import numpy as np
 
 from ..training._metrics import macro_precision_np
 
-MIN_SHARE = 0.02
+MIN_SHARE = 0.05
 """A bagged selection drops the members with a smaller share of the picks (a member one lucky
 resample picked once adds its parameters and cost for almost nothing)."""
 

@@ -48,7 +48,11 @@ from ._settings import SearchSettings
 logger = logging.getLogger(__name__)
 
 POOL_SIZE = 40
-"""Candidates the selection considers: the best single ones by out-of-fold ranking."""
+"""Candidates the selection considers at most: the best single ones by their CV ranking."""
+POOL_MARGIN = 0.02
+"""A candidate's own out-of-fold top-3 must be within this of the best candidate's: a weak
+member may raise the out-of-fold score of an ensemble of single fold models (it smooths their
+predictions), but the predictor averages seeds of retrained members, where that gain is gone."""
 WHOLE_TRAIN_SCALE = 1.5
 """A retrain on all training images costs this much more than one fold's training (3 folds:
 1/(2/3) of the images)."""
@@ -107,27 +111,33 @@ def candidates(
     cost_model: CostModel,
     pool_size: int = POOL_SIZE,
 ) -> list[Candidate]:
-    """Every (member, budget) scored ``ok`` with predictions on every fold, the best
-    ``pool_size`` by their own CV ranking; each costs one retrain and one network's parameters."""
+    """Every member scored ``ok`` with predictions on every fold, at the budget it stands at,
+    whose own out-of-fold top-3 is within :data:`POOL_MARGIN` of the best's; the best
+    ``pool_size`` by their CV ranking. Each costs one retrain and one network's parameters."""
     n_folds = len(task.splits)
     labels = fold_labels(task)
-    pool: list[tuple[tuple[int, float], Candidate]] = []
+    pool: list[tuple[tuple[int, float], float, Candidate]] = []
     for member in members:
-        for epochs, result in member.results.items():
-            if not result.ok:
-                continue
-            folds = store.out_of_fold(member.member_id, epochs)
-            if len(folds) != n_folds or any(len(folds[k]) != len(labels[k]) for k in folds):
-                continue
-            candidate = Candidate(
-                (member.member_id, epochs),
-                tuple(folds[k] for k in range(n_folds)),
-                member.num_params,
-                retrain_seconds(cost_model, member.config, epochs),
-            )
-            pool.append((constraints.rank_key(result), candidate))
+        result = member.result
+        if result is None or not result.ok:
+            continue
+        folds = store.out_of_fold(member.member_id, result.epochs)
+        if len(folds) != n_folds or any(len(folds[k]) != len(labels[k]) for k in folds):
+            continue
+        candidate = Candidate(
+            (member.member_id, result.epochs),
+            tuple(folds[k] for k in range(n_folds)),
+            member.num_params,
+            retrain_seconds(cost_model, member.config, result.epochs),
+        )
+        own = fold_scores([f.astype(np.float64) for f in candidate.folds], labels).top3
+        pool.append((constraints.rank_key(result), own, candidate))
+    if not pool:
+        return []
+    best = max(own for _, own, _ in pool)
+    pool = [entry for entry in pool if entry[1] >= best - POOL_MARGIN]
     pool.sort(key=lambda item: item[0])
-    return [c for _, c in pool[:pool_size]]
+    return [c for _, _, c in pool[:pool_size]]
 
 
 @dataclass
