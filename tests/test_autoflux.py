@@ -80,6 +80,7 @@ assert "evoband" not in sys.modules
 """
 
 
+@pytest.mark.slow
 def test_the_readme_example_on_digits_exports_a_program_plain_torch_loads(
     tmp_path: Path,
 ) -> None:

@@ -124,6 +124,7 @@ CASES: list[Case] = [
 ]
 
 
+@pytest.mark.slow
 def test_every_bad_input_is_one_error_line_exit_2_and_nothing_changed(tmp_path: Path) -> None:
     data = make_image_folder(tmp_path / "data" / "tiny")
     commands, words, dirs = [], [], []

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,6 +11,9 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.benchmark
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "benchmarks" / "scaling.py"
 

@@ -21,6 +21,9 @@ from evoband.space._spaces import get_space
 from evoband.training._constraints import Constraints
 from evoband.training._results import Result
 
+pytestmark = pytest.mark.benchmark
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "benchmarks" / "search_quality.py"
 

@@ -143,6 +143,7 @@ def _history(root: Path, run_dir: Path, workers: int) -> list[tuple]:
     )
 
 
+@pytest.mark.slow
 def test_search_history_does_not_depend_on_the_workers(
     tiny_image_root: Path, tmp_path: Path
 ) -> None:

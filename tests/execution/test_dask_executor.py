@@ -194,6 +194,7 @@ def _worker_pids(client) -> set[int]:
 # -- executor ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_local_cluster_folds_equal_serial_and_a_dead_worker_fails_only_its_fold(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,6 +299,7 @@ class InterruptAfter(BaseCallback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_search_with_the_dask_executor_equals_the_serial_search(
     serial_run: Path, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -333,6 +335,7 @@ class KillAfterFirstEvaluation(BaseCallback):
         self.switch.touch()
 
 
+@pytest.mark.slow
 def test_search_survives_a_worker_killed_mid_evaluation(
     process_cluster: Path, serial_run: Path, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -353,6 +356,7 @@ def test_search_survives_a_worker_killed_mid_evaluation(
     assert_same_ledger(run_dir, serial_run)
 
 
+@pytest.mark.slow
 def test_automl_on_an_existing_cluster(
     process_cluster: Path, data_dir: Path, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from evoband.training._target import Task, evaluate
 from helpers import SMALL_CONFIG
 
 
+@pytest.mark.slow
 def test_search_with_workers_records_every_fold(tiny_image_root: Path, tmp_path: Path) -> None:
     settings = SearchSettings(
         pop_size=3,
@@ -78,6 +79,7 @@ def test_a_task_moves_its_folds_and_stays_where_it_was(tiny_image_root: Path) ->
     assert len(moved.splits) == 2 and moved.splits[0].x_train.shape == task.splits[0].x_train.shape
 
 
+@pytest.mark.slow
 def test_workers_on_given_devices_train_as_serial(tiny_image_root: Path) -> None:
     task = Task(load_data(tiny_image_root), cv_folds=2, split_seed=1)
     serial = evaluate(SMALL_CONFIG, 2, task=task, seed=4)

@@ -154,6 +154,7 @@ def test_serial_async_search_is_reproducible_and_resumes_exactly(
     assert read_json(resumed / "run.json")["n_replayed"] == 6
 
 
+@pytest.mark.slow
 def test_two_dask_workers_record_every_decision_and_resume_without_duplicates(
     data_dir: Path, tmp_path: Path
 ) -> None:

@@ -38,6 +38,7 @@ def test_an_old_run_loads(old_run: Path) -> None:
     assert json.loads((old_run / "opt_cfg.json").read_text())["n_conv_layers"] >= 1
 
 
+@pytest.mark.slow
 def test_an_old_run_is_plotted(old_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "figures"
     proc = run_script("evaluation.py", str(old_run), "--out", str(out))
