@@ -39,12 +39,8 @@ def run_demo(seed: int, data_dir: str | None) -> dict[str, object]:
         return row
     run = runs[-1]
     row["run_dir"] = str(run.relative_to(REPO_ROOT))
-    summary = (
-        json.loads((run / "automl_run.json").read_text())
-        if (run / "automl_run.json").exists()
-        else {}
-    )
-    row["evaluations"] = summary.get("n_evaluations")
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    row["evaluations"] = info.get("n_evaluations")
     for name, kind in (("result_test_ensemble.json", "predictor"), ("result_test.json", "opt_cfg")):
         result_path = run / name
         if result_path.exists():

@@ -4,12 +4,18 @@
 
     python src/evaluation.py runs/<run> --ensemble half
 
+    python src/evaluation.py runs/<run> --dashboard [--port 8080] [--host 127.0.0.1] [--journal PATH]
+
 Writes into --out (default: <run>/figures/ for one run, figures/ for several): the figures
 (best_over_time, best_over_evaluations, best_over_epochs, scatter_precision_top3,
 scatter_params_top3, pareto_params_top3, feasible_fraction, hyperband_rungs_<run>, and with
 --test confusion_matrix_<run>), summary.csv, with --test test_results.json and tests.csv, and
 with --ensemble ensembles.csv.
 Prints the summary as a Markdown table.
+
+With --dashboard: no figures; follows the one run (live or finished, read-only) in the browser,
+mirrored into an Optuna study and served by optuna-dashboard (the extra evoband[dashboard]) until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from evoband.cli import (
@@ -30,6 +37,7 @@ from evoband.cli import (
 )
 from evoband.core import ConfigError, resolve_default, resolve_user, write_json
 from evoband.report import (
+    Dashboard,
     ensemble_table,
     markdown_ensembles,
     markdown_summary,
@@ -117,6 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="device for --test: auto (default; CUDA, MPS, else CPU), cpu, cuda, ...",
     )
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="watch one run live in the browser instead: mirror it (read-only) into an Optuna "
+        "study and serve it with optuna-dashboard until Ctrl-C; needs pip install "
+        "'evoband[dashboard]'",
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help="--dashboard's TCP port (default: 8080; 0: any free)"
+    )
+    p.add_argument(
+        "--host", default=None, help="--dashboard's address to serve on (default: 127.0.0.1)"
+    )
+    p.add_argument(
+        "--journal",
+        default=None,
+        metavar="PATH",
+        help="--dashboard's Optuna journal file, outside the run (default: under the user's "
+        "cache folder, e.g. ~/.cache/evoband/dashboard/<run>-<hash>.log)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -147,9 +175,49 @@ def validate(args: argparse.Namespace) -> None:
         )
 
 
+def dashboard(args: argparse.Namespace) -> int:
+    """``--dashboard``: serve one run's live mirror until Ctrl-C (which exits 130)."""
+    extra = [
+        name
+        for name, used in (
+            ("--group", bool(args.group)),
+            ("--test", bool(args.test)),
+            ("--ensemble", args.ensemble is not None),
+            ("--out", args.out is not None),
+        )
+        if used
+    ]
+    if extra:
+        raise ConfigError(
+            f"--dashboard makes no figures and tests nothing; drop {', '.join(extra)}."
+        )
+    if len(args.runs) != 1:
+        raise ConfigError(f"--dashboard follows exactly one run directory; got {len(args.runs)}.")
+    run_dir = resolve_user(args.runs[0])
+    journal = resolve_user(args.journal) if args.journal else None
+    # optuna's importance estimates warn at every page load of a small study: not news here
+    warnings.filterwarnings("ignore", module=r"optuna(\.|$)")
+    with Dashboard(
+        run_dir,
+        host=args.host if args.host is not None else "127.0.0.1",
+        port=args.port if args.port is not None else 8080,
+        journal=journal,
+    ) as board:
+        print(f"Dashboard of {run_dir} at {board.url}", flush=True)
+        print(f"(mirrored read-only into {board.journal}; Ctrl-C stops it)", flush=True)
+        board.follow()
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.dashboard:
+        return dashboard(args)
+    unused = [f"--{k}" for k in ("port", "host", "journal") if getattr(args, k) is not None]
+    if unused:
+        verb = "goes" if len(unused) == 1 else "go"
+        raise ConfigError(f"{' and '.join(unused)} {verb} with --dashboard only.")
     validate(args)
     entries = parse_entries(args)
     groups, problems = load_groups(
