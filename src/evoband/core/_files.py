@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is named as :func:`write_atomic`'s temporary files are (a writer killed
+    before its rename leaves one behind)."""
+    return bool(_TEMPORARY.match(path.name))
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
@@ -17,7 +27,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     writers never share one), which is flushed to disk and then renamed over ``path``. If
     anything fails, the temporary file is removed and the error propagates.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
     try:
         # not tempfile: its files are private (0600), and figures and exports are shared
         with open(tmp, "xb") as fh:

@@ -21,6 +21,7 @@ from ..core._errors import StoreWriteError
 from ..execution._executors import executor_record, make_executor
 from ..nets._family import SHIPPED, NetworkFamily
 from ..store._ledger import RunStore
+from ..store._lock import RunLock, remove_stale_temporaries
 from ..training._constraints import Constraints
 from ..training._data import DataSource, load_data
 from ..training._loop import resolve_device
@@ -173,8 +174,34 @@ def _search(
     workers: int,
 ) -> SearchReport:
     """:func:`run_search` once its executor exists (the caller closes it)."""
-    settings, space, family = config.settings, searched.space, searched.family
     run_dir = prepare_run_dir(config)
+    lock = RunLock(run_dir)  # one search per run directory, until this one ends
+    try:
+        removed = remove_stale_temporaries(run_dir)
+        if removed:
+            logger.info(
+                "Removed %d unfinished file(s) a killed search left in %s.", removed, run_dir
+            )
+        return _search_locked(
+            config, callbacks, data, searched, constraints, device, executor, workers, run_dir
+        )
+    finally:
+        lock.release()
+
+
+def _search_locked(
+    config: SearchConfig,
+    callbacks: Sequence[Callback],
+    data: DataSource,
+    searched: SearchSpace,
+    constraints: Constraints,
+    device: torch.device,
+    executor: FoldExecutor | None,
+    workers: int,
+    run_dir: Path,
+) -> SearchReport:
+    """:func:`_search` holding the run directory's lock."""
+    settings, space, family = config.settings, searched.space, searched.family
     task = Task(
         data, cv_folds=config.cv_folds, split_seed=settings.seed, device=device, family=family
     )

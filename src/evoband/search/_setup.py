@@ -23,6 +23,7 @@ from ..execution._cluster import check_cluster_arguments
 from ..operators._base import Selection, Variation
 from ..space._shipped import SpaceDefinition
 from ..store._ledger import RunStore
+from ..store._lock import LOCK_FILE, lock_holder
 from ..training._constraints import Constraints
 from ..training._data import DataSource
 from ._settings import SearchSettings
@@ -198,13 +199,21 @@ def prepare_run_dir(config: SearchConfig) -> Path:
         raise StoreError(
             f"Nothing to resume in {run_dir}: it does not exist; check --run_dir, or drop --resume to start a new run."
         )
-    used = run_dir.exists() and any(run_dir.iterdir())
+    holder = lock_holder(run_dir) if run_dir.exists() else None
+    if holder is not None:
+        raise StoreError(
+            f"Another search is running in {run_dir} ({holder.describe()}): one search per run "
+            "directory; wait for it to finish or stop it, or choose another --run_dir."
+        )
+    # a lock file left by a killed search does not make the folder used
+    contents = [p for p in run_dir.iterdir() if p.name != LOCK_FILE] if run_dir.exists() else []
+    used = bool(contents)
     if config.resume:
         # a run killed before its ledger existed starts afresh; any other folder is not ours
         if (
             used
             and not (run_dir / "history.sqlite").exists()
-            and any(p.name != "checkpoints" for p in run_dir.iterdir())
+            and any(p.name != "checkpoints" for p in contents)
         ):
             raise StoreError(
                 f"Cannot resume: {run_dir} holds no history.sqlite; choose the run directory of an evoband run."

@@ -24,6 +24,7 @@ from ._exports import (
     training_record_path,
 )
 from ._ledger import RunStore
+from ._lock import LOCK_FILE, LockHolder, RunLock, lock_holder, remove_stale_temporaries
 from ._predictor_file import (
     ENSEMBLE,
     PREDICTOR_DIR,
@@ -34,6 +35,11 @@ from ._runs import RunData, algorithm_label, best_run, load_groups, member_confi
 from ._schema import LEDGER, SCHEMA_VERSION
 
 __all__ = [
+    "LOCK_FILE",
+    "LockHolder",
+    "RunLock",
+    "lock_holder",
+    "remove_stale_temporaries",
     "ENSEMBLE",
     "PREDICTOR_DIR",
     "is_predictor_record",
