@@ -7,8 +7,12 @@ Class indices follow the sorted folder names (string order, as torchvision's Ima
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import stat
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,15 @@ logger = logging.getLogger(__name__)
 DATA_ENV = "EVOBAND_DATA"
 DIGITS = "digits"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+MEMORY_FRACTION = 0.5
+"""Share of the available memory a data set may take once decoded; the rest is left for the
+networks, their activations and optimizer state, and for everything else on the machine."""
+
+BYTES_PER_VALUE = 4 + 1
+"""Bytes one decoded pixel channel costs: the float32 copy training makes of a whole split
+(``normalize``) plus the uint8 tensor the loader keeps. Decoding itself peaks at 3 uint8 copies
+(the decoded arrays, their stack and its channel-first copy), below this."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +123,17 @@ def load_data(
     root = find_data_dir(data_dir)
     classes = _class_names(root / "train")
     check_class_count(len(classes), str(root / "train"))
-    train = load_image_folder(root / "train", classes, image_size)
     test_dir = root / "test"
-    if test_dir.is_dir():
-        test = load_image_folder(test_dir, classes, image_size)
+    # list both splits and refuse a set that cannot fit before decoding any of it
+    has_test = test_dir.is_dir()
+    train_files = _list_image_files(root / "train", classes)
+    test_files = _list_image_files(test_dir, classes) if has_test else []
+    check_decoded_memory(
+        [train_files, test_files], image_size, where=str(root), available=available_memory()
+    )
+    train = _decode_images(root / "train", train_files, image_size)
+    if has_test:
+        test = _decode_images(test_dir, test_files, image_size)
     else:
         logger.warning("No test/ split in %s; test evaluation will not be possible.", root)
         test = ImageSet(train.images[:0], train.labels[:0])
@@ -160,9 +180,23 @@ def load_image_folder(
     """Decode every image of ``split_dir/<class>/`` once; class index = position in ``classes``.
 
     A split of grayscale images keeps one channel; if any image has colour, all get three.
+    Entries that are not regular files are skipped with a warning; a split too large for the
+    available memory is refused before any image is decoded (:func:`check_decoded_memory`).
     """
-    images: list[np.ndarray] = []
-    labels: list[int] = []
+    files = _list_image_files(split_dir, classes)
+    check_decoded_memory([files], image_size, where=str(split_dir), available=available_memory())
+    return _decode_images(split_dir, files, image_size)
+
+
+def _list_image_files(split_dir: Path, classes: Sequence[str]) -> list[tuple[Path, int]]:
+    """The image files of ``split_dir/<class>/`` with their class index, in load order.
+
+    Hidden and non-image names are skipped (one warning for the split); an image name that is
+    not a regular file (a FIFO, a socket, a device, a directory, a broken symbolic link) is
+    skipped with a warning naming it, and never opened: opening a FIFO blocks until a writer
+    comes. Symbolic links to regular files are followed.
+    """
+    listed: list[tuple[Path, int]] = []
     skipped = 0
     for index, name in enumerate(classes):
         folder = split_dir / name
@@ -173,19 +207,176 @@ def load_image_folder(
             f for f in files if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
         ]
         skipped += len(files) - len(wanted)
-        if not wanted:
-            raise DataError(f"Class folder {folder} holds no images.")
+        regular = []
         for path in wanted:
-            array = read_image(path, image_size)
-            if images and array.shape[:2] != images[0].shape[:2]:
-                raise DataError(
-                    f"Image {path} is {array.shape[1]}x{array.shape[0]}, others are "
-                    f"{images[0].shape[1]}x{images[0].shape[0]}; pass --image_size H W to resize."
+            problem = _not_a_regular_file(path)
+            if problem is None:
+                regular.append(path)
+            else:
+                logger.warning(
+                    "Skipping %s: %s; only regular files (or links to them) are read as images.",
+                    path,
+                    problem,
                 )
-            images.append(array)
-            labels.append(index)
+        if not regular:
+            raise DataError(f"Class folder {folder} holds no images.")
+        listed += [(path, index) for path in regular]
     if skipped:
         logger.warning("Skipped %d hidden or non-image files in %s.", skipped, split_dir)
+    return listed
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (after following links); None if it is."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            try:
+                return f"it is a broken symbolic link (to {os.readlink(path)})"
+            except OSError:
+                return "it is a broken symbolic link"
+        if exc.errno == errno.ELOOP:
+            return "it is a symbolic link loop"
+        return f"it cannot be examined ({exc.strerror or exc})"
+    return None if stat.S_ISREG(mode) else f"it is {_file_kind(mode)}"
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now; None where that cannot be told.
+
+    Linux's ``MemAvailable`` (memory that can be had without swapping), lowered to the room left
+    under a cgroup v2 memory limit (a container's); elsewhere the free physical pages. Tests
+    replace this function to fake a small machine.
+    """
+    found: int | None = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        found = None
+    if found is None:
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            found = None
+    limit = _cgroup_room()
+    if limit is not None:
+        found = limit if found is None else min(found, limit)
+    return found
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup v2 memory limit (a container's), or None.
+
+    Reclaimable file cache (``inactive_file``) counts as room, as in ``MemAvailable``. Only the
+    process's own cgroup is read, not the limits of its ancestors.
+    """
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        relative = next(line[3:] for line in lines if line.startswith("0::"))
+        base = Path("/sys/fs/cgroup") / relative.lstrip("/")
+        limit = (base / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int((base / "memory.current").read_text())
+        for line in (base / "memory.stat").read_text().splitlines():
+            if line.startswith("inactive_file "):
+                used -= int(line.split()[1])
+        return max(0, int(limit) - max(0, used))
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def estimate_decoded_bytes(
+    files: Sequence[Sequence[tuple[Path, int]]], image_size: Sequence[int] | None
+) -> tuple[int, int]:
+    """(number of images, bytes they take decoded) for the listed splits.
+
+    Every image is counted at ``image_size``, or at the size of its split's first image (all of
+    a split must share it), with 3 channels and :data:`BYTES_PER_VALUE` bytes per value. Only
+    image headers are read.
+    """
+    n_images = 0
+    total = 0
+    for split in files:
+        if not split:
+            continue
+        if image_size is not None:
+            height, width = int(image_size[0]), int(image_size[1])
+        else:
+            width, height = _header_size(split[0][0])
+        n_images += len(split)
+        total += len(split) * height * width * 3 * BYTES_PER_VALUE
+    return n_images, total
+
+
+def check_decoded_memory(
+    files: Sequence[Sequence[tuple[Path, int]]],
+    image_size: Sequence[int] | None,
+    where: str,
+    available: int | None,
+) -> None:
+    """Refuse a data set whose decoded size exceeds :data:`MEMORY_FRACTION` of ``available``.
+
+    Args:
+        files: the listed splits, as :func:`_list_image_files` gives them.
+        image_size: (H, W) every image is resized to, or None for the stored size.
+        where: the data folder, for the message.
+        available: bytes of available memory (:func:`available_memory`); None skips the check.
+    """
+    if available is None:
+        logger.debug("Available memory unknown; the decoded size of %s is not checked.", where)
+        return
+    n_images, needed = estimate_decoded_bytes(files, image_size)
+    allowed = int(available * MEMORY_FRACTION)
+    if needed > allowed:
+        raise DataError(
+            f"The data set in {where} is too large to load: {n_images} images need about "
+            f"{needed} bytes ({_gib(needed)}) decoded, but only {allowed} bytes "
+            f"({MEMORY_FRACTION:.0%} of the {available} bytes, {_gib(available)}, of available "
+            "memory) may be used. Pass a smaller --image_size H W, or use fewer images."
+        )
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from an image's header, without decoding its pixels."""
+    with _open_image(path) as opened:
+        return opened.size
+
+
+def _decode_images(
+    split_dir: Path, files: Sequence[tuple[Path, int]], image_size: Sequence[int] | None
+) -> ImageSet:
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for path, index in files:
+        array = read_image(path, image_size)
+        if images and array.shape[:2] != images[0].shape[:2]:
+            raise DataError(
+                f"Image {path} is {array.shape[1]}x{array.shape[0]}, others are "
+                f"{images[0].shape[1]}x{images[0].shape[0]}; pass --image_size H W to resize."
+            )
+        images.append(array)
+        labels.append(index)
     if not images:
         raise DataError(f"Split {split_dir} holds no images.")
     channels = max(a.shape[2] for a in images)
@@ -201,26 +392,68 @@ _GRAY_MODES = {"L", "1", "I", "F", "LA"} | {m for m in ("I;16", "I;16B", "I;16L"
 
 def read_image(path: Path, image_size: Sequence[int] | None = None) -> np.ndarray:
     """One image as ``H x W x C`` uint8 (C = 1 for grayscale, else 3 RGB)."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            img: Image.Image = opened
-            if img.mode.startswith("I") or img.mode == "F":
-                # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255
-                wide = np.asarray(img, dtype=np.float64)
-                top = 65535.0 if wide.max(initial=0) > 255 else 255.0
-                img = Image.fromarray(
-                    np.clip(wide * (255.0 / top), 0, 255).round().astype(np.uint8)
-                )
-            pixels = img.convert("L" if img.mode in _GRAY_MODES else "RGB")
-            if image_size is not None:
-                pixels = pixels.resize(
-                    (int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR
-                )
-            array = np.asarray(pixels, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"Cannot read image {path}: {exc}") from exc
+    with _open_image(path) as opened:
+        opened.load()
+        img: Image.Image = opened
+        if img.mode.startswith("I") or img.mode == "F":
+            # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255
+            wide = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if wide.max(initial=0) > 255 else 255.0
+            img = Image.fromarray(np.clip(wide * (255.0 / top), 0, 255).round().astype(np.uint8))
+        pixels = img.convert("L" if img.mode in _GRAY_MODES else "RGB")
+        if image_size is not None:
+            pixels = pixels.resize(
+                (int(image_size[1]), int(image_size[0])), Image.Resampling.BILINEAR
+            )
+        array = np.asarray(pixels, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
+
+
+@contextlib.contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """Pillow's lazy open (header only) of a regular file; a :class:`DataError` naming the file
+    for whatever goes wrong reading it, in the ``with`` block too.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO put in
+    its place after listing cannot block the loader. Pillow's decompression-bomb warning (an
+    image over ``Image.MAX_IMAGE_PIXELS``) counts as an error, like its error (over twice that).
+    """
+    try:
+        handle = open(path, "rb", opener=_open_nonblocking)
+    except OSError as exc:
+        raise DataError(
+            f"Cannot read image {path}: {exc.strerror or exc}; remove it or make it readable."
+        ) from exc
+    with handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise DataError(
+                f"Cannot read image {path}: it is {_file_kind(mode)}, not a regular file; "
+                "remove it from the data folder."
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(handle) as image:
+                    yield image
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DataError(
+                f"Image {path} is refused as a possible decompression bomb "
+                f"({str(exc).rstrip('.')}); remove it or replace it with a smaller copy (or, for a "
+                "file you trust, raise PIL.Image.MAX_IMAGE_PIXELS)."
+            ) from exc
+        except UnidentifiedImageError as exc:
+            raise DataError(
+                f"Cannot read image {path}: Pillow does not recognise it as an image (damaged, "
+                "or another kind of file); remove it or replace it."
+            ) from exc
+        except OSError as exc:
+            raise DataError(f"Cannot read image {path}: {exc}") from exc
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    # O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a writer
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def load_digits(test_fraction: float = 0.25, seed: int = 0) -> DataSource:
