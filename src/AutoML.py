@@ -7,18 +7,34 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+from pathlib import Path
 
 from evoband.cli import (
+    EXIT_ENVIRONMENT,
     EXIT_OK,
     EXIT_VIOLATED,
     HelpFormatter,
+    check_image_size,
+    check_seed,
+    exit_codes,
     flag,
     model_size,
     run_cli,
     setup_logging,
+    use_run_dir,
     workers_arg,
 )
-from evoband.search import HyperbandSchedule, SearchConfig, SearchSettings, run_search
+from evoband.core import StoreError, StoreWriteError, resolve_default
+from evoband.search import (
+    BaseCallback,
+    HyperbandSchedule,
+    SearchConfig,
+    SearchSettings,
+    SearchView,
+    run_search,
+)
 from evoband.space import SPACES
 
 logger = logging.getLogger("evoband")
@@ -44,11 +60,14 @@ RANDOM_SEARCH_DESCRIPTION = (
     "trains --epochs epochs (RS). The initial population still starts from the space's recipes "
     "unless --recipes False (textbook random search). " + OUTPUTS
 )
-EPILOG = (
-    "Exit status: 0 a feasible configuration was found; 1 none was (the most precise one is "
-    "returned); 2 bad input, or a run directory that cannot be written; 130 / 143 interrupted "
-    "by Ctrl-C / SIGTERM (continue with --resume)."
+EPILOG = exit_codes(
+    "a feasible configuration was found",
+    "none was (the most precise one is returned)",
+    search=True,
 )
+REPEATED_ERRORS = "the same error in "
+"""How the report's ``stopped_by`` begins when the same error in evaluation after evaluation
+stopped the search (:class:`evoband.search._faults.ErrorStreak`; a test holds the two together)."""
 
 
 def build_parser(random_search: bool = False) -> argparse.ArgumentParser:
@@ -226,6 +245,9 @@ def build_parser(random_search: bool = False) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, random_search: bool = False) -> SearchConfig:
     """The arguments as a SearchConfig (which validates them: one line per problem, before any work)."""
+    # numpy and Pillow fail on these deep inside the search, long after the start
+    check_seed(args.seed)
+    check_image_size(args.image_size)
     settings = SearchSettings(
         pop_size=args.pop_size,
         num_children=args.num_children,
@@ -261,6 +283,36 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
     )
 
 
+class RunStarted(BaseCallback):
+    """Notes the start of the search, when its run directory holds its ledger: a run directory
+    that cannot be written before it is bad input (exit 2), after it the environment failing
+    (exit 4); from then on an internal error's traceback goes to the run's error.log."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def on_run_start(self, search: SearchView) -> None:
+        self.started = True
+        use_run_dir(search.run_dir)
+
+
+def unwritable_at_start(exc: Exception, root: Path) -> StoreError | None:
+    """``exc``, raised before the search started, as the bad input it is when it is a failure to
+    write the run directory (under ``root``); None for any other failure."""
+    if isinstance(exc, StoreWriteError):
+        return StoreError(str(exc))
+    filename = getattr(exc, "filename", None)
+    if not isinstance(exc, OSError) or filename is None:
+        return None
+    path = Path(os.path.abspath(os.fsdecode(filename)))
+    if path != root and root not in path.parents:
+        return None
+    return StoreError(
+        f"Cannot write the run directory at {path} ({exc.strerror or exc}); choose another "
+        "--run_dir, or make it writable."
+    )
+
+
 def main(argv: list[str] | None = None, random_search: bool = False) -> int:
     args = build_parser(random_search).parse_args(argv)
     setup_logging(args.verbose)
@@ -290,8 +342,28 @@ def main(argv: list[str] | None = None, random_search: bool = False) -> int:
                 f"No Hyperband: {args.num_children} children x {args.epochs} epochs x {args.cv_folds} folds per generation"
             )
         return EXIT_OK
-    report = run_search(config)
+    started = RunStarted()
+    try:
+        report = run_search(config, callbacks=[started])
+    except (StoreWriteError, OSError) as exc:
+        refusal = unwritable_at_start(exc, resolve_default(args.run_dir or "runs"))
+        if started.started or refusal is None:
+            raise
+        raise refusal from exc
     print(report.format())
+    if report.stopped_by.startswith(REPEATED_ERRORS):
+        # Not 0 or 1: the search stopped short of its budget, so what it found is not its
+        # answer. Not 3: this process did not fail, and the tracebacks are in the ledger's
+        # errors table. 4, as for a full disk or a lost cluster: something outside the search's
+        # own logic (a driver, a library, memory, the code of a composed space) failed the
+        # evaluations, every finished one is in the ledger, and --resume continues once the
+        # cause is fixed.
+        print(
+            f"error: the search stopped early: {' '.join(report.stopped_by.split())}; fix the "
+            "cause, then continue with --resume.",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
     return EXIT_OK if report.feasible else EXIT_VIOLATED
 
 

@@ -29,6 +29,9 @@ from pathlib import Path
 from evoband.cli import (
     EXIT_BAD_INPUT,
     EXIT_OK,
+    TRAINING_SEED_LIMIT,
+    check_seed,
+    exit_codes,
     flag,
     model_size,
     run_cli,
@@ -55,7 +58,10 @@ logger = logging.getLogger("evoband")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=exit_codes("the figures and tables are written (--dashboard: it was stopped)"),
+    )
     p.add_argument(
         "runs",
         nargs="*",
@@ -167,6 +173,7 @@ def parse_entries(args: argparse.Namespace) -> list[tuple[str | None, Path]]:
 
 
 def validate(args: argparse.Namespace) -> None:
+    check_seed(args.seed, TRAINING_SEED_LIMIT)
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
     if args.constraint_min_precision is not None and not 0 < args.constraint_min_precision <= 1:

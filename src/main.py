@@ -8,16 +8,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
+from ConfigSpace import ConfigurationSpace
 from torchinfo import summary
 from tqdm.auto import tqdm
 
 from evoband.cli import (
     EXIT_OK,
     EXIT_VIOLATED,
+    TRAINING_SEED_LIMIT,
     HelpFormatter,
+    check_image_size,
+    check_seed,
+    exit_codes,
     flag,
     model_size,
     run_cli,
@@ -29,6 +35,7 @@ from evoband.search import SearchSettings
 from evoband.space import SPACES, get_space, load_config
 from evoband.store import is_predictor_record, read_predictor_record, read_training_record
 from evoband.training import (
+    DIGITS,
     Constraints,
     EnsembleNetwork,
     Task,
@@ -37,6 +44,7 @@ from evoband.training import (
     confusion_matrix,
     data_fingerprint,
     distillation_record,
+    find_data_dir,
     load_data,
     load_network,
     predict,
@@ -47,10 +55,19 @@ from evoband.training import (
 logger = logging.getLogger("evoband")
 
 DEFAULT_EPOCHS = SearchSettings().max_epochs
+LARGEST_VALUE = 2**63
+"""Numbers in a configuration stay below this: ConfigSpace's range checks fail on wider ones."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=exit_codes(
+            "the trained network (or ensemble) meets every constraint",
+            "it misses a constraint, or its training failed",
+        ),
+        formatter_class=HelpFormatter,
+    )
     p.add_argument(
         "-c",
         "--configuration",
@@ -155,13 +172,50 @@ def read_configuration(path: Path, space_name: str) -> tuple[dict, str]:
     error: ConfigError | None = None
     for name in names:
         try:
-            return load_config(path, get_space(name)), name
+            space = get_space(name)
+            check_magnitudes(path, space)
+            return load_config(path, space), name
         except ConfigError as exc:
             error = error or exc
             if "Unknown hyperparameter" not in str(exc):
                 raise
     assert error is not None
     raise error
+
+
+def check_magnitudes(path: Path, space: ConfigurationSpace) -> None:
+    """Refuse, as load_config refuses an illegal value, a number in the configuration file
+    ``path`` too wide for 64 bits (ConfigSpace's range check fails on it with a TypeError)."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # load_config says what is wrong with it
+    if not isinstance(raw, dict):
+        return
+    for key, value in raw.items():
+        if (
+            key in space
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and abs(value) >= LARGEST_VALUE
+        ):
+            raise ConfigError(
+                f"Hyperparameter {key!r} in {path} has the value {value!r}, which is not "
+                f"allowed: {space[key]}."
+            )
+
+
+def check_test_split(data_dir: str | None) -> None:
+    """With -t: refuse a data folder without a test split before anything is loaded or trained."""
+    if data_dir is not None and str(data_dir) == DIGITS:
+        return
+    root = find_data_dir(data_dir)
+    if not (root / "test").is_dir():
+        raise DataError(
+            f"The data set {root} has no test/ split for -t to score on; add one (test/<class>/"
+            "images), or drop -t to score by cross-validation."
+        )
 
 
 def is_predictor_file(path: Path) -> bool:
@@ -323,6 +377,8 @@ def progress_bar(epochs: int, label: str, disabled: bool = False):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    check_seed(args.seed, TRAINING_SEED_LIMIT)
+    check_image_size(args.image_size)
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
     if args.distill < 0:
@@ -336,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             "--export saves the network trained on the whole training split; pass -t True with it."
         )
     constraints = Constraints.of(args.constraint_max_model_size, args.constraint_min_precision)
+    if args.use_test_data:
+        check_test_split(args.data_dir)
     cfg_path = resolve_user(args.configuration)
     if is_predictor_file(cfg_path):
         return score_predictor(args, cfg_path, constraints)

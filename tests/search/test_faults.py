@@ -111,6 +111,7 @@ def test_a_repeated_bug_is_recorded_with_its_traceback_and_stops_the_search(
     assert statuses(run_dir) == ["ok"] + ["error"] * REPEATED_ERROR_LIMIT
     assert report.n_evaluations == 1 + REPEATED_ERROR_LIMIT, "stopped, not burning the budget"
     assert report.stopped_by.startswith(f"the same error in {REPEATED_ERROR_LIMIT} evaluations")
+    assert report.stopped_by.startswith(AutoML.REPEATED_ERRORS)  # what AutoML.py exits 4 on
     assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied" in report.stopped_by
     assert read_json(run_dir / "run.json")["stopped_by"] == report.stopped_by
     store = RunStore(run_dir, readonly=True)
@@ -310,7 +311,7 @@ def test_a_full_ledger_stops_with_one_error_and_resume_finishes_the_run(
     assert_same_evaluations(records(run_dir), records(reference))
 
 
-def test_a_full_disk_through_the_cli_is_one_error_line_and_exit_2(
+def test_a_full_disk_through_the_cli_is_one_error_line_and_exit_4(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_dir = tmp_path / "run"
@@ -322,7 +323,40 @@ def test_a_full_disk_through_the_cli_is_one_error_line_and_exit_2(
         "-s", "20000", "-p", "0.1",
     ]  # fmt: skip
     code, _, err = call_cli(AutoML.main, argv)
-    assert code == 2
+    assert code == 4  # the environment failed during the run, not bad input
     lines = error_lines(err)
     assert len(lines) == 1 and "No space left on device" in lines[0], err
     assert lines[0].startswith("error: Cannot write to the run directory")
+
+
+def test_a_search_stopped_by_a_repeated_bug_exits_4_not_0(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first evaluation is feasible, then every one hits the same bug: the search stops
+    short of its budget, which is not a result to exit 0 (or 1) on."""
+    armed = Armed(lambda done: done >= 1)
+
+    class CountingRunStarted(AutoML.RunStarted):
+        def on_evaluation(self, search: SearchView, member: Member, result: Result) -> None:
+            armed.on_evaluation(search, member, result)
+
+    monkeypatch.setattr(AutoML, "RunStarted", CountingRunStarted)
+    inject_into_training_loss(monkeypatch, armed, shape_bug)
+    run_dir = tmp_path / "run"
+    argv = [
+        "--data_dir", str(data_dir), "--run_dir", str(run_dir), "--space", "course",
+        "--pop_size", "3", "--hyperband", "True", "--min_epochs", "1", "-e", "2",
+        "--cv_folds", "2", "--max_evaluations", "20", "--workers", "1", "--seed", "1",
+        "-s", "20000", "-p", "0.1", "--no_progress",
+    ]  # fmt: skip
+    code, stdout, err = call_cli(AutoML.main, argv)
+    assert code == 4, stdout + err
+    lines = error_lines(err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith(
+        f"error: the search stopped early: the same error in {REPEATED_ERROR_LIMIT} evaluations"
+    )
+    assert "--resume" in lines[0] and "\n" not in lines[0]
+    run = read_json(run_dir / "run.json")
+    assert run["feasible"] and run["n_evaluations"] == 1 + REPEATED_ERROR_LIMIT
+    assert f"stopped: {run['stopped_by']}" in stdout

@@ -19,7 +19,14 @@ class StoreError(EvobandError):
     """A run directory or its ledger cannot be used."""
 
 
-class StoreWriteError(StoreError):
+class EnvironmentFailure(EvobandError):
+    """The environment failed under a run that was going well: the disk filled up, the ledger
+    was damaged, the Dask cluster went away. Not the input's fault, and not a bug: every finished
+    evaluation is in the ledger, so fixing the cause and resuming continues the run. The command
+    lines exit with status 4 on it (2 on the other errors of this package)."""
+
+
+class StoreWriteError(StoreError, EnvironmentFailure):
     """Writing into a run directory failed (disk full, read-only file system, permissions).
 
     Everything finished before the failure is in the ledger: free the space (or make the
@@ -37,6 +44,6 @@ def write_failure(run_dir: object, what: object, exc: BaseException) -> StoreWri
     )
 
 
-class ClusterError(EvobandError):
+class ClusterError(EnvironmentFailure):
     """The Dask cluster running a search's folds went away (its scheduler stopped or became
     unreachable); every finished evaluation is in the ledger and the run can be resumed."""
