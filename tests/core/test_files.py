@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 from typing import IO
 
@@ -47,3 +49,32 @@ def test_write_json_handles_numpy_and_paths(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 3, "b": 0.5, "p": "/x"}
     with pytest.raises(TypeError):
         write_json(tmp_path / "y.json", {"a": object()})
+
+
+def test_the_folder_is_synced_after_each_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evoband.core._files as files_module
+
+    synced: list[Path] = []
+    monkeypatch.setattr(files_module, "fsync_directory", synced.append)
+    write_atomic(tmp_path / "a.txt", lambda fh: fh.write(b"a"))
+    assert synced == [tmp_path] and (tmp_path / "a.txt").read_bytes() == b"a"
+
+
+@pytest.mark.parametrize(("code", "raises"), [(errno.EINVAL, False), (errno.EIO, True)])
+def test_folder_sync_ignores_only_unsupported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, raises: bool
+) -> None:
+    from evoband.core._files import fsync_directory
+
+    def failing(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    if raises:
+        with pytest.raises(OSError):
+            fsync_directory(tmp_path)
+    else:
+        fsync_directory(tmp_path)
+    fsync_directory(tmp_path / "missing")  # a folder that cannot be opened: nothing to sync

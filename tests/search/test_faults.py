@@ -10,6 +10,7 @@ checked in a search below.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -30,6 +31,8 @@ from evoband.search._hooks import BaseCallback, SearchView
 from evoband.search._member import Member
 from evoband.search._run import run_search
 from evoband.search._settings import SearchSettings
+from evoband.search._setup import SearchConfig
+from evoband.search._state import CRASHED
 from evoband.store._ledger import RunStore
 from evoband.training._results import Result
 from helpers import call_cli, error_lines, make_image_folder, read_json
@@ -360,3 +363,72 @@ def test_a_search_stopped_by_a_repeated_bug_exits_4_not_0(
     run = read_json(run_dir / "run.json")
     assert run["feasible"] and run["n_evaluations"] == 1 + REPEATED_ERROR_LIMIT
     assert f"stopped: {run['stopped_by']}" in stdout
+
+
+# -- a crash of the search process ------------------------------------------------------------
+
+
+def _starts(run_dir: Path) -> dict[tuple[int, int], int]:
+    with sqlite3.connect(run_dir / "history.sqlite") as conn:
+        rows = conn.execute("SELECT member_id, epochs, attempts FROM starts").fetchall()
+    return {(m, e): a for m, e, a in rows}
+
+
+def _config(
+    data_dir: Path, run_dir: Path, cap: int, asynchronous: bool, resume: bool = False
+) -> SearchConfig:
+    config = search_config(data_dir, run_dir, cap=cap, resume=resume)
+    settings = dataclasses.replace(config.settings, async_promotion=asynchronous)
+    return dataclasses.replace(config, settings=settings)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["rungs", "async"])
+@pytest.mark.parametrize(("crashes", "status"), [(1, "ok"), (2, "failed")])
+def test_an_evaluation_that_crashed_the_search_twice_is_failed_and_the_search_goes_on(
+    data_dir: Path, tmp_path: Path, crashes: int, status: str, asynchronous: bool
+) -> None:
+    """The process died ``crashes`` times in the third evaluation: started, unfinished (a kill
+    runs no code, so the ledger holds what it would after real kills)."""
+    run_search(_config(data_dir, tmp_path / "three", 3, asynchronous))
+    third = [(r["member_id"], r["epochs"]) for r in records(tmp_path / "three")][2]
+    run_dir = tmp_path / "run"
+    run_search(_config(data_dir, run_dir, 2, asynchronous))
+    assert sorted(_starts(run_dir).values()) == [1, 1]  # each finished evaluation started once
+    with sqlite3.connect(run_dir / "history.sqlite") as conn:
+        conn.execute("INSERT INTO starts VALUES (?, ?, ?, 0.0)", (*third, crashes))
+    report = run_search(_config(data_dir, run_dir, CAP, asynchronous, resume=True))
+    assert report.n_evaluations == CAP
+    crashed = [r for r in records(run_dir) if (r["member_id"], r["epochs"]) == third]
+    assert [r["status"] for r in crashed] == [status]
+    evaluation = RunStore(run_dir, readonly=True).evaluation(*third)
+    assert evaluation is not None
+    assert (evaluation.message == CRASHED) == (status == "failed")
+    # trained once more after one crash; not trained again after two
+    assert _starts(run_dir)[third] == 2
+    assert len(records(run_dir)) == CAP
+
+
+def test_an_orderly_stop_takes_the_starts_of_evaluations_in_flight_back(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while an evaluation trains is no crash: interrupted twice, the evaluation is
+    still trained on resume, not failed."""
+
+    def interrupt(logits: torch.Tensor) -> torch.Tensor:
+        raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    for attempt in range(2):
+        with monkeypatch.context() as patch:
+            armed = Armed(lambda done: done >= 1)  # in member 1's evaluation
+            inject_into_training_loss(patch, armed, interrupt)
+            with pytest.raises(KeyboardInterrupt):
+                run_search(
+                    search_config(data_dir, run_dir, cap=CAP, resume=attempt > 0),
+                    callbacks=[armed],
+                )
+        assert _starts(run_dir) == {(0, 1): 1, (1, 1): 0}
+    report = run_search(search_config(data_dir, run_dir, cap=CAP, resume=True))
+    assert report.n_evaluations == CAP
+    assert "failed" not in statuses(run_dir)
+    assert _starts(run_dir)[(1, 1)] == 1

@@ -34,6 +34,12 @@ class StoreWriteError(StoreError, EnvironmentFailure):
     """
 
 
+class LedgerDamaged(StoreError, EnvironmentFailure):
+    """A run's ledger (``history.sqlite``) fails SQLite's integrity check: a damaged page, a
+    truncated file. The command lines exit with status 4; restore the file from a backup or start
+    a new run directory."""
+
+
 def write_failure(run_dir: object, what: object, exc: BaseException) -> StoreWriteError:
     """The one-line :class:`StoreWriteError` for ``exc``, raised while writing ``what``."""
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

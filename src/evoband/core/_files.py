@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -24,8 +25,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write ``path`` so that a reader sees the old file or the new one, never half of one.
 
     ``write`` fills a temporary file of a unique name in the same folder (so that concurrent
-    writers never share one), which is flushed to disk and then renamed over ``path``. If
-    anything fails, the temporary file is removed and the error propagates.
+    writers never share one), which is flushed to disk and then renamed over ``path``; the folder
+    is then synced too, so that the rename itself survives a power cut. If anything fails, the
+    temporary file is removed and the error propagates.
     """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
     try:
@@ -38,6 +40,27 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
+
+
+_NO_DIRECTORY_SYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES}
+"""What ``fsync`` of a folder fails with where a platform or filesystem does not support it."""
+
+
+def fsync_directory(folder: Path) -> None:
+    """Sync ``folder``'s entries to disk (after a rename into it), where the platform allows it
+    (not on Windows, nor on some network filesystems); a real I/O error propagates."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; nothing to sync there
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_DIRECTORY_SYNC:
+            raise
+    finally:
+        os.close(fd)
 
 
 def builtin(value: Any) -> Any:

@@ -171,6 +171,11 @@ class AsyncLoop:
                 if member.member_id in self.released:
                     evaluation.checkpoint_sha256 = {}  # its checkpoints went: from scratch
                 if evaluation.needs_training(n_folds):
+                    crashed = opt.crashed(evaluation)
+                    if crashed is not None:
+                        self._take(member, budget, crashed, replayed=False)
+                        continue
+                    opt.mark_started(evaluation)
                     self.training.append(evaluation)
                     return evaluation
                 # every fold was recorded before a crash: nothing to train
@@ -180,11 +185,14 @@ class AsyncLoop:
             self.training.remove(evaluation)
             self._take(evaluation.owner, evaluation.epochs, result, replayed=False)
 
-        train_stream(
-            next_evaluation,
-            opt.task,
-            opt.executor or SerialExecutor(),
-            on_fold=lambda evaluation, fold: opt.record_fold(evaluation, evaluation.epochs, fold),
-            on_done=done,
-        )
+        with opt.starts_taken_back(self.training):
+            train_stream(
+                next_evaluation,
+                opt.task,
+                opt.executor or SerialExecutor(),
+                on_fold=lambda evaluation, fold: opt.record_fold(
+                    evaluation, evaluation.epochs, fold
+                ),
+                on_done=done,
+            )
         opt.stop_if(stop[0] if stop else "the search ended")

@@ -68,7 +68,14 @@ class EvolutionaryOptimizer(SearchState):
             self.stop_if(self._budget_used_up())
             cached = self.store.evaluation(member.member_id, budget)
             if cached is None:
-                fresh.append(self.evaluation_of(member, budget))
+                evaluation = self.evaluation_of(member, budget)
+                crashed = None
+                if evaluation.needs_training(len(self.task.splits)):
+                    crashed = self.crashed(evaluation)
+                if crashed is None:
+                    fresh.append(evaluation)
+                else:
+                    self.record(member, budget, crashed, bracket, rung, replayed=False)
                 continue
             self.n_replayed += 1
             self.record(member, budget, cached, bracket, rung, replayed=True)
@@ -82,6 +89,7 @@ class EvolutionaryOptimizer(SearchState):
             if reason:
                 stop.append(reason)
                 return False
+            self.mark_started(evaluation)
             started.append(evaluation)
             self._waiting -= 1
             return True
@@ -96,14 +104,15 @@ class EvolutionaryOptimizer(SearchState):
         ready = [e for e in fresh if not e.needs_training(len(self.task.splits))]
         for evaluation in ready:  # every fold was recorded before a crash: nothing to train
             done(evaluation, result_of(evaluation))
-        train_together(
-            [e for e in fresh if e not in ready],
-            self.task,
-            self.executor or SerialExecutor(),
-            may_start=may_start,
-            on_fold=lambda evaluation, fold: self.record_fold(evaluation, budget, fold),
-            on_done=done,
-        )
+        with self.starts_taken_back(started):
+            train_together(
+                [e for e in fresh if e not in ready],
+                self.task,
+                self.executor or SerialExecutor(),
+                may_start=may_start,
+                on_fold=lambda evaluation, fold: self.record_fold(evaluation, budget, fold),
+                on_done=done,
+            )
         self._waiting = 0
         self.stop_if(stop[0] if stop else "")
 

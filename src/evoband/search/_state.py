@@ -4,10 +4,11 @@ cost model and budgets made from the arguments, the members made so far, the vie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..store._ledger import RunStore
 from ..training._constraints import Constraints
 from ..training._cost import CostModel
 from ..training._loop import derive_seed
-from ..training._results import FoldResult, Result
+from ..training._results import FoldResult, Result, Status
 from ..training._target import FoldExecutor, Task
 from ._breeding import Breeder
 from ._faults import ErrorStreak
@@ -39,6 +40,11 @@ from ._steps import (
     log_evaluation,
     parent_weights,
 )
+
+CRASH_LIMIT = 2
+"""Times an evaluation may be found started and unfinished on resume (the search process died
+while it trained) before it is recorded ``failed`` instead of being trained again."""
+CRASHED = "crashed the search process twice (killed or out of memory)"
 
 DUPLICATE_TRIES = 20
 """Children drawn while each equals a member already made, before a fresh sample is taken."""
@@ -290,17 +296,55 @@ class SearchState:
         where = f"{member.describe()} at {budget} epochs"
         self.stop_if(self.errors.observe(result, where, replayed=replayed))
 
+    # -- crashes ------------------------------------------------------------------------------
+
+    def crashed(self, evaluation: Evaluation) -> Result | None:
+        """The ``failed`` result of an evaluation that the search process died in
+        :data:`CRASH_LIMIT` times (a kill, the out-of-memory killer, a segfault), or None: it
+        may train (again)."""
+        member, budget = evaluation.owner, evaluation.epochs
+        if self.store.attempts(member.member_id, budget) < CRASH_LIMIT:
+            return None
+        logger.warning(
+            "%s at %d epochs %s; recorded as failed.", member.describe(), budget, CRASHED
+        )
+        folds = [evaluation.done[k] for k in sorted(evaluation.done)]
+        seconds = sum(f.seconds for f in folds)
+        return Result(
+            0.0, 0.0, 0.0, member.num_params, budget, seconds, Status.FAILED, CRASHED, folds
+        )
+
+    def mark_started(self, evaluation: Evaluation) -> None:
+        """Record in the ledger that ``evaluation`` starts training (see :meth:`crashed`)."""
+        self.store.record_start(evaluation.owner.member_id, evaluation.epochs)
+
+    @contextlib.contextmanager
+    def starts_taken_back(self, in_flight: list[Evaluation]) -> Iterator[None]:
+        """On an orderly stop (Ctrl-C, SIGTERM, an exception) the evaluations still in
+        ``in_flight`` did not crash the process: their starts are taken back. A kill runs no
+        code, so its evaluations stay started."""
+        try:
+            yield
+        except BaseException:
+            for evaluation in list(in_flight):
+                try:
+                    self.store.take_back_start(evaluation.owner.member_id, evaluation.epochs)
+                except Exception as exc:  # the ledger may be what failed: keep the first error
+                    logger.debug("Start of %s not taken back: %s", evaluation.owner, exc)
+            raise
+
     def record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
         member_id = evaluation.owner.member_id
-        self.store.record_fold(member_id, budget, fold)
         source = evaluation.inherit
+        inherited: tuple[int, list[tuple[int, int]]] | None = None
         if fold.inherited and source is not None:
             # the parents it started from: a donor whose checkpoint was unusable is not one
             parents = (source, *source.donors)
             sources = [
                 (p.member_id, p.epochs) for p in parents if p.member_id in fold.inherited_from
             ]
-            self.store.record_inheritance(member_id, fold.fold, source.member_id, sources)
+            inherited = (source.member_id, sources)
+        self.store.record_fold(member_id, budget, fold, inherited)  # one transaction
 
     def end_generation(self) -> None:
         row = {

@@ -4,13 +4,22 @@
 ``automl_run.json``, ``progress.csv``, ``opt_cfg.json`` (+ ``opt_cfg.training.json``),
 ``run.json`` and ``population.json`` are each rewritten atomically. A failed write raises
 :class:`evoband.core._errors.StoreWriteError`.
+
+``opt_cfg.json`` and its training record ``opt_cfg.training.json`` are one unit, though two
+renames: ``opt_cfg.json`` stays in the course's format (a configuration and nothing else), so the
+record names the configuration it belongs to by a hash of it (``config_sha256``) and keeps the
+record of the configuration it replaces (``previous``). The record is renamed into place first,
+``opt_cfg.json`` last; a reader takes the record whose hash matches the configuration it read, so a
+kill between the two renames leaves the old pair readable, and after both the new pair.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,8 +28,10 @@ from typing import Any
 import pandas as pd
 
 from ..core._errors import StoreError, write_failure
-from ..core._files import write_json, write_text
+from ..core._files import json_default, write_json, write_text
 from ._schema import open_ledger
+
+logger = logging.getLogger(__name__)
 
 PROGRESS_COLUMNS = [
     "avg_acc",
@@ -140,10 +151,87 @@ def write_exports(
         )
     _written(run_dir, "progress.csv", lambda path: write_text(path, buffer.getvalue()))
     if best_config is not None:
-        _written(run_dir, "opt_cfg.json", lambda path: write_json(path, dict(best_config)))
-        if training is not None:
-            name = training_record_path(run_dir / "opt_cfg.json").name
-            _written(run_dir, name, lambda path: write_json(path, dict(training)))
+        write_optimum(run_dir, best_config, training)
+
+
+OPT_CFG = "opt_cfg.json"
+
+
+def config_sha256(config: Mapping[str, Any]) -> str:
+    """The hash a training record names its configuration by (of the JSON it reads back as,
+    keys sorted: independent of the file's layout)."""
+    plain = json.loads(json.dumps(dict(config), default=json_default))
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+
+
+def write_optimum(
+    run_dir: Path, config: Mapping[str, Any], training: Mapping[str, Any] | None
+) -> None:
+    """Write ``opt_cfg.json`` and ``opt_cfg.training.json`` as one unit (see the module's
+    docstring): the record first, holding the one it replaces, then the configuration."""
+    config_path = run_dir / OPT_CFG
+    record_path = training_record_path(config_path)
+    digest = config_sha256(config)
+    if training is None:  # no record: a record left beside the new configuration would lie
+        try:
+            record_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise write_failure(run_dir, record_path.name, exc) from exc
+    else:
+        record: dict[str, Any] = {**training, "config_sha256": digest}
+        try:
+            current = _matching_record(config_path)
+        except StoreError:  # an unreadable record is replaced, not kept
+            current = None
+        if current is not None and current.get("config_sha256") != digest:
+            current.pop("previous", None)
+            record["previous"] = current
+        _written(run_dir, record_path.name, lambda path: write_json(path, record))
+    _written(run_dir, OPT_CFG, lambda path: write_json(path, dict(config)))
+
+
+def _raw_record(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"{path} is not a valid training record ({exc}); delete it or fix it."
+        ) from exc
+    if not isinstance(data, dict):
+        raise StoreError(
+            f"{path} is not a valid training record (not an object); delete it or fix it."
+        )
+    return data
+
+
+def _matching_record(config_path: Path) -> dict[str, Any] | None:
+    """The raw training record beside ``config_path`` that belongs to the configuration in it:
+    the record itself or the one it replaced (a writer killed between the two renames); a
+    record without ``config_sha256`` (written before it existed, or by hand) is taken as it is.
+    None when there is none, or none matches (the configuration was edited)."""
+    path = training_record_path(config_path)
+    record = _raw_record(path)
+    if record is None or "config_sha256" not in record:
+        return record
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return record  # no readable configuration to match: the caller reports it
+    if not isinstance(config, dict):
+        return record
+    digest = config_sha256(config)
+    previous = record.get("previous")
+    for candidate in (record, previous):
+        if isinstance(candidate, dict) and candidate.get("config_sha256") == digest:
+            return candidate
+    logger.warning(
+        "%s belongs to another configuration than %s (it was edited?); it is ignored.",
+        path,
+        config_path,
+    )
+    return None
 
 
 def write_run_json(run_dir: Path, info: Mapping[str, Any]) -> None:
@@ -160,10 +248,10 @@ def read_training_record(config_path: Path) -> dict[str, Any] | None:
     """The epochs and LR segments a configuration was selected at, if recorded beside it, with
     the member's id and, when it inherited weights, its lineage (:mod:`evoband.training._lineage`)."""
     path = training_record_path(config_path)
-    if not path.exists():
+    record = _matching_record(config_path)
+    if record is None:
         return None
     try:
-        record = json.loads(path.read_text())
         out: dict[str, Any] = {
             "epochs": int(record["epochs"]),
             "segments": [int(b) for b in record.get("segments", [])],

@@ -4,7 +4,11 @@
 finished fold and per finished evaluation), ``checkpoints/``, and exports of the ledger rewritten
 atomically: ``automl_run.json``, ``opt_cfg.json``, ``progress.csv``, ``run.json``. This module
 keeps the ledger; the writers of the exports are in :mod:`evoband.store._exports` (their names
-are re-exported here). A failed write raises :class:`evoband.core._errors.StoreWriteError`.
+are re-exported here). A failed write raises :class:`evoband.core._errors.StoreWriteError`; a
+ledger that fails its integrity check on open, :class:`evoband.core._errors.LedgerDamaged`.
+
+An evaluation is recorded as started (:meth:`RunStore.record_start`) before it trains, so that
+one the search process died in (a kill, the out-of-memory killer) is counted on resume.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ._schema import (
     INSERT_SOURCES,
     LEDGER,
     SOURCES_TABLE,
+    STARTS_TABLE,
     WRITE_FAILURES,
     open_ledger,
 )
@@ -162,9 +167,22 @@ class RunStore:
                 ),
             )
 
-    def record_fold(self, member_id: int, epochs: int, fold: FoldResult) -> None:
-        """Commit one finished fold (so a crash redoes only the folds in flight)."""
+    def record_fold(
+        self,
+        member_id: int,
+        epochs: int,
+        fold: FoldResult,
+        inherited: tuple[int, Sequence[tuple[int, int]]] | None = None,
+    ) -> None:
+        """Commit one finished fold (so a crash redoes only the folds in flight).
+
+        ``inherited``: ``(parent_id, sources)`` when the fold started from a parent's weights,
+        recorded in the same transaction (see :meth:`record_inheritance`): a kill never leaves
+        a fold without the lineage its checkpoint depends on.
+        """
         with self.transaction() as c:
+            if inherited is not None:
+                self._put_inheritance(c, member_id, fold.fold, *inherited)
             c.execute(
                 "INSERT OR REPLACE INTO folds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -195,6 +213,39 @@ class RunStore:
                     "INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)",
                     (member_id, epochs, fold.fold, fold.message, fold.traceback),
                 )
+
+    def record_start(self, member_id: int, epochs: int) -> None:
+        """Commit that the evaluation (``member_id``, ``epochs``) starts training, before it
+        does: one more attempt (see :meth:`attempts`)."""
+        with self.transaction() as c:
+            c.execute(STARTS_TABLE)
+            c.execute(
+                "INSERT INTO starts VALUES (?, ?, 1, ?) ON CONFLICT (member_id, epochs) "
+                "DO UPDATE SET attempts = attempts + 1, started = excluded.started",
+                (member_id, epochs, time.time()),
+            )
+
+    def take_back_start(self, member_id: int, epochs: int) -> None:
+        """Undo one :meth:`record_start`: the search stopped in an orderly way (Ctrl-C, an
+        error) while the evaluation trained, so it did not crash the process."""
+        if not self._has_table("starts"):
+            return
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE starts SET attempts = attempts - 1 "
+                "WHERE member_id = ? AND epochs = ? AND attempts > 0",
+                (member_id, epochs),
+            )
+
+    def attempts(self, member_id: int, epochs: int) -> int:
+        """How many times the evaluation (``member_id``, ``epochs``) started training without
+        an orderly stop; more than its recorded results means the search process died in it."""
+        if not self._has_table("starts"):
+            return 0
+        row = self.conn.execute(
+            "SELECT attempts FROM starts WHERE member_id=? AND epochs=?", (member_id, epochs)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def fold_results(self, member_id: int, epochs: int) -> dict[int, FoldResult]:
         """Folds already finished for ``member_id`` at budget ``epochs``."""
@@ -380,10 +431,20 @@ class RunStore:
         ``sources`` (``(parent_id, parent_epochs)`` of each parent it inherits from). The tables
         are made on first use: a search without inheritance writes the ledger of before."""
         with self.transaction() as c:
-            c.execute(INHERITANCE_TABLE)
-            c.execute(SOURCES_TABLE)
-            c.execute(INSERT_INHERITANCE, (member_id, fold, parent_id))
-            c.execute(INSERT_SOURCES, (member_id, json.dumps(sources)))
+            self._put_inheritance(c, member_id, fold, parent_id, sources)
+
+    @staticmethod
+    def _put_inheritance(
+        c: sqlite3.Connection,
+        member_id: int,
+        fold: int,
+        parent_id: int,
+        sources: Sequence[tuple[int, int]],
+    ) -> None:
+        c.execute(INHERITANCE_TABLE)
+        c.execute(SOURCES_TABLE)
+        c.execute(INSERT_INHERITANCE, (member_id, fold, parent_id))
+        c.execute(INSERT_SOURCES, (member_id, json.dumps(sources)))
 
     def inheritances(self) -> dict[int, dict[str, Any]]:
         """Members that inherited weights: ``{member_id: {"parent": id, "folds": [k, ...],
