@@ -42,6 +42,7 @@ from evoband.core import ConfigError, resolve_default, resolve_user, write_json
 from evoband.report import (
     Dashboard,
     ensemble_table,
+    lower_priority,
     markdown_ensembles,
     markdown_summary,
     markdown_tests,
@@ -204,6 +205,7 @@ def dashboard(args: argparse.Namespace) -> int:
     journal = resolve_user(args.journal) if args.journal else None
     # optuna's importance estimates warn at every page load of a small study: not news here
     warnings.filterwarnings("ignore", module=r"optuna(\.|$)")
+    lower_priority()  # the search it follows keeps the cores
     with Dashboard(
         run_dir,
         host=args.host if args.host is not None else "127.0.0.1",

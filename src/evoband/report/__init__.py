@@ -5,7 +5,7 @@ live dashboard (a run mirrored into an Optuna study served by optuna-dashboard, 
 
 from __future__ import annotations
 
-from ._dashboard import Dashboard, default_journal_path, mirror_run
+from ._dashboard import Dashboard, default_journal_path, lower_priority, mirror_run
 from ._ensembles import EnsembleResult, combine, ensemble_size
 from ._plots import save_figures
 from ._retrain import TestResult, retrain_on_test, test_data_dir, test_optima
@@ -31,6 +31,7 @@ __all__ = [
     "best_feasible_trace",
     "combine",
     "default_journal_path",
+    "lower_priority",
     "ensemble_size",
     "ensemble_table",
     "markdown_ensembles",

@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 EXTRA = "pip install 'evoband[dashboard]' (or: pip install optuna optuna-dashboard)"
 """How to install what the dashboard needs."""
+NICENESS = 10
+"""How far ``evaluation.py --dashboard`` lowers its own CPU priority: on a machine whose cores the
+search keeps busy, following it and serving pages wait for the search, never the other way."""
 READ_METHODS = ("GET", "HEAD")
 """The only HTTP methods the served page may use: it shows the run, it changes nothing."""
 
@@ -55,6 +58,15 @@ def default_journal_path(run_dir: str | Path) -> Path:
     base = Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache"
     digest = hashlib.sha256(str(resolved).encode("utf-8")).hexdigest()[:8]
     return base / "evoband" / "dashboard" / f"{resolved.name}-{digest}.log"
+
+
+def lower_priority(niceness: int = NICENESS) -> None:
+    """Lower this process's CPU priority by ``niceness`` where the system allows (POSIX); the
+    dashboard command calls it, so that a search on the same cores runs at full speed."""
+    try:
+        os.nice(niceness)
+    except (AttributeError, OSError) as exc:  # no os.nice (Windows), or not permitted
+        logger.debug("CPU priority not lowered: %s", exc)
 
 
 def require_dashboard() -> None:
