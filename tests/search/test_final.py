@@ -198,3 +198,26 @@ def test_a_fitted_member_retrains_as_main_does_along_its_lineage(
     assert result["top3"] == pytest.approx(member.test_result.top3)
     assert result["precision"] == pytest.approx(member.test_result.precision)
     assert model is member.model()  # cached
+
+
+def test_the_reserve_counts_only_the_copies_the_parameter_limit_allows() -> None:
+    from evoband.search._final import reserve_seconds, retrain_seconds
+    from evoband.search._member import Member
+    from evoband.space import get_space, recipes
+    from evoband.training._cost import CostModel
+    from evoband.training._results import Result, Status
+
+    config = recipes(get_space("course"))[0]
+    best = Member(0, config, seed=1, num_params=50_000)
+    best.results[32] = Result(0.9, 0.6, 0.6, 50_000, 32, 10.0, Status.OK, "", [])
+    cost = CostModel((3, 16, 16), 17, 680)
+    settings = SearchSettings(max_time=10_000, predictor_share=0.5)
+    one = retrain_seconds(cost, config, 32)
+    assert reserve_seconds(settings, best, cost, 2, max_params=20_000_000) == pytest.approx(
+        min(5_000, one * settings.ensemble_networks / 2)
+    )
+    # a limit that holds one copy of the best: one retrain, not 32
+    assert reserve_seconds(settings, best, cost, 2, max_params=100_000) == pytest.approx(
+        one
+    )  # 2 copies, 2 workers
+    assert reserve_seconds(settings, best, cost, 2, max_params=60_000) == pytest.approx(one)

@@ -448,14 +448,23 @@ def predictor_record(
 
 
 def reserve_seconds(
-    settings: SearchSettings, best: Member | None, cost_model: CostModel, workers: int
+    settings: SearchSettings,
+    best: Member | None,
+    cost_model: CostModel,
+    workers: int,
+    max_params: int | None = None,
 ) -> float:
-    """Seconds of ``max_time`` a search keeps for its predictor: ``ensemble_networks`` retrains
-    of its best member so far on ``workers`` processes, at most ``predictor_share`` of it."""
+    """Seconds of ``max_time`` a search keeps for its predictor: the retrains of its best member
+    so far that the predictor can hold (``ensemble_networks``, fewer when ``max_params`` allows
+    fewer copies of it), on ``workers`` processes, at most ``predictor_share`` of ``max_time``."""
     if not settings.predictor or math.isinf(settings.max_time):
         return 0.0
     most = settings.predictor_share * settings.max_time
     if best is None or best.result is None or not best.result.ok:
         return most
     one = retrain_seconds(cost_model, best.config, best.result.epochs)
-    return min(most, one * settings.ensemble_networks / max(workers, 1))
+    networks = settings.ensemble_networks
+    if max_params is not None and best.num_params > 0:
+        networks = max(1, min(networks, max_params // best.num_params))
+    rounds = math.ceil(networks / max(1, min(workers, networks)))
+    return min(most, one * rounds)

@@ -378,7 +378,10 @@ class SearchState:
 
     def reserve(self) -> float:
         """Seconds kept at the end of ``max_time`` for the final predictor (0 without one)."""
-        return reserve_seconds(self.settings, self.best_member(), self.cost_model, self.workers)
+        return reserve_seconds(
+            self.settings, self.best_member(), self.cost_model, self.workers,
+            max_params=self.constraints.max_params.limit,
+        )  # fmt: skip
 
     def search_seconds(self) -> float:
         """Seconds of ``max_time`` the search itself may use (the rest makes the predictor)."""
