@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,13 +22,10 @@ from bench_common import REPO_ROOT, RESULTS_DIR, markdown_table, mean_std, write
 
 def run_demo(seed: int, data_dir: str | None) -> dict[str, object]:
     """Run the demo script for ``seed`` and return its wall time and the scored predictor."""
-    env = dict(os.environ)
-    if data_dir:
-        env["EVOBAND_DATA"] = data_dir
     start = time.perf_counter()
     done = subprocess.run(
-        ["bash", "scripts/demo.sh", str(seed)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+        ["bash", "scripts/demo.sh", str(seed), *([data_dir] if data_dir else [])],
+        cwd=REPO_ROOT, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - start
     runs = sorted((REPO_ROOT / "runs").glob(f"demo_seed{seed}_*"), key=lambda p: p.stat().st_mtime)

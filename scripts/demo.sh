@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job: a short real search (2 minutes, its final predictor made inside them), then that
-# predictor scored on the test split from its saved weights. Usage: bash scripts/demo.sh [SEED]
+# predictor scored on the test split from its saved weights. Usage: bash scripts/demo.sh [SEED [DATA_DIR]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed="${1:-123}"
 run="runs/demo_seed${seed}_$(date +%Y-%m-%d_%H-%M-%S)"
 data=()
-if ! python -c "import sys; sys.path.insert(0, 'src'); from evoband.training import find_data_dir; find_data_dir()" 2>/dev/null; then
+if [ -n "${2:-}" ]; then
+  data=(--data_dir "$2")
+elif ! python -c "import sys; sys.path.insert(0, 'src'); from evoband.training import find_data_dir; find_data_dir()" 2>/dev/null; then
   echo "micro17flower images not found: running the demo on scikit-learn's bundled digits instead." >&2
   data=(--data_dir digits)
 fi
