@@ -160,6 +160,13 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "error:" in line]
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that a test stops with SIGINT: a shell that starts jobs without
+    job control (a CI runner's, ``cmd &``) ignores SIGINT in them, and a Python started with
+    SIGINT ignored never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def script(name: str, *args: str) -> list[str]:
     """The command line of ``src/<name>`` with ``args``."""
     return [sys.executable, str(REPO_ROOT / "src" / name), *args]

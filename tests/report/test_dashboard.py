@@ -44,6 +44,7 @@ from helpers import (
     REPO_ROOT,
     SMALL_CONFIG,
     call_cli,
+    default_sigint,
     error_lines,
     make_image_folder,
     script,
@@ -479,7 +480,7 @@ def dashboard_process(run: Path, journal: Path) -> Iterator[tuple[subprocess.Pop
     )
     proc = subprocess.Popen(
         ["nice", "-n", "19", *cmd], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=default_sigint,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:

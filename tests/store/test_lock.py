@@ -18,7 +18,7 @@ import evoband
 from evoband.core import StoreError
 from evoband.store import LOCK_FILE, RunLock, lock_holder, remove_stale_temporaries
 from evoband.store._lock import STALE_AFTER_SECONDS, LockHolder
-from helpers import REPO_ROOT, error_lines, make_image_folder, script
+from helpers import REPO_ROOT, default_sigint, error_lines, make_image_folder, script
 
 
 def test_a_second_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:
@@ -117,6 +117,7 @@ def running_search(tmp_path: Path):  # type: ignore[no-untyped-def]
     proc = subprocess.Popen(
         script("AutoML.py", *args), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not ((run / "history.sqlite").exists() and lock_holder(run) is not None):
