@@ -109,9 +109,10 @@ def wait_for_study(base: str, timeout: float = 60) -> int:
 
 
 def run_search(
-    run: Path, seed: int, max_time: float, watched: bool, reload: float
+    run: Path, seed: int, max_time: float, watched: bool, reload: float, browser: bool = True
 ) -> dict[str, Any]:
-    """One search; with ``watched``, followed by the dashboard and a polling browser."""
+    """One search; with ``watched``, followed by the dashboard (and, with ``browser``, a
+    polling browser)."""
     search = subprocess.Popen(
         [
             sys.executable, "src/AutoML.py", "--pop_size", "6", "--hyperband", "True",
@@ -141,10 +142,13 @@ def run_search(
         try:
             study_id = wait_for_study(f"http://127.0.0.1:{port}")
             url = f"http://127.0.0.1:{port}/dashboard/studies/{study_id}/trials"
-            with browser_polling(url, reload, Path(scratch) / "profile") as loads:
+            if browser:
+                with browser_polling(url, reload, Path(scratch) / "profile") as loads:
+                    row["exit"] = search.wait()
+                row["page_loads"] = len(loads)
+                row["page_load_seconds"] = round(statistics.median(loads), 2) if loads else None
+            else:
                 row["exit"] = search.wait()
-            row["page_loads"] = len(loads)
-            row["page_load_seconds"] = round(statistics.median(loads), 2) if loads else None
         finally:
             board.send_signal(signal.SIGINT)
             row["dashboard_exit"] = board.wait(timeout=60)
@@ -172,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
                 / f"dashboard_overhead_{stamp}"
                 / f"pair{pair}_{'watched' if watched else 'alone'}"
             )
-            row = {"pair": pair} | run_search(run, pair, args.max_time, watched, args.reload)
+            row = {"pair": pair} | run_search(
+                run, pair, args.max_time, watched, args.reload, not args.no_browser
+            )
             print(row, flush=True)
             rows.append(row)
     out = Path(args.out) if args.out else RESULTS_DIR / "dashboard_overhead.csv"
