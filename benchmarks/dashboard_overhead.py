@@ -162,6 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_time", type=float, default=120, help="seconds per search (120)")
     parser.add_argument("--reload", type=float, default=5, help="seconds between page loads (5)")
     parser.add_argument(
+        "--no_browser",
+        action="store_true",
+        help="watched runs without the browser (dashboard alone)",
+    )
+    parser.add_argument(
         "--out", default=None, help="CSV (default benchmarks/results/dashboard_overhead.csv)"
     )
     args = parser.parse_args(argv)
