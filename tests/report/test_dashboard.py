@@ -631,10 +631,15 @@ def page_text(browser: Any) -> str:
 
 
 def shown_trials(browser: Any, url: str) -> int:
-    """The trial count the study's trial list shows ("N Trials"), after loading ``url`` again."""
+    """The trial count the study's trial list shows ("N Trials"), after loading ``url`` again.
+    The page says "0 Trials" until its data arrives; every study here has trials."""
+
+    def count() -> int:
+        found = re.search(r"(\d+) Trials", page_text(browser))
+        return int(found.group(1)) if found else 0
+
     browser.get(url)
-    found = wait_for("the trial list", lambda: re.search(r"(\d+) Trials", page_text(browser)), 30)
-    return int(found.group(1))
+    return int(wait_for("the trial list", count, 30))
 
 
 def trial_page(browser: Any) -> str:

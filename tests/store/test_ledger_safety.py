@@ -226,3 +226,18 @@ def test_a_ledger_of_version_2_reads_and_upgrades_to_count_starts(tmp_path: Path
     store.take_back_start(0, 1)
     assert store.attempts(0, 1) == 1 and store.attempts(0, 2) == 0
     store.close()
+
+
+def test_starts_count_in_a_row_only_while_no_fold_finishes(tmp_path: Path) -> None:
+    """A crash loop dies in the same fold every time; a kill at a random moment usually lands
+    after a fold finished, and then the count starts again."""
+    store = RunStore(tmp_path / "run")
+    store.record_start(3, 2)
+    store.record_start(3, 2)
+    assert store.attempts(3, 2) == 2  # died twice before any fold finished
+    store.record_fold(3, 2, _fold(0))
+    store.record_start(3, 2)
+    assert store.attempts(3, 2) == 1  # fold 0 finished in the last attempt: progress
+    store.record_start(3, 2)
+    assert store.attempts(3, 2) == 2
+    store.close()

@@ -41,10 +41,15 @@ from ._steps import (
     parent_weights,
 )
 
-CRASH_LIMIT = 2
-"""Times an evaluation may be found started and unfinished on resume (the search process died
-while it trained) before it is recorded ``failed`` instead of being trained again."""
-CRASHED = "crashed the search process twice (killed or out of memory)"
+CRASH_LIMIT = 3
+"""Times in a row an evaluation may be found started and unfinished on resume, no fold of it
+finished in between (the search process died while it trained, without progress), before it is
+recorded ``failed`` instead of being trained again. A kill at a random moment seldom lands in
+the same fold three times; an out-of-memory kill or a segfault there does every time."""
+CRASHED = (
+    f"crashed the search process {CRASH_LIMIT} times without finishing a fold "
+    "(killed or out of memory)"
+)
 
 DUPLICATE_TRIES = 20
 """Children drawn while each equals a member already made, before a fresh sample is taken."""

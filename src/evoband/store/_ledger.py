@@ -216,12 +216,17 @@ class RunStore:
 
     def record_start(self, member_id: int, epochs: int) -> None:
         """Commit that the evaluation (``member_id``, ``epochs``) starts training, before it
-        does: one more attempt (see :meth:`attempts`)."""
+        does: one more attempt (see :meth:`attempts`), or the first again when a fold of it
+        finished since its last start (the process that died in it made progress: a crash
+        loop makes none, while kills at random moments usually do)."""
         with self.transaction() as c:
             c.execute(STARTS_TABLE)
             c.execute(
                 "INSERT INTO starts VALUES (?, ?, 1, ?) ON CONFLICT (member_id, epochs) "
-                "DO UPDATE SET attempts = attempts + 1, started = excluded.started",
+                "DO UPDATE SET attempts = CASE WHEN EXISTS (SELECT 1 FROM folds WHERE "
+                "folds.member_id = starts.member_id AND folds.epochs = starts.epochs AND "
+                "folds.finished >= starts.started) THEN 1 ELSE attempts + 1 END, "
+                "started = excluded.started",
                 (member_id, epochs, time.time()),
             )
 
@@ -238,8 +243,9 @@ class RunStore:
             )
 
     def attempts(self, member_id: int, epochs: int) -> int:
-        """How many times the evaluation (``member_id``, ``epochs``) started training without
-        an orderly stop; more than its recorded results means the search process died in it."""
+        """How many times in a row the evaluation (``member_id``, ``epochs``) started training
+        without an orderly stop and without finishing a fold; more than its recorded results
+        means the search process died in it."""
         if not self._has_table("starts"):
             return 0
         row = self.conn.execute(
