@@ -42,3 +42,9 @@ def image_folder_factory(tmp_path: Path):
         return make_image_folder(tmp_path / name, **options)
 
     return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end tests first (stable otherwise): spread over the xdist workers from
+    the start, they do not leave one worker running a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

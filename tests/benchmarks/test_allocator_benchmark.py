@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.slow]  # out of `-m "not slow"` too
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.slow]  # out of `-m "not slow"` too
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

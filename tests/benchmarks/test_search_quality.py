@@ -21,7 +21,7 @@ from evoband.space._spaces import get_space
 from evoband.training._constraints import Constraints
 from evoband.training._results import Result
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.slow]  # out of `-m "not slow"` too
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -390,6 +390,7 @@ def test_automl_on_an_existing_cluster(
     assert not any(p.startswith("evoband") for names in plugins.values() for p in names)
 
 
+@pytest.mark.slow  # a scheduler and two workers in processes
 def test_another_client_in_the_process_does_not_delay_the_results(
     process_cluster: Path, data_dir: Path
 ) -> None:
