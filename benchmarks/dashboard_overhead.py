@@ -1,11 +1,14 @@
 """Does a search slow down while it is watched? Interleaved pairs of the same search (the demo's:
 ``AutoML.py --pop_size 6 --hyperband True --max_time 120``, the pair's seed), one with
 ``evaluation.py RUN --dashboard`` following it and headless Chromium reloading its trial list every
-``--reload`` seconds, one without; the order alternates from pair to pair. Throughput is the
+``--reload`` seconds (or, with ``--live``, loading it once and leaving it open, as a user watching
+does: the page's own Live Update fetches new trials every 10 s), one without; the order alternates
+from pair to pair. Throughput is the
 evaluations (and trained epochs x folds) per minute of search, from the ledger; the table gives
 each pair's ratio watched / unwatched and their median. Run from the repository root::
 
     python benchmarks/dashboard_overhead.py --pairs 3
+    python benchmarks/dashboard_overhead.py --pairs 3 --live --out benchmarks/results/dashboard_overhead_live.csv
 
 Needs the extra ``evoband[dashboard]``, Selenium, and Debian's chromium and chromium-driver.
 Prints a table and writes ``benchmarks/results/dashboard_overhead.csv`` (or ``--out``).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import shutil
 import signal
 import socket
@@ -42,9 +46,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def browser_polling(url: str, every: float, profile: Path) -> Iterator[list[float]]:
-    """Headless Chromium loading ``url`` again every ``every`` seconds until the block ends;
-    yields the list of page-load seconds it fills."""
+def browser_polling(url: str, every: float | None, profile: Path) -> Iterator[dict[str, Any]]:
+    """Headless Chromium loading ``url`` again every ``every`` seconds until the block ends
+    (once, when ``every`` is None: the page updates itself); yields a dict it fills: the
+    page-load seconds (``loads``) and, at the end, the trial count the page shows."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -56,7 +61,7 @@ def browser_polling(url: str, every: float, profile: Path) -> Iterator[list[floa
     ):  # fmt: skip
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    loads: list[float] = []
+    seen: dict[str, Any] = {"loads": [], "shown_trials": None}
     stop = threading.Event()
 
     def poll() -> None:
@@ -64,16 +69,21 @@ def browser_polling(url: str, every: float, profile: Path) -> Iterator[list[floa
             start = time.perf_counter()
             with contextlib.suppress(Exception):
                 browser.get(url)
-                loads.append(time.perf_counter() - start)
+                seen["loads"].append(time.perf_counter() - start)
+            if every is None:
+                return
             stop.wait(every)
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
     try:
-        yield loads
+        yield seen
     finally:
         stop.set()
         thread.join(timeout=60)
+        with contextlib.suppress(Exception):
+            shown = re.search(r"(\d+) Trials", browser.find_element("tag name", "body").text)
+            seen["shown_trials"] = int(shown.group(1)) if shown else None
         browser.quit()
 
 
@@ -90,6 +100,7 @@ def throughput(run: Path) -> dict[str, float]:
             previous = int(epochs)
     return {
         "evaluations": len(frame),
+        "members": int(frame["member_id"].nunique()),
         "search_minutes": round(minutes, 3),
         "evaluations_per_minute": len(frame) / minutes,
         "epoch_folds_per_minute": epoch_folds / minutes,
@@ -109,7 +120,7 @@ def wait_for_study(base: str, timeout: float = 60) -> int:
 
 
 def run_search(
-    run: Path, seed: int, max_time: float, watched: bool, reload: float, browser: bool = True
+    run: Path, seed: int, max_time: float, watched: bool, reload: float | None, browser: bool = True
 ) -> dict[str, Any]:
     """One search; with ``watched``, followed by the dashboard (and, with ``browser``, a
     polling browser)."""
@@ -143,10 +154,13 @@ def run_search(
             study_id = wait_for_study(f"http://127.0.0.1:{port}")
             url = f"http://127.0.0.1:{port}/dashboard/studies/{study_id}/trials"
             if browser:
-                with browser_polling(url, reload, Path(scratch) / "profile") as loads:
+                with browser_polling(url, reload, Path(scratch) / "profile") as seen:
                     row["exit"] = search.wait()
+                    time.sleep(12 if reload is None else 0)  # one more Live Update after the end
+                loads = seen["loads"]
                 row["page_loads"] = len(loads)
                 row["page_load_seconds"] = round(statistics.median(loads), 2) if loads else None
+                row["shown_trials_at_end"] = seen["shown_trials"]
             else:
                 row["exit"] = search.wait()
         finally:
@@ -161,6 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=3, help="interleaved pairs (default 3)")
     parser.add_argument("--max_time", type=float, default=120, help="seconds per search (120)")
     parser.add_argument("--reload", type=float, default=5, help="seconds between page loads (5)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="load the page once and let its Live Update poll (every 10 s) instead of reloading",
+    )
     parser.add_argument(
         "--no_browser",
         action="store_true",
@@ -182,7 +201,12 @@ def main(argv: list[str] | None = None) -> None:
                 / f"pair{pair}_{'watched' if watched else 'alone'}"
             )
             row = {"pair": pair} | run_search(
-                run, pair, args.max_time, watched, args.reload, not args.no_browser
+                run,
+                pair,
+                args.max_time,
+                watched,
+                None if args.live else args.reload,
+                not args.no_browser,
             )
             print(row, flush=True)
             rows.append(row)

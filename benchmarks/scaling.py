@@ -6,7 +6,9 @@ the same wall-clock budget with its CV folds trained
 - ``serial``: one after the other in the search's process (``workers=1``);
 - ``dask2``: by a Dask LocalCluster of 2 worker processes (``workers=2``);
 - ``dask2_async``: the same cluster with asynchronous promotion (``async_promotion=True``: no
-  rung barrier, so another search: its own decisions follow the order results come in).
+  rung barrier, so another search: its own decisions follow the order results come in);
+- ``dask2_plain``: ``dask2`` with the LocalCluster in plain TCP (``dask_tls=False``): what its
+  default TLS costs.
 
 One run at a time (the timings must not overlap); with several seeds the order of the setups
 rotates, so that a drift of the machine's load does not always hit the same one. Each run's
@@ -70,8 +72,10 @@ SETUPS: dict[str, dict[str, Any]] = {
     "serial": {"workers": 1, "async_promotion": False},
     "dask2": {"workers": 2, "async_promotion": False},
     "dask2_async": {"workers": 2, "async_promotion": True},
+    "dask2_plain": {"workers": 2, "async_promotion": False, "dask_tls": False},
 }
-"""The setups compared: SearchConfig's ``workers`` and SearchSettings' ``async_promotion``."""
+"""The setups compared: SearchConfig's ``workers`` and ``dask_tls`` (the LocalCluster's TLS, on
+by default: ``dask2_plain`` measures what it costs) and SearchSettings' ``async_promotion``."""
 
 FULL_DEFAULTS: dict[str, Any] = {
     "budget": 300.0,
@@ -150,6 +154,7 @@ def run_setup(setup: str, seed: int, bench: Bench, run_dir: Path) -> dict[str, A
         run_dir=str(run_dir),
         progress=False,
         workers=SETUPS[setup]["workers"],
+        dask_tls=SETUPS[setup].get("dask_tls", True),
     )
     clock = _StartClock()
     load_before = os.getloadavg()[0]
@@ -164,6 +169,7 @@ def run_setup(setup: str, seed: int, bench: Bench, run_dir: Path) -> dict[str, A
         "setup": setup,
         "workers": SETUPS[setup]["workers"],
         "executor": "dask" if SETUPS[setup]["workers"] > 1 else "serial",
+        "tls": SETUPS[setup]["workers"] > 1 and SETUPS[setup].get("dask_tls", True),
         "promotion": "async" if SETUPS[setup]["async_promotion"] else "sync",
         "seed": seed,
         "budget_s": bench.budget,

@@ -30,11 +30,12 @@ def _load() -> ModuleType:
 scaling = _load()
 
 
-def test_the_setups_are_serial_and_a_dask_cluster_with_either_promotion() -> None:
+def test_the_setups_are_serial_and_a_dask_cluster_with_either_promotion_or_without_tls() -> None:
     assert scaling.SETUPS == {
         "serial": {"workers": 1, "async_promotion": False},
         "dask2": {"workers": 2, "async_promotion": False},
         "dask2_async": {"workers": 2, "async_promotion": True},
+        "dask2_plain": {"workers": 2, "async_promotion": False, "dask_tls": False},
     }
 
 

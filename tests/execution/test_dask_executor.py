@@ -8,6 +8,7 @@ reached by address or scheduler file like a cluster of other machines. Every sea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
 import psutil
 import pytest
 
@@ -118,30 +120,33 @@ def _wait_for(path: Path, procs: list[subprocess.Popen], timeout: float = 120) -
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A scheduler and two single-thread workers, each started as a process; their scheduler
-    file. All of them (and the workers' own child processes) are gone afterwards."""
-    folder = tmp_path_factory.mktemp("cluster")
+@contextlib.contextmanager
+def cluster_processes(
+    folder: Path, workers: int = 2, tls: list[str] | None = None
+) -> Iterator[Path]:
+    """A scheduler and ``workers`` single-thread workers, each started as a process (with the
+    ``--tls-*`` flags ``tls`` and the tls protocol, when given); their scheduler file. All of
+    them (and the workers' own child processes) are gone afterwards."""
     file = folder / "scheduler.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]))
     env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "2"
     common = {"cwd": folder, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    secure = [] if tls is None else ["--protocol", "tls", *tls]
     scheduler = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"]
-        + ["--port", "0", "--no-dashboard", "--scheduler-file", str(file)],
+        + ["--port", "0", "--no-dashboard", "--scheduler-file", str(file), *secure],
         **common,
     )
     procs = [scheduler]
     try:
         _wait_for(file, procs)
-        for i in range(2):
+        for i in range(workers):
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file"]
                     + [str(file), "--nthreads", "1", "--no-dashboard", "--name", f"w{i}"]
                     + ["--local-directory", str(folder / f"w{i}")]
-                    + ["--preload", "evoband.execution._dask"],
+                    + ["--preload", "evoband.execution._dask", *(tls or [])],
                     **common,
                 )
             )
@@ -157,6 +162,13 @@ def process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for p in alive:
             p.kill()
         assert not alive, f"cluster processes still alive after SIGTERM: {alive}"
+
+
+@pytest.fixture(scope="module")
+def process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A scheduler and two single-thread workers in processes; their scheduler file."""
+    with cluster_processes(tmp_path_factory.mktemp("cluster")) as file:
+        yield file
 
 
 def _install_killer(client, switch: Path, fold: int | None = None) -> None:
@@ -316,7 +328,7 @@ def test_search_with_the_dask_executor_equals_the_serial_search(
     assert report.n_evaluations == CAP
     assert_same_ledger(run_dir, serial_run)
     run = read_json(run_dir / "run.json")
-    assert (run["executor"], run["workers"]) == ("dask", 2)
+    assert (run["executor"], run["workers"], run["tls"]) == ("dask", 2, True)
     assert run["search"] == read_json(serial_run / "run.json")["search"]  # not search-defining
     # the executor is not part of the search: the run resumes serially (all replayed)
     resumed = run_search(search_config(data_dir, run_dir, workers=1, resume=True))
@@ -483,3 +495,69 @@ def test_a_signal_while_waiting_for_a_fold_is_raised_outside_dask(ready_after: i
         signal.signal(signal.SIGTERM, previous)
     assert not waiting.raised_inside
     assert waiting.calls == 1  # delivered at once, not after a fold finished
+
+
+def test_the_local_cluster_refuses_clients_without_its_credentials() -> None:
+    """Its workers unpickle what they are sent: nobody else on the machine may reach them."""
+    from distributed import Client
+    from distributed.comm.core import CommClosedError
+    from distributed.security import Security
+
+    executor = DaskExecutor(1)
+    try:
+        address = executor.connect().scheduler.address
+        assert address.startswith("tls://")
+        with pytest.raises(TypeError, match="TLS expects"):  # no TLS configured at all
+            Client(address, timeout=5)
+        with pytest.raises((OSError, CommClosedError)):  # plain TCP to the same port
+            Client(address.replace("tls://", "tcp://"), timeout=5)
+        with pytest.raises((OSError, CommClosedError)):  # TLS, but credentials of its own
+            Client(address, security=Security.temporary(), timeout=5)
+        assert executor._cluster is not None
+        with Client(address, security=executor._cluster.security, timeout=10) as allowed:
+            assert len(allowed.nthreads()) == 1
+    finally:
+        executor.close()
+
+
+@pytest.mark.slow  # a scheduler and a worker in processes
+def test_automl_on_a_tls_cluster_with_dasks_own_credentials(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import Client
+    from distributed.security import Security
+
+    credentials = Security.temporary()  # PEM text: one self-signed certificate for everyone
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
+    ca.write_text(str(credentials.tls_ca_file))
+    cert.write_text(str(credentials.tls_client_cert))
+    key.write_text(str(credentials.tls_client_key))
+    tls = ["--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+    argv = ["--data_dir", str(data_dir), "--hyperband", "--space", "course", "--pop_size", "2"]
+    argv += ["--epochs", "1", "--min_epochs", "1", "-s", "20000", "-p", "0.1", "--no_progress"]
+    argv += ["--cv_folds", "2", "--eval_time_limit", "600", "--max_evaluations", "1"]
+    with cluster_processes(tmp_path, workers=1, tls=tls) as file:
+        address = json.loads(file.read_text())["address"]
+        assert address.startswith("tls://")
+        mine = Security(tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key))
+        with Client(address, security=mine, timeout=30) as client:
+            client.wait_for_workers(1, timeout=120)  # it imports torch first
+        code, _, stderr = call_cli(
+            AutoML.main, [*argv, "--scheduler_address", address, "--run_dir", str(tmp_path / "a")]
+        )
+        assert code == 2 and len(error_lines(stderr)) == 1, stderr
+        assert "distributed.comm.tls.ca-file" in stderr and not (tmp_path / "a").exists()
+        monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", str(ca))
+        monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT", str(cert))
+        monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY", str(key))
+        dask.config.refresh()  # the variables, as a fresh process reads them
+        try:
+            code, _, stderr = call_cli(
+                AutoML.main,
+                [*argv, "--scheduler_file", str(file), "--run_dir", str(tmp_path / "b")],
+            )
+        finally:
+            monkeypatch.undo()
+            dask.config.refresh()
+        assert code in (0, 1), stderr
+        assert len(read_json(tmp_path / "b" / "automl_run.json")) == 1

@@ -21,6 +21,7 @@ search goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -36,6 +37,7 @@ import dask
 import torch
 from distributed import Client, Future, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.scheduler import KilledWorker
+from distributed.security import Security
 
 from ..core._errors import ClusterError, ConfigError, EvobandError
 from ..training._faults import failed_fold
@@ -101,6 +103,10 @@ class DaskExecutor(WorkerExecutor):
         scheduler_file: the JSON file a running scheduler wrote (``--scheduler-file``).
         retries: how many more times a fold whose worker died is run (on a LocalCluster).
         connect_timeout: seconds to reach an existing scheduler and to wait for its first worker.
+        tls: the LocalCluster's connections use TLS with temporary credentials made for it (a
+            client without them is refused: nobody else on the machine can reach the workers,
+            which unpickle what they are sent). An existing cluster is reached with Dask's own
+            TLS configuration (``distributed.comm.tls.*``, see ``docs/cluster.md``).
 
     Exactly one of ``workers``, ``scheduler_address`` and ``scheduler_file`` is given.
     """
@@ -114,6 +120,7 @@ class DaskExecutor(WorkerExecutor):
         scheduler_file: str | Path | None = None,
         retries: int = 2,
         connect_timeout: float = 10.0,
+        tls: bool = True,
     ) -> None:
         given = [x is not None for x in (workers, scheduler_address, scheduler_file)]
         if sum(given) != 1:
@@ -133,6 +140,7 @@ class DaskExecutor(WorkerExecutor):
         self.scheduler_file = None if scheduler_file is None else Path(scheduler_file)
         self.retries = retries
         self.connect_timeout = connect_timeout
+        self.tls = tls
         self.client: Client | None = None
         self._cluster: LocalCluster | None = None
         self._task: Task | None = None
@@ -176,8 +184,9 @@ class DaskExecutor(WorkerExecutor):
                 silence_logs=logging.ERROR,  # the workers' own log lines: errors only
                 # imported before a worker registers: a restarted one takes no job while importing
                 preload=[__name__],
+                security=Security.temporary() if self.tls else None,
             )
-        self.client = Client(self._cluster)
+        self.client = Client(self._cluster)  # with the cluster's credentials
 
     def _connect_to_scheduler(self) -> None:
         where = self.describe()
@@ -190,6 +199,7 @@ class DaskExecutor(WorkerExecutor):
         else:
             assert self.scheduler_address is not None
             _check_reachable(self.scheduler_address, self.connect_timeout)
+        _check_tls_credentials(self._address(), where)
         try:
             self.client = Client(
                 self.scheduler_address,
@@ -209,6 +219,16 @@ class DaskExecutor(WorkerExecutor):
                 f"The Dask scheduler {where} has no workers after {self.connect_timeout:g} s; "
                 "start some with `dask worker <address> --nthreads 1`."
             ) from None
+
+    def _address(self) -> str:
+        """The scheduler's address, from the flag or its scheduler file ("" when unreadable:
+        Dask then names the problem)."""
+        if self.scheduler_address is not None:
+            return self.scheduler_address
+        try:
+            return str(json.loads(Path(str(self.scheduler_file)).read_text())["address"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
 
     @property
     def n_workers(self) -> int:
@@ -353,11 +373,26 @@ def _quiet_distributed_logs() -> None:
         log.setLevel(logging.WARNING)
 
 
+def _check_tls_credentials(address: str, where: str) -> None:
+    """A ConfigError when the scheduler speaks TLS and Dask's configuration holds no client
+    credentials for it (Dask itself fails with a TypeError deep inside)."""
+    if not address.startswith("tls://"):
+        return
+    security = Security()  # from Dask's configuration: distributed.comm.tls.*
+    if not (getattr(security, "tls_ca_file", None) and getattr(security, "tls_client_cert", None)):
+        raise ConfigError(
+            f"The Dask scheduler {where} uses TLS, but Dask's configuration holds no client "
+            "credentials; set distributed.comm.tls.ca-file, distributed.comm.tls.client.cert and "
+            "distributed.comm.tls.client.key (e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE=ca.pem; "
+            "see docs/cluster.md)."
+        )
+
+
 def _check_reachable(address: str, timeout: float) -> None:
-    """A ConfigError at once when nothing listens at a TCP scheduler address (Dask itself
-    retries until its timeout)."""
+    """A ConfigError at once when nothing listens at a TCP or TLS scheduler address (Dask
+    itself retries until its timeout)."""
     scheme, host, port = parse_scheduler_address(address)
-    if scheme != "tcp":
+    if scheme not in ("tcp", "tls"):
         return
     try:
         with socket.create_connection((host, port), timeout=timeout):

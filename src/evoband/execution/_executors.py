@@ -28,13 +28,15 @@ def make_executor(
     *,
     scheduler_address: str | None = None,
     scheduler_file: str | Path | None = None,
+    tls: bool = True,
 ) -> FoldExecutor | None:
     """The executor of a search's folds (None: serially in this process).
 
     With a scheduler address or file the folds run on that existing Dask cluster (``workers`` is
     ignored) and it is reached now, so that a bad address fails before anything is written.
     Otherwise ``workers > 1`` worker processes of a Dask LocalCluster on this machine run them
-    (one CPU thread each, or one GPU each on CUDA), started later by ``start(task)``.
+    (one CPU thread each, or one GPU each on CUDA), started later by ``start(task)``; with
+    ``tls`` its connections use TLS with temporary credentials.
     """
     check_cluster_arguments(scheduler_address, scheduler_file)
     remote = scheduler_address is not None or scheduler_file is not None
@@ -52,15 +54,15 @@ def make_executor(
     check_sendable(family, workers, cloudpickle.dumps)
     if not remote:
         worker_devices(device, workers)  # more workers than GPUs fails now, not at the start
-        return DaskExecutor(workers)
+        return DaskExecutor(workers, tls=tls)
     dask_executor = DaskExecutor(scheduler_address=scheduler_address, scheduler_file=scheduler_file)
     dask_executor.connect()
     return dask_executor
 
 
 def executor_record(executor: FoldExecutor | None, workers: int) -> dict[str, Any]:
-    """What ``run.json`` says about where the folds ran: ``executor``, ``workers`` and, on an
-    existing cluster, ``scheduler``."""
+    """What ``run.json`` says about where the folds ran: ``executor``, ``workers``, on a
+    LocalCluster ``tls`` and on an existing cluster ``scheduler``."""
     if executor is None:
         return {"executor": "serial", "workers": 1}
     from ._dask import DaskExecutor
@@ -68,6 +70,6 @@ def executor_record(executor: FoldExecutor | None, workers: int) -> dict[str, An
     if not isinstance(executor, DaskExecutor):
         return {"executor": type(executor).__name__, "workers": workers}
     if executor.workers is not None:
-        return {"executor": "dask", "workers": executor.workers}
+        return {"executor": "dask", "workers": executor.workers, "tls": executor.tls}
     scheduler = executor.scheduler_address or str(executor.scheduler_file)
     return {"executor": "dask", "workers": executor.n_workers, "scheduler": scheduler}

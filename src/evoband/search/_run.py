@@ -155,6 +155,7 @@ def run_search(
     executor = make_executor(
         workers, device, family,
         scheduler_address=config.scheduler_address, scheduler_file=config.scheduler_file,
+        tls=config.dask_tls,
     )  # fmt: skip
     try:
         return _search(config, callbacks, data, searched, constraints, device, executor, workers)

@@ -39,8 +39,8 @@ class SearchConfig:
     and ``selection`` replace the optimizer's default operators (see
     :class:`evoband.search._optimizer.EvolutionaryOptimizer`); they must be made for the searched space
     (``definition.compile()`` of a composed one, ``evoband.space._spaces.get_space(name)`` of a shipped
-    one). ``workers``, ``scheduler_address`` and ``scheduler_file`` choose where the folds
-    train (:func:`evoband.execution._executors.make_executor`); they are not part of the search's
+    one). ``workers``, ``scheduler_address``, ``scheduler_file`` and ``dask_tls`` choose where
+    and how the folds train (:func:`evoband.execution._executors.make_executor`); they are not part of the search's
     definition, so a run may be resumed with other ones.
     """
 
@@ -58,6 +58,9 @@ class SearchConfig:
     workers: int | None = 1  # fold worker processes (a Dask LocalCluster); None: auto_workers
     scheduler_address: str | None = None  # an existing Dask cluster's scheduler (tcp://host:port)
     scheduler_file: str | None = None  # or the file that scheduler wrote
+    dask_tls: bool = (
+        True  # the LocalCluster speaks TLS with temporary credentials (docs/cluster.md)
+    )
     mutations: Sequence[Variation] | None = None
     crossover: Variation | None = None
     selection: Selection | None = None
