@@ -144,3 +144,7 @@ def test_every_relative_link_points_at_a_file_that_exists(doc: Path) -> None:
         elif anchor and path.suffix == ".md" and anchor not in anchors(path):
             broken.append(target)
     assert not broken, f"{doc.name}: broken links {broken}"
+
+
+def test_the_readme_stays_a_users_page_of_at_most_250_lines() -> None:
+    assert len((REPO_ROOT / "README.md").read_text().splitlines()) <= 250
