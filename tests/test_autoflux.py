@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from evoband import (
+    ConfigError,
     MultiPlot,
     PlotFitness,
     ScatterOpt,
@@ -219,3 +220,9 @@ def test_a_callback_that_reaches_its_target_stops_the_search(
     assert read_json(tmp_path / "stop" / "run.json")["stopped_by"] == population.report.stopped_by
     assert len(load_run(tmp_path / "stop")) == 1
     assert [m.member_id for m in population] == [0]  # stopped within the initial population
+
+
+def test_fit_refuses_a_seed_beyond_32_bits_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="seed"):
+        fit(tmp_path / "nothing-here", seed=-1, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

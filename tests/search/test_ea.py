@@ -125,6 +125,8 @@ def reference(
         ({"pop_size": 1}, "pop_size"),
         ({"num_children": 0}, "num_children"),
         ({"max_epochs": 0, "hyperband": False}, "epochs"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
         ({"max_time": 0}, "max_time"),
         ({"max_time": -5}, "max_time"),
         ({"max_evaluations": 0}, "max_evaluations"),

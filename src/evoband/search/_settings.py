@@ -99,6 +99,10 @@ class SearchSettings:
                 f"The value of `epochs` is {self.max_epochs}, but must be `epochs >= 1`.",
             ),
             (
+                0 <= self.seed < 2**32,  # numpy's and ConfigSpace's legacy seeding takes 32 bits
+                f"The value of `seed` is {self.seed}, but must be `0 <= seed < 2**32`.",
+            ),
+            (
                 self.max_time > 0,
                 f"The value of `max_time` is {self.max_time}, but must be `max_time > 0`.",
             ),
