@@ -432,3 +432,42 @@ def test_an_orderly_stop_takes_the_starts_of_evaluations_in_flight_back(
     assert report.n_evaluations == CAP
     assert "failed" not in statuses(run_dir)
     assert _starts(run_dir)[(1, 1)] == 1
+
+
+# -- a fold stuck outside the training steps ---------------------------------------------------------
+
+
+def test_a_fold_stuck_outside_the_optimizer_step_is_stopped_at_its_limit(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring hangs (as a stuck data read or a deadlock would) in the second evaluation: the
+    cooperative deadline between batches never comes; the hard limit stops it."""
+    import time
+
+    import evoband.training._faults as faults_module
+    import evoband.training._target as target_module
+
+    monkeypatch.setattr(faults_module, "HARD_LIMIT_GRACE", 0.5)
+    armed = Armed(lambda done: done == 1)
+    real = target_module.evaluate_model
+
+    def hanging(*args: Any, **kwargs: Any) -> Any:
+        if armed.now:
+            time.sleep(3600)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target_module, "evaluate_model", hanging)
+    config = search_config(data_dir, tmp_path / "run", cap=CAP)
+    config = dataclasses.replace(
+        config, settings=dataclasses.replace(config.settings, eval_time_limit=2.0)
+    )
+    start = time.monotonic()
+    report = run_search(config, callbacks=[armed])
+    assert time.monotonic() - start < 120
+    assert report.n_evaluations == CAP  # the search went on
+    stuck = records(tmp_path / "run")[1]
+    assert stuck["status"] == "timed_out"
+    evaluation = RunStore(tmp_path / "run", readonly=True).evaluation(
+        stuck["member_id"], stuck["epochs"]
+    )
+    assert evaluation is not None and "stopped outside training" in evaluation.message

@@ -1,10 +1,17 @@
 """Failed folds: an unexpected exception inside training becomes a fold with status ``error``
-(its traceback kept for the ledger), running out of memory one with status ``failed``."""
+(its traceback kept for the ledger), running out of memory one with status ``failed``, and a
+fold stuck past its time limit is stopped there (:func:`hard_time_limit`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
+import time
 import traceback
+from collections.abc import Iterator
+from types import FrameType
 
 from ._results import FoldResult, Status
 
@@ -36,3 +43,55 @@ def failed_fold(fold: int, exc: Exception, seconds: float) -> FoldResult:
     result = FoldResult(fold, 0.0, 0.0, 0.0, float("nan"), 0, seconds, Status.ERROR, error)
     result.traceback = "".join(traceback.format_exception(exc))
     return result
+
+
+HARD_LIMIT_GRACE = 30.0
+"""Seconds past an evaluation's deadline before its fold is stopped wherever it is: training
+itself stops at the deadline between batches, and scoring the validation split after it is
+allowed this long."""
+
+
+class HardTimeLimit(BaseException):
+    """Raised into a fold stuck past its deadline plus :data:`HARD_LIMIT_GRACE` (building a
+    model, loading a checkpoint, inheriting weights, scoring). A BaseException, as
+    KeyboardInterrupt is, so that no ``except Exception`` on the way swallows it."""
+
+
+@contextlib.contextmanager
+def hard_time_limit(deadline: float | None) -> Iterator[None]:
+    """Raise :class:`HardTimeLimit` in the block once ``time.monotonic()`` passes ``deadline``
+    plus :data:`HARD_LIMIT_GRACE`, whatever the block is doing between Python bytecodes (a
+    single long native call ends first). A real-time alarm: only in the main thread of a
+    process where none is set already; elsewhere (Dask workers run folds in threads) the
+    deadline stays cooperative."""
+    usable = (
+        deadline is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0
+    )
+    if not usable:
+        yield
+        return
+    assert deadline is not None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise HardTimeLimit(f"still running {HARD_LIMIT_GRACE:g} s after the time limit")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(
+            signal.ITIMER_REAL, max(deadline + HARD_LIMIT_GRACE - time.monotonic(), 1e-3)
+        )
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def stopped_fold(fold: int, exc: HardTimeLimit, seconds: float) -> FoldResult:
+    """The ``timed_out`` result of a fold :func:`hard_time_limit` stopped (nothing scored)."""
+    return FoldResult(
+        fold, 0.0, 0.0, 0.0, float("nan"), 0, seconds, Status.TIMED_OUT,
+        f"evaluation time limit reached; stopped outside training ({exc})",
+    )  # fmt: skip

@@ -23,7 +23,7 @@ from ..core._errors import DataError, EvobandError
 from ..nets._family import SHIPPED, NetworkFamily
 from ._checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from ._data import DataSource, channel_stats, normalize, stratified_folds
-from ._faults import failed_fold
+from ._faults import HardTimeLimit, failed_fold, hard_time_limit, stopped_fold
 from ._loop import (
     Distillation,
     EpochCallback,
@@ -323,11 +323,21 @@ def run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None = None) ->
 
     An exception of training or scoring is returned as a result (see :func:`failed_fold`),
     not raised; failures to write into the run directory (:class:`evoband.core._errors.StoreError`,
-    ``OSError``) and interrupts propagate.
+    ``OSError``) and interrupts propagate. Training stops at ``job.deadline`` between batches;
+    a fold still running well after it, wherever it is stuck, is stopped and ``timed_out``
+    (see :func:`evoband.training._faults.hard_time_limit`).
     """
+    start = time.perf_counter()
+    try:
+        with hard_time_limit(job.deadline):
+            return _run_fold(job, task, on_epoch, start)
+    except HardTimeLimit as exc:
+        return stopped_fold(job.fold, exc, time.perf_counter() - start)
+
+
+def _run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None, start: float) -> FoldResult:
     config, epochs, k, seed = job.config, job.epochs, job.fold, job.seed
     split, checkpoint_dir = task.splits[k], job.checkpoint_dir
-    start = time.perf_counter()
     try:
 
         def fresh_state() -> TrainState:
