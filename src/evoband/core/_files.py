@@ -27,7 +27,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     ``write`` fills a temporary file of a unique name in the same folder (so that concurrent
     writers never share one), which is flushed to disk and then renamed over ``path``; the folder
     is then synced too, so that the rename itself survives a power cut. If anything fails, the
-    temporary file is removed and the error propagates.
+    temporary file is removed and the error propagates: as the ``OSError`` it is when a failed
+    write lies under a serializer's own error (``torch.save`` turns a full disk into a
+    RuntimeError about its zip file).
     """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
     try:
@@ -37,10 +39,25 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        cause = _os_error_under(exc)
+        if cause is not None and cause is not exc:
+            raise OSError(cause.errno, cause.strerror, str(path)) from exc
         raise
     fsync_directory(path.parent)
+
+
+def _os_error_under(exc: BaseException) -> OSError | None:
+    """The first ``OSError`` in ``exc``'s chain of causes and contexts (``exc`` itself included)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 _NO_DIRECTORY_SYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES}

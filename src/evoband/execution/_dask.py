@@ -181,7 +181,8 @@ class DaskExecutor(WorkerExecutor):
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
-                silence_logs=logging.ERROR,  # the workers' own log lines: errors only
+                # the workers log nothing: what a fold raises reaches the search, which reports it
+                silence_logs=logging.CRITICAL,
                 # imported before a worker registers: a restarted one takes no job while importing
                 preload=[__name__],
                 security=Security.temporary() if self.tls else None,
