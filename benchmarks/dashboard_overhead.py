@@ -149,6 +149,8 @@ def run_search(
                 "--journal", str(Path(scratch) / "journal.log"),
             ],
             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # started from a script in the background, it would inherit SIGINT ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         try:
             study_id = wait_for_study(f"http://127.0.0.1:{port}")
