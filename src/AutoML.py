@@ -233,6 +233,14 @@ def build_parser(random_search: bool = False) -> argparse.ArgumentParser:
         default=None,
         help="seconds one evaluation may train (default: 4x its predicted cost, at least 10 s)",
     )
+    p.add_argument(
+        "--max_memory",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="memory one evaluation may need, estimated before it trains; one over it is "
+        "recorded failed (default: half the memory available at the start over the workers)",
+    )
     p.add_argument("--no_progress", action="store_true", help="log lines only, no progress bar")
     p.add_argument(
         "--dry_run",
@@ -280,6 +288,7 @@ def config_from_args(args: argparse.Namespace, random_search: bool = False) -> S
         workers=None if args.workers == "auto" else args.workers,
         scheduler_address=args.scheduler_address,
         scheduler_file=args.scheduler_file,
+        max_memory=getattr(args, "max_memory", None),
     )
 
 

@@ -471,3 +471,40 @@ def test_a_fold_stuck_outside_the_optimizer_step_is_stopped_at_its_limit(
         stuck["member_id"], stuck["epochs"]
     )
     assert evaluation is not None and "stopped outside training" in evaluation.message
+
+
+# -- memory ------------------------------------------------------------------------------------------
+
+
+def test_an_evaluation_over_the_memory_bound_is_failed_without_training(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The bound sits between the members' estimates: the bigger ones are refused before they
+    train (nothing started), the others train, and the search goes on."""
+    from evoband.training._data import load_data
+    from evoband.training._memory import GIB, training_bytes
+    from evoband.training._target import Task
+
+    task = Task(load_data(data_dir), cv_folds=3)
+
+    def need(record: dict) -> int:
+        return training_bytes(
+            record["configuration"], task.input_shape, task.n_classes, task.family
+        )
+
+    reference = tmp_path / "reference"
+    run_search(search_config(data_dir, reference, cap=CAP))
+    estimates = sorted({need(r) for r in records(reference)})
+    bound = estimates[len(estimates) // 2]  # the middle estimate
+    config = dataclasses.replace(
+        search_config(data_dir, tmp_path / "run", cap=CAP), max_memory=bound / GIB
+    )
+    report = run_search(config)
+    assert report.n_evaluations == CAP
+    run = records(tmp_path / "run")
+    refused = [r for r in run if need(r) > bound]
+    assert refused, "no member over the bound: the test proves nothing"
+    assert all(r["status"] == "failed" for r in refused)
+    assert all(r["status"] != "failed" for r in run if need(r) <= bound)
+    started = _starts(tmp_path / "run")
+    assert not any((r["member_id"], r["epochs"]) in started for r in refused)

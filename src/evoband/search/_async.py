@@ -171,9 +171,9 @@ class AsyncLoop:
                 if member.member_id in self.released:
                     evaluation.checkpoint_sha256 = {}  # its checkpoints went: from scratch
                 if evaluation.needs_training(n_folds):
-                    crashed = opt.crashed(evaluation)
-                    if crashed is not None:
-                        self._take(member, budget, crashed, replayed=False)
+                    refused = opt.refused(evaluation)
+                    if refused is not None:
+                        self._take(member, budget, refused, replayed=False)
                         continue
                     opt.mark_started(evaluation)
                     self.training.append(evaluation)

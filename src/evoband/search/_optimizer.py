@@ -69,13 +69,13 @@ class EvolutionaryOptimizer(SearchState):
             cached = self.store.evaluation(member.member_id, budget)
             if cached is None:
                 evaluation = self.evaluation_of(member, budget)
-                crashed = None
+                refused = None
                 if evaluation.needs_training(len(self.task.splits)):
-                    crashed = self.crashed(evaluation)
-                if crashed is None:
+                    refused = self.refused(evaluation)
+                if refused is None:
                     fresh.append(evaluation)
                 else:
-                    self.record(member, budget, crashed, bracket, rung, replayed=False)
+                    self.record(member, budget, refused, bracket, rung, replayed=False)
                 continue
             self.n_replayed += 1
             self.record(member, budget, cached, bracket, rung, replayed=True)

@@ -25,6 +25,7 @@ from ..store._lock import RunLock, remove_stale_temporaries
 from ..training._constraints import Constraints
 from ..training._data import DataSource, load_data
 from ..training._loop import resolve_device
+from ..training._memory import GIB, default_memory_bound
 from ..training._results import Result
 from ..training._target import FoldExecutor, Task
 from ._final import Delivered
@@ -231,7 +232,7 @@ def _search_locked(
         optimizer = EvolutionaryOptimizer(
             space, task, constraints, settings, store, callbacks=cbs, executor=executor,
             selection=config.selection, mutations=config.mutations, crossover=config.crossover,
-            workers=workers,
+            workers=workers, memory_bound=memory_bound(config, workers),
         )  # fmt: skip
         run_json: dict[str, Any] = {
             "algorithm": settings.algorithm,
@@ -349,3 +350,11 @@ def _inheritance_report(settings: SearchSettings, store: RunStore) -> dict[str, 
         return {}
     inherited = store.inheritances()
     return {"inherited_weights": {str(m): row["parent"] for m, row in inherited.items()}}
+
+
+def memory_bound(config: SearchConfig, workers: int) -> int:
+    """Bytes one evaluation may need: ``config.max_memory`` GiB, else the default share of the
+    memory available now over the workers (:func:`evoband.training._memory.default_memory_bound`)."""
+    if config.max_memory is not None:
+        return int(config.max_memory * GIB)
+    return default_memory_bound(workers)

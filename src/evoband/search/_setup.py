@@ -58,9 +58,8 @@ class SearchConfig:
     workers: int | None = 1  # fold worker processes (a Dask LocalCluster); None: auto_workers
     scheduler_address: str | None = None  # an existing Dask cluster's scheduler (tcp://host:port)
     scheduler_file: str | None = None  # or the file that scheduler wrote
-    dask_tls: bool = (
-        True  # the LocalCluster speaks TLS with temporary credentials (docs/cluster.md)
-    )
+    dask_tls: bool = True  # the LocalCluster speaks TLS, credentials made for it
+    max_memory: float | None = None  # GiB one evaluation may need; None: half the free / workers
     mutations: Sequence[Variation] | None = None
     crossover: Variation | None = None
     selection: Selection | None = None
@@ -76,6 +75,11 @@ class SearchConfig:
         if self.workers is not None and self.workers < 1:
             raise ConfigError(
                 f"The value of `workers` is {self.workers}, but must be `workers >= 1`."
+            )
+        if self.max_memory is not None and not self.max_memory > 0:
+            raise ConfigError(
+                f"The value of `max_memory` is {self.max_memory}, but must be `max_memory > 0` "
+                "(GiB)."
             )
         check_cluster_arguments(self.scheduler_address, self.scheduler_file)
         if self.mutations is not None:

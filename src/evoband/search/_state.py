@@ -25,6 +25,7 @@ from ..store._ledger import RunStore
 from ..training._constraints import Constraints
 from ..training._cost import CostModel
 from ..training._loop import derive_seed
+from ..training._memory import GIB, training_bytes
 from ..training._results import FoldResult, Result, Status
 from ..training._target import FoldExecutor, Task
 from ._breeding import Breeder
@@ -85,6 +86,7 @@ class SearchState:
         crossover: Variation | None = None,
         executor: FoldExecutor | None = None,
         workers: int = 1,
+        memory_bound: int | None = None,
     ) -> None:
         self.space = space
         self.task = task
@@ -94,6 +96,7 @@ class SearchState:
         self.callback = CbAll(*callbacks)
         self.executor = executor
         self.workers = workers  # processes the final predictor's retrains may use
+        self.memory_bound = memory_bound  # bytes one evaluation may need (None: no bound)
         family = task.family  # builds and counts the networks (see evoband.nets._family)
         n_train = len(task.splits[0].y_train)
         self.cost_model = CostModel(task.input_shape, task.n_classes, n_train, family)
@@ -302,6 +305,34 @@ class SearchState:
         self.stop_if(self.errors.observe(result, where, replayed=replayed))
 
     # -- crashes ------------------------------------------------------------------------------
+
+    def refused(self, evaluation: Evaluation) -> Result | None:
+        """The ``failed`` result of an evaluation that must not train: over the memory bound
+        (:meth:`over_memory`) or crashed too often (:meth:`crashed`); None: it may train."""
+        return self.over_memory(evaluation) or self.crashed(evaluation)
+
+    def over_memory(self, evaluation: Evaluation) -> Result | None:
+        """The ``failed`` result of an evaluation whose training is estimated to need more
+        memory than :attr:`memory_bound` (:func:`evoband.training._memory.training_bytes`)."""
+        if self.memory_bound is None:
+            return None
+        member, budget = evaluation.owner, evaluation.epochs
+        need = training_bytes(member.config, self.task.input_shape, self.task.n_classes,
+                              self.task.family)  # fmt: skip
+        if need <= self.memory_bound:
+            return None
+        message = (
+            f"needs an estimated {need / GIB:.2f} GiB to train, over the bound of "
+            f"{self.memory_bound / GIB:.2f} GiB (--max_memory)"
+        )
+        logger.warning(
+            "%s at %d epochs %s; recorded as failed.", member.describe(), budget, message
+        )
+        folds = [evaluation.done[k] for k in sorted(evaluation.done)]
+        return Result(
+            0.0, 0.0, 0.0, member.num_params, budget, sum(f.seconds for f in folds),
+            Status.FAILED, message, folds,
+        )  # fmt: skip
 
     def crashed(self, evaluation: Evaluation) -> Result | None:
         """The ``failed`` result of an evaluation that the search process died in
