@@ -10,6 +10,7 @@ package's ``__init__``). Every import counts, also those inside functions and un
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,16 @@ def test_result_readers_do_not_import_the_training_stack(module: str) -> None:
     paths = {module_name(p): p for p in MODULES}
     torch_users = {name for name in seen if imports_torch(paths[name])}
     assert not torch_users, f"{module} imports torch through {sorted(torch_users)}"
+
+
+def test_every_error_evoband_raises_is_an_evoband_error() -> None:
+    """A caller who catches EvobandError catches everything evoband raises on bad input or a
+    failed run; the only built-in errors raised are those a protocol demands (marked)."""
+    pattern = re.compile(r"raise (ValueError|TypeError|RuntimeError|KeyError|IndexError)\b")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and "# protocol:" not in line
+    ]
+    assert not found, found

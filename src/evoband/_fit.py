@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._fitted import FittedMember, FittedPredictor, Population, RetrainTask, selected_segments
+from .core._errors import ConfigError
 from .core._paths import resolve_default, resolve_user
 from .operators._base import Selection, Variation
 from .search._hooks import BaseCallback, Callback, SearchView
@@ -52,7 +53,7 @@ def as_data_source(data: Any) -> DataSource:
         return data
     if isinstance(data, tuple | list):
         if len(data) != 2:
-            raise TypeError(
+            raise ConfigError(
                 f"Array data is (x, y) or ((x, y), (x_test, y_test)); got {len(data)} items."
             )
         first, second = data

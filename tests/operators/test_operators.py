@@ -263,7 +263,7 @@ def test_tournament_selection_prefers_the_front_of_the_ranking() -> None:
 
 def test_tournament_selection_single_member_and_bad_size() -> None:
     assert TournamentSelection(5).select(["only"], 4, np.random.default_rng(0)) == ["only"] * 4
-    with pytest.raises(ValueError, match="tournament size"):
+    with pytest.raises(ConfigError, match="size"):
         TournamentSelection(0)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from evoband.core._errors import ConfigError
 from evoband.report import _retrain as retrain
 from evoband.report import _significance as significance
 from evoband.report import _summary as summary
@@ -24,7 +25,7 @@ def test_mcnemar_known_case() -> None:
     assert (result.b, result.c) == (8, 2)
     assert result.pvalue == pytest.approx(0.109375)
     assert significance.mcnemar([True, False], [True, False]).pvalue == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="same samples"):
         significance.mcnemar([True], [True, False])
 
 

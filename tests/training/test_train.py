@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from evoband.core._errors import ConfigError
 from evoband.training._data import channel_stats, load_data, normalize
 from evoband.training._loop import (
     FINAL_LR_FACTOR,
@@ -348,7 +349,7 @@ def test_make_optimizer(name: str, cls: type) -> None:
 
 
 def test_make_optimizer_unknown_name() -> None:
-    with pytest.raises(ValueError, match="rmsprop"):
+    with pytest.raises(ConfigError, match="rmsprop"):
         make_optimizer(dict(TINY, optimizer="rmsprop"), [torch.nn.Parameter(torch.zeros(1))])
 
 

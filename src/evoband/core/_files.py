@@ -101,5 +101,5 @@ def json_default(value: Any) -> Any:
         return str(value)
     plain = builtin(value)
     if plain is value:
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")  # protocol: json.dumps
     return plain

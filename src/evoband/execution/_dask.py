@@ -81,7 +81,7 @@ def _run_on_worker(plugin: str, job: FoldJob, wall_deadline: float | None) -> Fo
     holder = get_worker().plugins.get(plugin)
     task = holder.task if isinstance(holder, _TaskPlugin) else None
     if task is None:
-        raise RuntimeError(f"this worker holds no task {plugin}")
+        raise ClusterError(f"The Dask worker holds no task {plugin} (it joined without it).")
     with _ONE_FOLD_AT_A_TIME:
         if wall_deadline is not None:  # this machine's monotonic clock for the same moment
             job = replace(job, deadline=time.monotonic() + wall_deadline - time.time())

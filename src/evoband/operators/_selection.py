@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core._errors import ConfigError
 from ._base import Selection, T
 
 
@@ -21,7 +22,7 @@ class TournamentSelection(Selection):
 
     def __init__(self, size: int = 3) -> None:
         if size < 1:
-            raise ValueError(f"The tournament size is {size}, but must be >= 1.")
+            raise ConfigError(f"The value of `size` is {size}, but must be `size >= 1`.")
         self.size = size
 
     def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:

@@ -155,7 +155,7 @@ class ServedJournal(JournalStorage):
             return super().get_best_trial(study_id)
         trials = self.get_all_trials(study_id, deepcopy=False, states=[TrialState.COMPLETE])
         if not trials:
-            raise ValueError("No trials are completed yet.")
+            raise ValueError("No trials are completed yet.")  # protocol: Optuna storages raise it
         feasible = [
             t for t in trials if all(c <= 0 for c in t.system_attrs.get(CONSTRAINTS_KEY, []))
         ]

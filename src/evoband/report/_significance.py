@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..core._errors import ConfigError
 from ..store._runs import RunData, best_run
 from ._retrain import TestResult
 
@@ -31,7 +32,7 @@ def mcnemar(
     """Exact McNemar test (binomial on the discordant pairs) of two classifiers on the same samples."""
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     if a.shape != b.shape:
-        raise ValueError(
+        raise ConfigError(
             f"Both classifiers must be scored on the same samples ({a.shape} vs {b.shape})."
         )
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..core._errors import ConfigError
 from ..store._analysis import chronological, feasible_mask
 from ..store._runs import RunData
 
@@ -70,7 +71,9 @@ def best_feasible_trace(run: RunData, x: str = "elapsed") -> pd.DataFrame:
     elif x == "epochs":
         xs = cumulative_epochs(frame, run.cv_folds)
     else:
-        raise ValueError(f"x must be 'elapsed', 'evaluations' or 'epochs', not {x!r}.")
+        raise ConfigError(
+            f"The value of `x` is {x!r}, but must be one of elapsed, evaluations, epochs."
+        )
     return pd.DataFrame({"x": xs, "best": best})
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core._errors import ConfigError
 from ..nets._family import SHIPPED, NetworkFamily
 from ..nets._towers import tower_mean
 from ._allocator import tune_allocator
@@ -149,7 +150,9 @@ def learning_rate(config: Mapping[str, Any], position: float, segments: Sequence
             return peak * (0.1 + 0.9 * t / WARMUP_FRACTION)
         t = (t - WARMUP_FRACTION) / (1 - WARMUP_FRACTION)
     elif kind != "cosine":
-        raise ValueError(f"Unknown lr_schedule {kind!r}.")
+        raise ConfigError(
+            f"The value of `lr_schedule` is {kind!r}, but must be one of onecycle, cosine."
+        )
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
@@ -173,7 +176,9 @@ def make_optimizer(config: Mapping[str, Any], params: Any) -> torch.optim.Optimi
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
     if name == "adad":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=decay)
-    raise ValueError(f"Unknown optimizer {name!r}.")
+    raise ConfigError(
+        f"The value of `optimizer` is {name!r}, but must be one of adam, adamw, sgd, adad."
+    )
 
 
 def make_state(
