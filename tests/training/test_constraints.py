@@ -8,7 +8,7 @@ import random
 import pytest
 
 from evoband.core._errors import ConfigError
-from evoband.training._constraints import Constraints, MaxParams, MinPrecision
+from evoband.training._constraints import Constraint, Constraints, MaxParams, MinPrecision
 from evoband.training._results import Result, Status
 
 LIMITS = Constraints.of(max_params=1000, min_precision=0.5)
@@ -140,3 +140,14 @@ def test_constraints_of_validates_both() -> None:
         Constraints.of(1000, 0)
     both = Constraints.of(2e7, 0.39)
     assert [c.name for c in both.all] == ["max_params", "min_precision"]
+
+
+def test_further_constraints_are_refused_not_dropped() -> None:
+    class Latency(Constraint):
+        name = "latency"
+
+        def satisfied(self, result: Result) -> bool:
+            return True
+
+    with pytest.raises(ConfigError, match="latency"):
+        Constraints(MaxParams(10), MinPrecision(0.5), extra=[Latency()])

@@ -76,11 +76,24 @@ class MinPrecision(Constraint):
 
 @dataclass
 class Constraints:
-    """The constraints of a search: max parameters, min precision, and any further ones."""
+    """The constraints of a search: max parameters and min precision.
+
+    ``extra`` is refused: the ledger, the run's exports and the final predictor's selection know
+    these two constraints only, so a further one would rank members but not the predictor.
+    """
 
     max_params: MaxParams
     min_precision: MinPrecision
     extra: Sequence[Constraint] = ()
+
+    def __post_init__(self) -> None:
+        if self.extra:
+            names = ", ".join(c.describe() for c in self.extra)
+            raise ConfigError(
+                f"Constraints takes max_params and min_precision only, not also {names}: a "
+                "search, its ledger and its final predictor know those two; drop `extra` and "
+                "filter the returned population instead."
+            )
 
     @classmethod
     def of(cls, max_params: float, min_precision: float) -> Constraints:
