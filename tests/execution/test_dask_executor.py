@@ -497,6 +497,7 @@ def test_a_signal_while_waiting_for_a_fold_is_raised_outside_dask(ready_after: i
     assert waiting.calls == 1  # delivered at once, not after a fold finished
 
 
+@pytest.mark.slow  # a LocalCluster
 def test_the_local_cluster_refuses_clients_without_its_credentials() -> None:
     """Its workers unpickle what they are sent: nobody else on the machine may reach them."""
     from distributed import Client
