@@ -28,7 +28,7 @@ from evoband.training._checkpoints import save_checkpoint
 from evoband.training._data import load_data
 from evoband.training._loop import make_state
 from evoband.training._parent_weights import ParentWeights
-from evoband.training._target import FoldJob, Task, run_fold
+from evoband.training._target import FoldJob, Task, run_fold, take_checkpoint
 from helpers import make_image_folder, read_json, tiny_search_config
 
 DEFINITION = SearchDefinition(
@@ -272,7 +272,7 @@ def test_two_plus_three_epochs_from_inherited_weights_equal_five(tmp_path: Path)
         return FoldJob(child_cfg, epochs, 0, 7, (5,), checkpoints, None, None, True, inherit_from)
 
     at_once = run_fold(job(5, None, source), task)
-    run_fold(job(2, tmp_path / "child", source), task)
+    take_checkpoint(run_fold(job(2, tmp_path / "child", source), task), tmp_path / "child")
     continued = run_fold(job(5, tmp_path / "child", source), task)
     fresh = run_fold(job(5, None, None), task)
     assert at_once.inherited and not continued.inherited and not fresh.inherited

@@ -335,3 +335,32 @@ def test_deadline_in_the_past_times_out_and_stops(task: Task, tmp_path: Path) ->
     assert len(result.folds) == 1 and seen == result.folds  # the remaining folds are not started
     assert result.folds[0].message
     assert not checkpoint_path(ckpt, 0).exists()  # an unfinished state is not saved
+
+
+def test_a_folds_checkpoint_lands_in_its_place_only_when_its_result_is_taken(
+    tiny_image_root: Path, tmp_path: Path
+) -> None:
+    """A fold writes a pending file; whoever records the fold takes it. A result nobody takes (a
+    task still running for a cancelled search) leaves the checkpoint a search reads untouched."""
+    from evoband.core._files import is_temporary
+    from evoband.training._target import FoldJob, run_fold, take_checkpoint
+    from helpers import SMALL_CONFIG
+
+    task = Task(load_data(tiny_image_root), cv_folds=3)
+    folder = tmp_path / "member"
+    first = run_fold(FoldJob(dict(SMALL_CONFIG), 1, 0, 3, (1, 2), folder, None, None), task)
+    assert not checkpoint_path(folder, 0).exists()
+    take_checkpoint(first, folder)
+    assert file_sha256(checkpoint_path(folder, 0)) == first.checkpoint_sha256
+    assert not first.pending_checkpoint and [p.name for p in folder.iterdir()] == ["fold0.pt"]
+
+    late = run_fold(
+        FoldJob(dict(SMALL_CONFIG), 2, 0, 3, (1, 2), folder, first.checkpoint_sha256, None), task
+    )
+    assert late.status == Status.OK and late.checkpoint_sha256 != first.checkpoint_sha256
+    assert file_sha256(checkpoint_path(folder, 0)) == first.checkpoint_sha256  # untouched
+    pending = Path(late.pending_checkpoint)
+    assert pending.parent == folder and is_temporary(pending)
+    take_checkpoint(late, folder)
+    assert file_sha256(checkpoint_path(folder, 0)) == late.checkpoint_sha256
+    assert not pending.exists()

@@ -21,6 +21,11 @@ def is_temporary(path: Path) -> bool:
     return bool(_TEMPORARY.match(path.name))
 
 
+def temporary_path(path: Path) -> Path:
+    """A unique temporary name beside ``path`` (one :func:`is_temporary` recognises)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write ``path`` so that a reader sees the old file or the new one, never half of one.
 
@@ -31,7 +36,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     write lies under a serializer's own error (``torch.save`` turns a full disk into a
     RuntimeError about its zip file).
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+    tmp = temporary_path(path)
     try:
         # not tempfile: its files are private (0600), and figures and exports are shared
         with open(tmp, "xb") as fh:

@@ -27,7 +27,7 @@ from ..training._cost import CostModel
 from ..training._loop import derive_seed
 from ..training._memory import GIB, training_bytes
 from ..training._results import FoldResult, Result, Status
-from ..training._target import FoldExecutor, Task
+from ..training._target import FoldExecutor, Task, take_checkpoint
 from ._breeding import Breeder
 from ._faults import ErrorStreak
 from ._final import Delivered, deliver, reserve_seconds
@@ -370,6 +370,9 @@ class SearchState:
             raise
 
     def record_fold(self, evaluation: Evaluation, budget: int, fold: FoldResult) -> None:
+        """Take the fold's checkpoint (see :func:`evoband.training._target.take_checkpoint`),
+        then record the fold and the weights it inherited in one transaction."""
+        take_checkpoint(fold, evaluation.checkpoint_dir)
         member_id = evaluation.owner.member_id
         source = evaluation.inherit
         inherited: tuple[int, list[tuple[int, int]]] | None = None

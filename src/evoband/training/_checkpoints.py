@@ -41,6 +41,32 @@ def save_checkpoint(path: Path, state: TrainState) -> str:
     return file_sha256(path)
 
 
+def pending_path(path: Path) -> Path:
+    """Where a fold writes the checkpoint of ``path`` until the search takes it: a name of the
+    atomic writer's temporaries (unique, never read, removed as stale when a search starts)."""
+    return files.temporary_path(path)
+
+
+def save_pending_checkpoint(path: Path, state: TrainState) -> tuple[Path, str]:
+    """Write ``state`` beside ``path`` under a :func:`pending_path` name; return that name and
+    the SHA-256. Only :func:`commit_checkpoint`, called by whoever records the fold, makes it
+    ``path``: a fold whose result nobody takes (a task of a cancelled search still running on
+    a worker) writes nowhere a search reads."""
+    pending = pending_path(path)
+    return pending, save_checkpoint(pending, state)
+
+
+def commit_checkpoint(pending: str | Path, path: Path) -> None:
+    """Rename a fold's pending checkpoint to ``path`` (atomic; the folder synced)."""
+    try:
+        Path(pending).replace(path)
+        files.fsync_directory(path.parent)
+    except OSError as exc:
+        raise write_failure(
+            path.parent.parent.parent, f"{path.parent.name}/{path.name}", exc
+        ) from exc
+
+
 def load_checkpoint(
     path: Path, state: TrainState, expected_sha256: str | None, max_epochs: int
 ) -> bool:

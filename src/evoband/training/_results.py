@@ -64,6 +64,9 @@ class FoldResult:
     first (see :mod:`evoband.nets._inherit`); empty when it started fresh."""
     traceback: str = field(default="", repr=False, compare=False)
     """With status ``error``: the formatted traceback of the exception training raised."""
+    pending_checkpoint: str = field(default="", repr=False, compare=False)
+    """Where the fold wrote its checkpoint, until the one recording the fold commits it to its
+    place (:func:`evoband.training._checkpoints.commit_checkpoint`); empty when there is none."""
     probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
     """The model's class probabilities (softmax) on the fold's validation images, float16,
     ``N_valid x n_classes``: the fold's out-of-fold predictions (None when it was not scored)."""
@@ -79,7 +82,7 @@ class FoldResult:
         d = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in ("model", "probabilities")
+            if f.name not in ("model", "probabilities", "pending_checkpoint")
         }
         if self.inherited_from:
             d["inherited"] = True

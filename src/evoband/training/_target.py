@@ -21,7 +21,12 @@ import torch
 
 from ..core._errors import DataError, EvobandError
 from ..nets._family import SHIPPED, NetworkFamily
-from ._checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from ._checkpoints import (
+    checkpoint_path,
+    commit_checkpoint,
+    load_checkpoint,
+    save_pending_checkpoint,
+)
 from ._data import DataSource, channel_stats, normalize, stratified_folds
 from ._faults import HardTimeLimit, failed_fold, hard_time_limit, stopped_fold
 from ._loop import (
@@ -189,6 +194,7 @@ def evaluate(
         )
     )
     for result in (executor or SerialExecutor()).run(jobs, task, on_epoch):
+        take_checkpoint(result, checkpoint_dir)
         done[result.fold] = result
         if on_fold is not None:
             on_fold(result)
@@ -387,8 +393,10 @@ def _run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None, start: f
         metrics, logits = evaluate_model(
             state.model, split.x_valid, split.y_valid, config, task.family
         )
+        pending = ""
         if path is not None and outcome.status == Status.OK:
-            sha = save_checkpoint(path, state)
+            written, sha = save_pending_checkpoint(path, state)
+            pending = str(written)
         message = "evaluation time limit reached" if outcome.status == Status.TIMED_OUT else ""
         result = FoldResult(
             k,
@@ -403,6 +411,7 @@ def _run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None, start: f
             sha,
         )
         result.inherited_from = inherited_from
+        result.pending_checkpoint = pending
         result.probabilities = logits.softmax(dim=1).numpy().astype(np.float16)
         if job.keep_predictions:
             result.predicted = logits.argmax(1).tolist()
@@ -414,3 +423,11 @@ def _run_fold(job: FoldJob, task: Task, on_epoch: EpochCallback | None, start: f
     except Exception as exc:  # recorded as the fold's result; the optimizer decides what next
         logger.debug("Fold %d raised %s: %s", k, type(exc).__name__, exc)
         return failed_fold(k, exc, time.perf_counter() - start)
+
+
+def take_checkpoint(result: FoldResult, checkpoint_dir: Path | None) -> None:
+    """Commit ``result``'s pending checkpoint to ``fold<k>.pt`` in ``checkpoint_dir``: whoever
+    records a fold takes its checkpoint, in this process, before it records the fold."""
+    if result.pending_checkpoint and checkpoint_dir is not None:
+        commit_checkpoint(result.pending_checkpoint, checkpoint_path(checkpoint_dir, result.fold))
+        result.pending_checkpoint = ""
