@@ -42,14 +42,3 @@ def image_folder_factory(tmp_path: Path):
         return make_image_folder(tmp_path / name, **options)
 
     return make
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Half the slow end-to-end tests first, the other half from the middle on (the order stable
-    otherwise): xdist's work stealing (``--dist worksteal``) gives each of two workers one half
-    of the list, so each starts with its share of the long tests and steals short ones from the
-    other's end, and no worker is left with a long test alone at the end."""
-    slow = [item for item in items if item.get_closest_marker("slow") is not None]
-    fast = [item for item in items if item.get_closest_marker("slow") is None]
-    first = slow[0::2] + fast[: max(0, len(items) // 2 - len(slow[0::2]))]
-    items[:] = first + slow[1::2] + fast[len(first) - len(slow[0::2]) :]
