@@ -316,7 +316,7 @@ class SearchState:
         memory than :attr:`memory_bound` (:func:`evoband.training._memory.training_bytes`)."""
         if self.memory_bound is None:
             return None
-        member, budget = evaluation.owner, evaluation.epochs
+        member = evaluation.owner
         need = training_bytes(member.config, self.task.input_shape, self.task.n_classes,
                               self.task.family)  # fmt: skip
         if need <= self.memory_bound:
@@ -325,30 +325,15 @@ class SearchState:
             f"needs an estimated {need / GIB:.2f} GiB to train, over the bound of "
             f"{self.memory_bound / GIB:.2f} GiB (--max_memory)"
         )
-        logger.warning(
-            "%s at %d epochs %s; recorded as failed.", member.describe(), budget, message
-        )
-        folds = [evaluation.done[k] for k in sorted(evaluation.done)]
-        return Result(
-            0.0, 0.0, 0.0, member.num_params, budget, sum(f.seconds for f in folds),
-            Status.FAILED, message, folds,
-        )  # fmt: skip
+        return refusal(evaluation, message)
 
     def crashed(self, evaluation: Evaluation) -> Result | None:
         """The ``failed`` result of an evaluation that the search process died in
         :data:`CRASH_LIMIT` times (a kill, the out-of-memory killer, a segfault), or None: it
         may train (again)."""
-        member, budget = evaluation.owner, evaluation.epochs
-        if self.store.attempts(member.member_id, budget) < CRASH_LIMIT:
+        if self.store.attempts(evaluation.owner.member_id, evaluation.epochs) < CRASH_LIMIT:
             return None
-        logger.warning(
-            "%s at %d epochs %s; recorded as failed.", member.describe(), budget, CRASHED
-        )
-        folds = [evaluation.done[k] for k in sorted(evaluation.done)]
-        seconds = sum(f.seconds for f in folds)
-        return Result(
-            0.0, 0.0, 0.0, member.num_params, budget, seconds, Status.FAILED, CRASHED, folds
-        )
+        return refusal(evaluation, CRASHED)
 
     def mark_started(self, evaluation: Evaluation) -> None:
         """Record in the ledger that ``evaluation`` starts training (see :meth:`crashed`)."""
@@ -481,3 +466,15 @@ class SearchState:
             self.settings.seed,
             self.members,
         )
+
+
+def refusal(evaluation: Evaluation, message: str) -> Result:
+    """The ``failed`` result of an evaluation refused before it trains (again), with the folds
+    it had finished; logged."""
+    member, budget = evaluation.owner, evaluation.epochs
+    logger.warning("%s at %d epochs %s; recorded as failed.", member.describe(), budget, message)
+    folds = [evaluation.done[k] for k in sorted(evaluation.done)]
+    return Result(
+        0.0, 0.0, 0.0, member.num_params, budget, sum(f.seconds for f in folds),
+        Status.FAILED, message, folds,
+    )  # fmt: skip
