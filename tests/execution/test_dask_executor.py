@@ -402,6 +402,45 @@ def test_automl_on_an_existing_cluster(
     assert not any(p.startswith("evoband") for names in plugins.values() for p in names)
 
 
+def _evoband_plugins(client) -> tuple[list[str], list[str]]:
+    """The evoband plugins (workers' task plugins; the scheduler's worker and scheduler plugins)."""
+    on_workers = client.run(lambda dask_worker: list(dask_worker.plugins))
+    on_scheduler = client.run_on_scheduler(
+        lambda dask_scheduler: [*dask_scheduler.worker_plugins, *dask_scheduler.plugins]
+    )
+    return (
+        [p for names in on_workers.values() for p in names if p.startswith("evoband")],
+        [p for p in on_scheduler if p.startswith("evoband")],
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_search_leaves_no_training_set_on_an_existing_cluster(
+    process_cluster: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    address = json.loads(process_cluster.read_text())["address"]
+    command = [sys.executable, str(REPO_ROOT / "src" / "AutoML.py"), "--data_dir", str(data_dir)]
+    command += ["--run_dir", str(tmp_path / "run"), "--scheduler_address", address]
+    command += ["--space", "course", "--epochs", "4", "-s", "20000", "--no_progress"]
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=120)
+        search = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            end = time.monotonic() + 120
+            while not _evoband_plugins(client)[0]:  # the training set reached the workers
+                assert search.poll() is None and time.monotonic() < end, "the search never started"
+                time.sleep(0.2)
+        finally:
+            search.kill()
+            search.wait(timeout=30)
+        end = time.monotonic() + 30
+        while any(_evoband_plugins(client)) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert _evoband_plugins(client) == ([], [])
+
+
 @pytest.mark.slow  # a scheduler and two workers in processes
 def test_another_client_in_the_process_does_not_delay_the_results(
     process_cluster: Path, data_dir: Path

@@ -337,6 +337,50 @@ def test_deadline_in_the_past_times_out_and_stops(task: Task, tmp_path: Path) ->
     assert not checkpoint_path(ckpt, 0).exists()  # an unfinished state is not saved
 
 
+@pytest.mark.parametrize("where", ["main thread", "worker thread"])
+def test_a_fold_stuck_in_scoring_is_stopped_at_its_hard_limit(
+    task: Task, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring waits forever (a stuck read polled in a loop). In the main thread the alarm stops
+    it; in another thread (as Dask workers run folds) the timer thread does; either way the fold
+    is ``timed_out`` soon after its deadline plus the grace, and the other folds are not run."""
+    import threading
+
+    import evoband.training._faults as faults_module
+    import evoband.training._target as target_module
+
+    monkeypatch.setattr(faults_module, "HARD_LIMIT_GRACE", 0.5)
+
+    def stuck(*args: Any, **kwargs: Any) -> Any:
+        for _ in range(1200):  # a minute at most, so that a failure cannot hang the suite
+            time.sleep(0.05)
+        raise AssertionError("never stopped")
+
+    # torch imports parts of itself on first use: an alarm inside an import would leave it half
+    # done, so the imports happen here, and the deadline leaves training time to finish
+    evaluate(TINY, 1, task=task, seed=0)
+    monkeypatch.setattr(target_module, "evaluate_model", stuck)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        start = time.monotonic()
+        outcome["result"] = evaluate(TINY, 1, task=task, seed=0, deadline=start + 2.0)
+        outcome["seconds"] = time.monotonic() - start
+
+    if where == "main thread":
+        run()
+    else:
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=90)
+        assert not thread.is_alive()
+    result: Result = outcome["result"]
+    assert [f.status for f in result.folds] == [Status.TIMED_OUT], result.folds[0].message
+    assert "stopped outside training" in result.folds[0].message
+    assert "0.5 s after the time limit" in result.folds[0].message
+    assert outcome["seconds"] < 10
+
+
 def test_a_folds_checkpoint_lands_in_its_place_only_when_its_result_is_taken(
     tiny_image_root: Path, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ search goes on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
@@ -35,7 +36,15 @@ from typing import Any
 
 import dask
 import torch
-from distributed import Client, Future, LocalCluster, WorkerPlugin, as_completed, get_worker
+from distributed import (
+    Client,
+    Future,
+    LocalCluster,
+    SchedulerPlugin,
+    WorkerPlugin,
+    as_completed,
+    get_worker,
+)
 from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
@@ -74,6 +83,27 @@ class _TaskPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         self.task = None
+
+
+class _DropTaskWithItsClient(SchedulerPlugin):
+    """On the scheduler of an existing cluster: once the search's client is gone (closed, or
+    its process killed without a word), remove the worker plugin that carries its task, so that
+    no copy of the training set stays on the workers; then remove itself."""
+
+    _pending: set[asyncio.Task[Any]] = set()  # unregistering runs on; keep it from collection
+
+    def __init__(self, client_id: str, plugin: str) -> None:
+        self.client_id, self.plugin = client_id, plugin
+        self.name = f"{plugin}-drop"
+
+    def remove_client(self, scheduler: Any, client: str) -> None:
+        if client != self.client_id:
+            return
+        if self.plugin in scheduler.worker_plugins:  # not removed by the search itself
+            job = asyncio.ensure_future(scheduler.unregister_worker_plugin(None, self.plugin))
+            self._pending.add(job)
+            job.add_done_callback(self._pending.discard)
+        scheduler.plugins.pop(self.name, None)
 
 
 def _run_on_worker(plugin: str, job: FoldJob, wall_deadline: float | None) -> FoldResult:
@@ -262,6 +292,8 @@ class DaskExecutor(WorkerExecutor):
             self._drop_plugin()
             name = f"evoband-task-{uuid.uuid4().hex}"
             plugin = _TaskPlugin(task.on("cpu"), self._cluster is not None, devices)
+            if self._cluster is None:  # an existing cluster outlives the search, killed or not
+                self._drop_with_client(client, name)
             try:
                 client.register_plugin(plugin, name=name)
             except EvobandError:
@@ -274,6 +306,17 @@ class DaskExecutor(WorkerExecutor):
                 ) from exc
             self._task, self._plugin = task, name
         return client
+
+    def _drop_with_client(self, client: Client, name: str) -> None:
+        try:
+            client.register_plugin(_DropTaskWithItsClient(client.id, name))
+        except Exception as exc:  # e.g. a scheduler that cannot import evoband
+            logger.warning(
+                "The Dask scheduler cannot remove this search's training set from its workers "
+                "if the search is killed (%s: %s); a normal exit still removes it.",
+                type(exc).__name__,
+                exc,
+            )
 
     def _drop_plugin(self) -> None:
         if self._plugin and self.client is not None and self._cluster is None:

@@ -286,9 +286,10 @@ def run_retrains(
     out_dir: Path,
 ) -> dict[tuple[tuple[int, int], int], Path]:
     """Train ``jobs`` in order, ``parallel`` at a time, each started only when it is predicted to
-    end before ``deadline`` and stopped there; the weight files of those that finished."""
+    end before ``deadline`` and stopped there; the weight files of those that finished. One job
+    runs in this process (starting a worker process costs seconds of imports, for nothing)."""
     done: dict[tuple[tuple[int, int], int], Path] = {}
-    if parallel <= 1:
+    if parallel <= 1 or len(jobs) == 1:
         whole = Task(data, whole_train=True, device=task.device, family=task.family)
         for job in jobs:
             if time.monotonic() + job.seconds > deadline:

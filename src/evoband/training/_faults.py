@@ -5,6 +5,7 @@ fold stuck past its time limit is stopped there (:func:`hard_time_limit`)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import signal
 import threading
@@ -56,37 +57,76 @@ class HardTimeLimit(BaseException):
     model, loading a checkpoint, inheriting weights, scoring). A BaseException, as
     KeyboardInterrupt is, so that no ``except Exception`` on the way swallows it."""
 
+    def __str__(self) -> str:  # raised into another thread, it arrives without its message
+        return (
+            str(self.args[0])
+            if self.args
+            else f"still running {HARD_LIMIT_GRACE:g} s after the time limit"
+        )
+
 
 @contextlib.contextmanager
 def hard_time_limit(deadline: float | None) -> Iterator[None]:
     """Raise :class:`HardTimeLimit` in the block once ``time.monotonic()`` passes ``deadline``
     plus :data:`HARD_LIMIT_GRACE`, whatever the block is doing between Python bytecodes (a
-    single long native call ends first). A real-time alarm: only in the main thread of a
-    process where none is set already; elsewhere (Dask workers run folds in threads) the
-    deadline stays cooperative."""
-    usable = (
-        deadline is not None
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0
-    )
-    if not usable:
+    single long native call ends first).
+
+    In the main thread of a process where no alarm is set already this is a real-time alarm
+    (SIGALRM), which also ends a blocking system call; in any other thread (Dask workers run
+    folds in threads) a timer thread raises the exception into the block's thread, where it
+    arrives at the next Python bytecode (a blocking call returns first)."""
+    if deadline is None:
         yield
         return
-    assert deadline is not None
+    seconds = max(deadline + HARD_LIMIT_GRACE - time.monotonic(), 1e-3)
+    main = threading.current_thread() is threading.main_thread()
+    if main and hasattr(signal, "setitimer") and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0:
+        with _alarm(seconds):
+            yield
+    elif main:  # an alarm of someone else's is set: it is not ours to replace
+        yield
+    else:
+        with _timer_thread(seconds):
+            yield
 
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
     def stop(signum: int, frame: FrameType | None) -> None:
-        raise HardTimeLimit(f"still running {HARD_LIMIT_GRACE:g} s after the time limit")
+        raise HardTimeLimit()
 
     previous = signal.signal(signal.SIGALRM, stop)
     try:
-        signal.setitimer(
-            signal.ITIMER_REAL, max(deadline + HARD_LIMIT_GRACE - time.monotonic(), 1e-3)
-        )
+        signal.setitimer(signal.ITIMER_REAL, seconds)
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0.0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _timer_thread(seconds: float) -> Iterator[None]:
+    target = ctypes.c_ulong(threading.get_ident())
+    lock = threading.Lock()
+    state = {"inside": True, "raised": False}
+
+    def stop() -> None:
+        with lock:
+            if state["inside"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(HardTimeLimit))
+                state["raised"] = True
+
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["inside"] = False
+            timer.cancel()
+            if state["raised"]:  # the block ended just then: withdraw it if it has not arrived
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)
 
 
 def stopped_fold(fold: int, exc: HardTimeLimit, seconds: float) -> FoldResult:
