@@ -1,8 +1,9 @@
-"""Bad input as a new user gives it, through the real command lines in fresh processes; and the
-exit codes of every other failure, through the wrapper every command line runs in (``run_cli``).
+"""Bad input as a new user gives it, through the real command lines (run in this process, as
+the scripts run them, and one of them in a fresh process); and the exit codes of every other
+failure, through the wrapper every command line runs in (``run_cli``).
 
 Every bad input must end with exit status 2, one ``error:`` line naming the problem and what to
-do, and nothing already on disk changed. The processes start at once (start-up time dominates).
+do, and nothing already on disk changed.
 """
 
 from __future__ import annotations
@@ -197,31 +198,47 @@ ONE_LINE: set[Case] = {
 """Cases whose whole stderr is the one error line (the others may log a warning first)."""
 
 
-@pytest.mark.slow
-def test_every_bad_input_is_one_error_line_exit_2_and_nothing_changed(tmp_path: Path) -> None:
+SCRIPTS: dict[str, Callable[[list[str] | None], int]] = {
+    "AutoML.py": AutoML.main,
+    "main.py": main_script.main,
+    "evaluation.py": evaluation.main,
+}
+
+
+def check_bad_input(case: Case, result: tuple[int, str, str], expected: str) -> None:
+    code, _, stderr = result
+    lines = error_lines(stderr)
+    assert code == 2, f"{case.__name__}: exit {code}\n{stderr}"
+    assert len(lines) == 1, f"{case.__name__}: {stderr}"
+    assert expected in lines[0], f"{case.__name__}: {lines[0]}"
+    assert "Traceback" not in stderr, case.__name__
+    if case in ONE_LINE:
+        assert stderr.splitlines() == lines, f"{case.__name__}: {stderr}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
+def test_every_bad_input_is_one_error_line_exit_2_and_nothing_changed(
+    case: Case, tmp_path: Path
+) -> None:
     data = make_image_folder(tmp_path / "data" / "tiny", classes=("a", "b", "c", "d"))
-    commands, words, dirs = [], [], []
-    for case in CASES:
-        case_dir = tmp_path / case.__name__
-        case_dir.mkdir()
-        command, expected = case(case_dir, data)
-        commands.append(command)
-        words.append(expected)
-        dirs.append(case_dir)
-    before = [snapshot(d) for d in dirs]
-    results = run_scripts_concurrently(commands, timeout=300)
-    for case, (code, _, stderr), expected, case_dir, files in zip(
-        CASES, results, words, dirs, before, strict=True
-    ):
-        lines = error_lines(stderr)
-        assert code == 2, f"{case.__name__}: exit {code}\n{stderr}"
-        assert len(lines) == 1, f"{case.__name__}: {stderr}"
-        assert expected in lines[0], f"{case.__name__}: {lines[0]}"
-        assert "Traceback" not in stderr, case.__name__
-        if case in ONE_LINE:
-            assert stderr.splitlines() == lines, f"{case.__name__}: {stderr}"
-        assert snapshot(case_dir) == files, f"{case.__name__} changed files on disk"
-    assert not (dirs[0] / "nothing").exists()
+    case_dir = tmp_path / "case"
+    case_dir.mkdir()
+    command, expected = case(case_dir, data)
+    before = snapshot(case_dir)
+    check_bad_input(case, call_cli(SCRIPTS[Path(command[1]).name], command[2:]), expected)
+    assert snapshot(case_dir) == before, f"{case.__name__} changed files on disk"
+    assert not (case_dir / "nothing").exists()
+
+
+@pytest.mark.slow
+def test_bad_input_in_a_fresh_process(tmp_path: Path) -> None:
+    """The scripts themselves (not only their ``main``) end bad input with the one line."""
+    data = make_image_folder(tmp_path / "data" / "tiny", classes=("a", "b", "c", "d"))
+    cases = [negative_seed, scoring_without_test_split]
+    commands = [case(tmp_path, data) for case in cases]
+    results = run_scripts_concurrently([command for command, _ in commands], timeout=300)
+    for case, result, (_, expected) in zip(cases, results, commands, strict=True):
+        check_bad_input(case, result, expected)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
