@@ -16,11 +16,11 @@ from evoband.cli import (
     EXIT_OK,
     EXIT_VIOLATED,
     HelpFormatter,
-    check_image_size,
-    check_seed,
     exit_codes,
     flag,
     model_size,
+    require_image_size,
+    require_seed,
     run_cli,
     setup_logging,
     use_run_dir,
@@ -254,8 +254,8 @@ def build_parser(random_search: bool = False) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, random_search: bool = False) -> SearchConfig:
     """The arguments as a SearchConfig (which validates them: one line per problem, before any work)."""
     # numpy and Pillow fail on these deep inside the search, long after the start
-    check_seed(args.seed)
-    check_image_size(args.image_size)
+    require_seed(args.seed)
+    require_image_size(args.image_size)
     settings = SearchSettings(
         pop_size=args.pop_size,
         num_children=args.num_children,

@@ -30,15 +30,22 @@ from evoband.cli import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     TRAINING_SEED_LIMIT,
-    check_seed,
     exit_codes,
     flag,
     model_size,
+    require_seed,
     run_cli,
     setup_logging,
     word_or_count,
 )
-from evoband.core import ConfigError, resolve_default, resolve_user, write_json
+from evoband.core import (
+    ConfigError,
+    require_int,
+    require_number,
+    resolve_default,
+    resolve_user,
+    write_json,
+)
 from evoband.report import (
     Dashboard,
     ensemble_table,
@@ -174,12 +181,12 @@ def parse_entries(args: argparse.Namespace) -> list[tuple[str | None, Path]]:
 
 
 def validate(args: argparse.Namespace) -> None:
-    check_seed(args.seed, TRAINING_SEED_LIMIT)
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
-    if args.constraint_min_precision is not None and not 0 < args.constraint_min_precision <= 1:
-        raise ConfigError(
-            f"--constraint_min_precision is {args.constraint_min_precision}, but must be in (0, 1]."
+    require_seed(args.seed, TRAINING_SEED_LIMIT)
+    if args.epochs is not None:
+        require_int("epochs", args.epochs, low=1)
+    if args.constraint_min_precision is not None:
+        require_number(
+            "constraint_min_precision", args.constraint_min_precision, low=0, high=1, low_open=True
         )
 
 

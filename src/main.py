@@ -21,15 +21,22 @@ from evoband.cli import (
     EXIT_VIOLATED,
     TRAINING_SEED_LIMIT,
     HelpFormatter,
-    check_image_size,
-    check_seed,
     exit_codes,
     flag,
     model_size,
+    require_image_size,
+    require_seed,
     run_cli,
     setup_logging,
 )
-from evoband.core import ConfigError, DataError, EvobandError, resolve_user, write_json
+from evoband.core import (
+    ConfigError,
+    DataError,
+    EvobandError,
+    require_int,
+    resolve_user,
+    write_json,
+)
 from evoband.nets import build_model, export_model
 from evoband.search import SearchSettings
 from evoband.space import SPACES, get_space, load_config
@@ -377,12 +384,11 @@ def progress_bar(epochs: int, label: str, disabled: bool = False):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    check_seed(args.seed, TRAINING_SEED_LIMIT)
-    check_image_size(args.image_size)
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs is {args.epochs}, but must be >= 1.")
-    if args.distill < 0:
-        raise ConfigError(f"--distill is {args.distill}, but must be >= 0 (0: no teachers).")
+    require_seed(args.seed, TRAINING_SEED_LIMIT)
+    require_image_size(args.image_size)
+    if args.epochs is not None:
+        require_int("epochs", args.epochs, low=1)
+    require_int("distill", args.distill, low=0, hint="0: no teachers.")
     if args.distill and not args.use_test_data:
         raise ConfigError(
             "--distill trains the network on the whole training split; pass -t True with it."

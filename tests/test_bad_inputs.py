@@ -137,13 +137,13 @@ def negative_seed(tmp: Path, data: Path) -> tuple[list[str], str]:
     return script(
         "AutoML.py", "--data_dir", str(data), "--seed", "-1", "--run_dir", str(tmp / "run"),
         "--resume",
-    ), "The value of `seed` is -1, but must be `0 <= seed < 2**32`."  # fmt: skip
+    ), "The value of `seed` is -1, but must be an int in [0, 2**32)."  # fmt: skip
 
 
 def zero_image_size(tmp: Path, data: Path) -> tuple[list[str], str]:
     return script(
         "AutoML.py", "--data_dir", str(data), "--image_size", "0", "0", "--run_dir", str(tmp / "r"),
-    ), "The value of `image_size` is 0 0, but must be `H >= 1` and `W >= 1`"  # fmt: skip
+    ), "The value of `image_size` is 0 0, but must be two sides >= 1."  # fmt: skip
 
 
 def batch_size_beyond_64_bits(tmp: Path, data: Path) -> tuple[list[str], str]:
@@ -282,7 +282,7 @@ def test_main_returns_its_own_status(code: int) -> None:
     ("exc", "code"),
     [
         (EvobandError("bad input"), 2),
-        (ConfigError("The value of `seed` is -1, but must be `0 <= seed < 2**32`."), 2),
+        (ConfigError("The value of `seed` is -1, but must be an int in [0, 2**32)."), 2),
         (StoreError("not a run directory"), 2),
         (StoreWriteError("Cannot write to the run directory"), 4),
         (ClusterError("The Dask cluster lost the job"), 4),

@@ -253,7 +253,7 @@ def test_bad_flag_exit_code_of_the_real_process(subprocess_results) -> None:
     code, stdout, stderr = subprocess_results["bad_eta"]
     assert code == 2
     assert error_lines(stderr) == [
-        "error: The 'eta' parameter of Hyperband must be an int >= 2. Got 1 instead."
+        "error: The value of `eta` of Hyperband is 1, but must be an int >= 2."
     ]
     assert stdout == ""
 
@@ -395,7 +395,7 @@ def test_main_exit_1_when_model_too_big(tiny_image_root: Path, tmp_path: Path) -
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["-e", "0"], "--epochs"),
+        (["-e", "0"], "`epochs` is 0, but must be an int >= 1"),
         (["-p", "0"], "min_precision"),
         (["-t", "perhaps"], "--use_test_data"),
     ],

@@ -43,5 +43,5 @@ def test_ensemble_averages_the_k_best_feasible_members(
     assert "Ensemble of 2 members" in result.format()
     assert f"({result.num_params:,} parameters)" in result.format()
     assert ensemble(population).member_ids == tuple(m.member_id for m in feasible[:2])  # half of 3
-    with pytest.raises(ConfigError, match="'k' parameter"):
+    with pytest.raises(ConfigError, match="`k` of the ensemble size is"):
         ensemble(population, k=0)

@@ -217,3 +217,16 @@ def test_every_error_evoband_raises_is_an_evoband_error() -> None:
         if pattern.search(line) and "# protocol:" not in line
     ]
     assert not found, found
+
+
+def test_given_values_are_validated_in_one_place() -> None:
+    """No private ``_check_*`` helper of its own outside the validator (evoband.core._validate),
+    whose one message shape every refused value speaks."""
+    found = [
+        f"{path.relative_to(PACKAGE)}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "_validate.py"
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*def _check_", line)
+    ]
+    assert not found, found

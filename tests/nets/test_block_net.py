@@ -227,7 +227,7 @@ def test_wrong_values_are_config_errors() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "n_classes", "match"),
-    [((3, 8), 2, "input shape"), ((3, 0, 8), 2, "input shape"), ((3, 8, 8), 0, "n_classes")],
+    [((3, 8), 2, "`input_shape`"), ((3, 0, 8), 2, "`input_shape`"), ((3, 8, 8), 0, "`n_classes`")],
 )
 def test_bad_shapes_and_class_counts(shape: Any, n_classes: int, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

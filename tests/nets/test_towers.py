@@ -62,7 +62,7 @@ def test_the_pair_recipe_is_the_bn_cnn_recipe_twice() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_a_bad_tower_count_is_a_config_error(bad: Any) -> None:
-    with pytest.raises(ConfigError, match="towers must be an integer >= 1"):
+    with pytest.raises(ConfigError, match="`towers` is .*, but must be an int >= 1"):
         n_towers({"towers": bad})
 
 

@@ -403,7 +403,7 @@ BAD: dict[str, tuple[Callable[[Path, str], list[str]], str]] = {
     "journal in the run": (lambda run, j: [str(run), "--dashboard", "--journal", str(run / "j.log")], "inside the run directory"),
     "with --test": (lambda run, j: [str(run), "--dashboard", "--test", "--journal", j], "drop --test"),
     "port without it": (lambda run, j: [str(run), "--port", "9", "--journal", j], "with --dashboard"),
-    "bad port": (lambda run, j: [str(run), "--dashboard", "--port", "70000", "--journal", j], "port <= 65535"),
+    "bad port": (lambda run, j: [str(run), "--dashboard", "--port", "70000", "--journal", j], "`port` is 70000, but must be an int in [0, 65535]"),
 }  # fmt: skip
 """Case -> (argv of a run directory and a journal path, what the error line says)."""
 

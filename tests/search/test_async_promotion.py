@@ -71,7 +71,9 @@ def test_higher_rungs_first_and_never_a_member_that_did_not_finish_ok() -> None:
 
 
 def test_async_promotion_needs_hyperband() -> None:
-    with pytest.raises(ConfigError, match="needs Hyperband"):
+    with pytest.raises(
+        ConfigError, match="`async_promotion` is True, but must be False without Hyperband"
+    ):
         SearchSettings(hyperband=False, async_promotion=True)
 
 

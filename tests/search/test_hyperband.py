@@ -119,12 +119,12 @@ def test_to_dict_is_json_and_rebuilds_the_schedule() -> None:
 @pytest.mark.parametrize(
     "min_epochs, max_epochs, eta, words",
     [
-        (2, 50, 1, "'eta'"),
-        (2, 50, 0, "'eta'"),
-        (2, 50, -3, "'eta'"),
-        (0, 50, 2, "'min_epochs'"),
-        (-1, 50, 2, "'min_epochs'"),
-        (51, 50, 2, "'min_epochs'"),
+        (2, 50, 1, "`eta`"),
+        (2, 50, 0, "`eta`"),
+        (2, 50, -3, "`eta`"),
+        (0, 50, 2, "`min_epochs`"),
+        (-1, 50, 2, "`min_epochs`"),
+        (51, 50, 2, "`min_epochs`"),
     ],
 )
 def test_bad_arguments_refused(min_epochs: int, max_epochs: int, eta: int, words: str) -> None:

@@ -125,7 +125,10 @@ def test_main_distills_and_records_it(tiny_image_root: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(["-t", "True", "--distill", "-1"], "--distill is -1"), (["--distill", "2"], "pass -t True")],
+    [
+        (["-t", "True", "--distill", "-1"], "`distill` is -1, but must be an int >= 0"),
+        (["--distill", "2"], "pass -t True"),
+    ],
 )
 def test_main_refuses_bad_distill_flags(
     tiny_image_root: Path, tmp_path: Path, flags: list[str], message: str

@@ -19,8 +19,9 @@ from types import FrameType
 
 from tqdm.auto import tqdm
 
-from ..core._errors import ConfigError, EnvironmentFailure, EvobandError
+from ..core._errors import EnvironmentFailure, EvobandError
 from ..core._files import write_text
+from ..core._validate import require, require_int
 from ..core._version import __version__
 
 EXIT_OK, EXIT_VIOLATED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_ENVIRONMENT = 0, 1, 2, 3, 4
@@ -62,20 +63,17 @@ def exit_codes(ok: str, violated: str | None = None, *, search: bool = False) ->
     return text
 
 
-def check_seed(seed: int | None, limit: int = SEED_LIMIT) -> None:
+def require_seed(seed: int | None, limit: int = SEED_LIMIT) -> None:
     """Refuse a ``--seed`` outside ``0 <= seed < limit`` (one line, before any work)."""
-    if seed is not None and not 0 <= seed < limit:
-        shown = "2**32" if limit == SEED_LIMIT else f"2**{limit.bit_length() - 1}"
-        raise ConfigError(f"The value of `seed` is {seed}, but must be `0 <= seed < {shown}`.")
+    if seed is not None:
+        require_int("seed", seed, low=0, high=limit, high_open=True)
 
 
-def check_image_size(image_size: Sequence[int] | None) -> None:
+def require_image_size(image_size: Sequence[int] | None) -> None:
     """Refuse an ``--image_size H W`` with a side below 1 (one line, before any work)."""
-    if image_size is not None and min(image_size) < 1:
+    if image_size is not None:
         shown = " ".join(map(str, image_size))
-        raise ConfigError(
-            f"The value of `image_size` is {shown}, but must be `H >= 1` and `W >= 1` (pixels)."
-        )
+        require(min(image_size) >= 1, "image_size", image_size, "two sides >= 1", shown=shown)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -49,6 +49,7 @@ from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
 from ..core._errors import ClusterError, ConfigError, EvobandError
+from ..core._validate import require_int
 from ..training._faults import failed_fold
 from ..training._loop import EpochCallback
 from ..training._results import FoldResult, Status
@@ -158,10 +159,9 @@ class DaskExecutor(WorkerExecutor):
                 "DaskExecutor takes exactly one of workers (a LocalCluster on this machine), "
                 "scheduler_address and scheduler_file."
             )
-        if workers is not None and workers < 1:
-            raise ConfigError(f"The value of `workers` is {workers}, but must be `workers >= 1`.")
-        if retries < 0:
-            raise ConfigError(f"The value of `retries` is {retries}, but must be `retries >= 0`.")
+        if workers is not None:
+            require_int("workers", workers, low=1)
+        require_int("retries", retries, low=0)
         if scheduler_address is not None:
             parse_scheduler_address(scheduler_address)
         self.workers = workers
@@ -229,8 +229,8 @@ class DaskExecutor(WorkerExecutor):
                 )
         else:
             assert self.scheduler_address is not None
-            _check_reachable(self.scheduler_address, self.connect_timeout)
-        _check_tls_credentials(self._address(), where)
+            _require_reachable_scheduler(self.scheduler_address, self.connect_timeout)
+        _require_tls_credentials(self._address(), where)
         try:
             self.client = Client(
                 self.scheduler_address,
@@ -417,7 +417,7 @@ def _quiet_distributed_logs() -> None:
         log.setLevel(logging.WARNING)
 
 
-def _check_tls_credentials(address: str, where: str) -> None:
+def _require_tls_credentials(address: str, where: str) -> None:
     """A ConfigError when the scheduler speaks TLS and Dask's configuration holds no client
     credentials for it (Dask itself fails with a TypeError deep inside)."""
     if not address.startswith("tls://"):
@@ -432,7 +432,7 @@ def _check_tls_credentials(address: str, where: str) -> None:
         )
 
 
-def _check_reachable(address: str, timeout: float) -> None:
+def _require_reachable_scheduler(address: str, timeout: float) -> None:
     """A ConfigError at once when nothing listens at a TCP or TLS scheduler address (Dask
     itself retries until its timeout)."""
     scheme, host, port = parse_scheduler_address(address)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core._errors import ConfigError
+from ..core._validate import require_int
 from ..space._layers import Space
 from ..space._params import Value
 from ._cnn import ACTIVATIONS as CNN_ACTIVATIONS
@@ -153,8 +153,7 @@ def build_network(
 
     A :class:`ShapeError` if the configuration does not fit the input (see :func:`is_valid`).
     """
-    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 1:
-        raise ConfigError(f"n_classes must be a positive int, not {n_classes!r}.")
+    require_int("n_classes", n_classes, low=1)
     plan = plan_network(space, config, input_shape)
     return build_towers(config, lambda: BlockNetwork(plan, n_classes))
 

@@ -17,6 +17,7 @@ import numpy as np
 from ConfigSpace import ConfigurationSpace
 
 from ..core._errors import ConfigError
+from ..core._validate import is_int, require, require_int
 from ..space._genotype import sample
 from ..space._layers import Space
 from ..space._params import Value
@@ -201,23 +202,22 @@ def _chain(nodes: list[Node], config: Mapping[str, Value], shape: Shape) -> SeqS
     return _sequence(steps, shape)
 
 
-def check_input_shape(input_shape: object) -> Shape:
+def input_shape_of(input_shape: object) -> Shape:
     """``input_shape`` as a tuple: ``(C, H, W)`` or ``(F,)`` of positive ints."""
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) not in (1, 3)
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in input_shape)
-    ):
-        raise ConfigError(
-            f"The input shape must be (C, H, W) or (F,) of positive ints, not {input_shape!r}."
-        )
+    ok = (
+        isinstance(input_shape, (tuple, list))
+        and len(input_shape) in (1, 3)
+        and all(is_int(n) and n > 0 for n in input_shape)
+    )
+    require(ok, "input_shape", input_shape, "(C, H, W) or (F,) of ints >= 1")
+    assert isinstance(input_shape, (tuple, list))
     return tuple(input_shape)
 
 
 def plan_network(space: Space, config: Mapping[str, Value], input_shape: Shape) -> Step:
     """The active layers of ``config`` with their settings and shapes; a :class:`ShapeError`
     if it does not fit ``input_shape``, a ConfigError if a key is missing or wrong."""
-    return _plan(expand(space), config, check_input_shape(input_shape))
+    return _plan(expand(space), config, input_shape_of(input_shape))
 
 
 def output_shape(space: Space, config: Mapping[str, Value], input_shape: Shape) -> Shape:
@@ -243,9 +243,8 @@ def sample_config(
 ) -> dict[str, Any]:
     """A configuration of ``compiled`` (drawn by :func:`evoband.space._spaces.sample`) that fits
     ``input_shape``: configurations that do not are drawn again, up to ``max_tries`` times."""
-    shape = check_input_shape(input_shape)
-    if not isinstance(max_tries, int) or max_tries < 1:
-        raise ConfigError(f"max_tries must be a positive int, not {max_tries!r}.")
+    shape = input_shape_of(input_shape)
+    require_int("max_tries", max_tries, low=1)
     node = expand(space)
     reason = ""
     for _ in range(max_tries):

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..core._errors import ConfigError
+from ..core._validate import require_int
 
 State = Mapping[str, torch.Tensor]
 
@@ -24,9 +25,7 @@ State = Mapping[str, torch.Tensor]
 def n_towers(config: Mapping[str, Any]) -> int:
     """The ``towers`` of a configuration (1 when it has none)."""
     value = config.get("towers", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"towers must be an integer >= 1, not {value!r}.")
-    return int(value)
+    return require_int("towers", value, low=1)
 
 
 class Towers(nn.Module):

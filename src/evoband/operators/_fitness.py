@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from ..core._errors import ConfigError
+from ..core._validate import require_number
 from ..training._results import Result, Status
 
 
@@ -37,14 +38,6 @@ FitnessFn = Callable[[Result | None], float]
 """Anything that scores a result: a :class:`Fitness` or a plain function."""
 
 NAN = float("nan")
-
-
-def _check_scale(scale: float, what: str) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0.0:
-        raise ConfigError(f"{what}: the scale is {scale!r}, but must be > 0.")
-    if not math.isfinite(scale):
-        raise ConfigError(f"{what}: the scale is {scale!r}, but must be finite.")
-    return float(scale)
 
 
 class Fitness(ABC):
@@ -87,7 +80,7 @@ class Size(Fitness):
     """
 
     def __init__(self, scale: float = 1.0) -> None:
-        self.scale = _check_scale(scale, "Size")
+        self.scale = require_number("scale", scale, low=0, low_open=True, owner="Size")
 
     def __call__(self, result: Result | None) -> float:
         return NAN if result is None else -float(result.num_params) / self.scale
@@ -98,7 +91,7 @@ class TrainTime(Fitness):
     without a result."""
 
     def __init__(self, scale: float = 1.0) -> None:
-        self.scale = _check_scale(scale, "TrainTime")
+        self.scale = require_number("scale", scale, low=0, low_open=True, owner="TrainTime")
 
     def __call__(self, result: Result | None) -> float:
         return NAN if result is None else -float(result.seconds) / self.scale

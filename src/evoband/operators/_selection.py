@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core._errors import ConfigError
+from ..core._validate import require_int
 from ._base import Selection, T
 
 
@@ -21,9 +21,7 @@ class TournamentSelection(Selection):
     """The best of ``size`` members drawn at random, ``n`` times."""
 
     def __init__(self, size: int = 3) -> None:
-        if size < 1:
-            raise ConfigError(f"The value of `size` is {size}, but must be `size >= 1`.")
-        self.size = size
+        self.size = require_int("size", size, low=1, owner="TournamentSelection")
 
     def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:
         picks = []

@@ -21,24 +21,23 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..core._errors import ConfigError
+from ..core._validate import require, require_int
 from ._base import Selection
 from ._selection import plus_selection
 
 T = TypeVar("T")
 
 
-def _check_size(n: Any, what: str, allow_none: bool = True) -> int | None:
+def _picks(n: Any, owner: str, allow_none: bool = True) -> int | None:
+    """A number of picks: an int >= 0 (or None, where the selection needs none)."""
     if n is None and allow_none:
         return None
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ConfigError(f"{what}: the number to pick is {n!r}, but must be an integer >= 0.")
-    return int(n)
+    return require_int("n", n, low=0, owner=owner)
 
 
-def _check_pool(ranked: Sequence[Any], n: int, what: str) -> None:
-    _check_size(n, what, allow_none=False)
-    if n > 0 and len(ranked) == 0:
-        raise ConfigError(f"{what}: cannot pick {n} from an empty population.")
+def _pickable(ranked: Sequence[Any], n: int, owner: str) -> None:
+    _picks(n, owner, allow_none=False)
+    require(n == 0 or len(ranked) > 0, "n", n, "0 for an empty population", owner=owner)
 
 
 class Strategy(Selection):
@@ -62,10 +61,10 @@ class EliteSelection(Strategy):
     """
 
     def __init__(self, n: int | None = None) -> None:
-        self.size = _check_size(n, "EliteSelection")
+        self.size = _picks(n, "EliteSelection")
 
     def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:
-        _check_pool(ranked, n, "EliteSelection")
+        _pickable(ranked, n, "EliteSelection")
         return [ranked[i % len(ranked)] for i in range(n)]
 
     def survivors(self, ranked: Sequence[T], rng: np.random.Generator) -> list[T]:
@@ -79,8 +78,7 @@ class PlusStrategy(EliteSelection):
     offspring ranked together (:func:`evoband.operators._base.plus_selection`)."""
 
     def __init__(self, mu: int) -> None:
-        if _check_size(mu, "PlusStrategy", allow_none=False) == 0:
-            raise ConfigError("PlusStrategy: mu is 0, but must be >= 1.")
+        require_int("mu", mu, low=1, owner="PlusStrategy")
         super().__init__(mu)
         self.mu = int(mu)
 
@@ -139,10 +137,10 @@ class SUSSelection(Strategy):
         if not callable(fitness):
             raise ConfigError(f"SUSSelection's fitness must be callable, not {fitness!r}.")
         self.fitness = fitness
-        self.size = _check_size(n, "SUSSelection")
+        self.size = _picks(n, "SUSSelection")
 
     def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:
-        _check_pool(ranked, n, "SUSSelection")
+        _pickable(ranked, n, "SUSSelection")
         if n == 0:
             return []
         weights = sus_weights([self.fitness(item) for item in ranked])
@@ -186,7 +184,7 @@ class CombinedSelection(Strategy):
             raise ConfigError(
                 f"CombinedSelection: each part is (selection, count) or a sized strategy, not {part!r}."
             )
-        return part[0], _check_size(part[1], "CombinedSelection")
+        return part[0], _picks(part[1], "CombinedSelection")
 
     def _counts(self, n: int) -> list[int]:
         if self.size is not None and n != self.size:
@@ -202,7 +200,7 @@ class CombinedSelection(Strategy):
         return [n - self.fixed if count is None else count for _, count in self.parts]
 
     def select(self, ranked: Sequence[T], n: int, rng: np.random.Generator) -> list[T]:
-        _check_pool(ranked, n, "CombinedSelection")
+        _pickable(ranked, n, "CombinedSelection")
         picks: list[T] = []
         for (selection, _), count in zip(self.parts, self._counts(n), strict=True):
             picks.extend(selection.select(ranked, count, rng))

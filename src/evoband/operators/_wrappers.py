@@ -15,6 +15,7 @@ import numpy as np
 from ConfigSpace import ConfigurationSpace
 
 from ..core._errors import ConfigError
+from ..core._validate import require, require_int
 from ..space._genotype import complete
 from ..space._spaces import Config
 from ._base import Variation
@@ -23,16 +24,10 @@ from ._repair import ParamBudget
 logger = logging.getLogger(__name__)
 
 
-def _check_operator(op: object, what: str) -> Variation:
-    if not isinstance(op, Variation):
-        raise ConfigError(f"{what} wraps variation operators, not {type(op).__name__} {op!r}.")
+def _variation(op: object, owner: str) -> Variation:
+    require(isinstance(op, Variation), "op", op, "a variation operator", owner=owner)
+    assert isinstance(op, Variation)
     return op
-
-
-def _check_tries(tries: int, what: str) -> int:
-    if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
-        raise ConfigError(f"{what}: tries is {tries!r}, but must be an integer >= 1.")
-    return tries
 
 
 class WithProbability(Variation):
@@ -43,7 +38,7 @@ class WithProbability(Variation):
     """
 
     def __init__(self, op: Variation, p: float) -> None:
-        self.op = _check_operator(op, "WithProbability")
+        self.op = _variation(op, "WithProbability")
         if isinstance(p, bool) or not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
             raise ConfigError(f"The probability is {p!r}, but must be in [0, 1].")
         self.p = float(p)
@@ -62,7 +57,7 @@ class ChainMutation(Variation):
     def __init__(self, *ops: Variation) -> None:
         if not ops:
             raise ConfigError("ChainMutation needs at least one operator.")
-        self.ops = tuple(_check_operator(op, "ChainMutation") for op in ops)
+        self.ops = tuple(_variation(op, "ChainMutation") for op in ops)
         self.n_parents = max(1, *(op.n_parents for op in self.ops))
 
     def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
@@ -76,7 +71,7 @@ class FilterMutation(Variation):
     """Applies ``op`` only where ``predicate(first parent)`` holds, else returns the parent."""
 
     def __init__(self, op: Variation, predicate: Callable[[Config], bool]) -> None:
-        self.op = _check_operator(op, "FilterMutation")
+        self.op = _variation(op, "FilterMutation")
         if not callable(predicate):
             raise ConfigError(f"FilterMutation's predicate must be callable, not {predicate!r}.")
         self.predicate = predicate
@@ -104,7 +99,7 @@ class Shield(Variation):
         space: ConfigurationSpace | None = None,
         tries: int = 10,
     ) -> None:
-        self.op = _check_operator(op, "Shield")
+        self.op = _variation(op, "Shield")
         self.keys = (keys,) if isinstance(keys, str) else tuple(keys)
         if not self.keys:
             raise ConfigError("Shield needs at least one key to shield.")
@@ -119,7 +114,7 @@ class Shield(Variation):
                 f"Shield: {', '.join(map(repr, unknown))} not in the {found.name} space."
             )
         self.space = found
-        self.tries = _check_tries(tries, "Shield")
+        self.tries = require_int("tries", tries, low=1, owner="Shield")
         self.n_parents = op.n_parents
 
     def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:
@@ -151,11 +146,11 @@ class WithinBudget(Variation):
     """
 
     def __init__(self, op: Variation, budget: ParamBudget, tries: int = 10) -> None:
-        self.op = _check_operator(op, "WithinBudget")
+        self.op = _variation(op, "WithinBudget")
         if not isinstance(budget, ParamBudget):
             raise ConfigError(f"WithinBudget needs a ParamBudget, not {type(budget).__name__}.")
         self.budget = budget
-        self.tries = _check_tries(tries, "WithinBudget")
+        self.tries = require_int("tries", tries, low=1, owner="WithinBudget")
         self.n_parents = op.n_parents
 
     def __call__(self, parents: Sequence[Config], rng: np.random.Generator) -> Config:

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from ..core._errors import ConfigError, EvobandError
+from ..core._validate import require_int, require_number
 from ..store._schema import LEDGER
 from ._trials import RunFollower
 
@@ -268,12 +269,8 @@ class Dashboard:
     ) -> None:
         self.run_dir = Path(run_dir)
         check_run_dir(self.run_dir)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError(f"The value of `port` is {port!r}, but must be `0 <= port <= 65535`.")
-        if not poll_seconds >= 0.1:
-            raise ConfigError(
-                f"The value of `poll_seconds` is {poll_seconds}, but must be `poll_seconds >= 0.1`."
-            )
+        require_int("port", port, low=0, high=65535)
+        require_number("poll_seconds", poll_seconds, low=0.1)
         require_dashboard()
         self.journal = check_journal(
             Path(journal) if journal else default_journal_path(self.run_dir), self.run_dir

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core._errors import ConfigError
+from ..core._validate import is_int, require
 from ..training._metrics import Metrics, compute_metrics
 
 
@@ -49,11 +49,9 @@ def ensemble_size(k: int | str, population_size: int) -> int:
     """
     if k == "half":
         return max(1, math.ceil(population_size / 2))
-    if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
-        return k
-    raise ConfigError(
-        f"The 'k' parameter (ensemble size) must be an int >= 1 or 'half'. Got {k!r} instead."
-    )
+    ok = is_int(k) and int(k) >= 1
+    require(ok, "k", k, "an int >= 1 or 'half'", owner="the ensemble size")
+    return int(k)
 
 
 def combine(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..core._errors import ConfigError
+from ..core._validate import invalid
 from ..store._analysis import chronological, feasible_mask
 from ..store._runs import RunData
 
@@ -71,9 +71,7 @@ def best_feasible_trace(run: RunData, x: str = "elapsed") -> pd.DataFrame:
     elif x == "epochs":
         xs = cumulative_epochs(frame, run.cv_folds)
     else:
-        raise ConfigError(
-            f"The value of `x` is {x!r}, but must be one of elapsed, evaluations, epochs."
-        )
+        raise invalid("x", x, "one of 'elapsed', 'evaluations', 'epochs'")
     return pd.DataFrame({"x": xs, "best": best})
 
 

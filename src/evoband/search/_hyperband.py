@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
-from ..core._errors import ConfigError
+from ..core._validate import require_int
 
 T = TypeVar("T")
 
@@ -47,24 +47,13 @@ class HyperbandSchedule:
     eta: int
 
     def __post_init__(self) -> None:
-        for name in ("min_epochs", "max_epochs", "eta"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(
-                    f"The '{name}' parameter of Hyperband must be an int. Got {value!r} instead."
-                )
-        if self.eta < 2:
-            raise ConfigError(
-                f"The 'eta' parameter of Hyperband must be an int >= 2. Got {self.eta} instead."
-            )
-        if self.min_epochs < 1:
-            raise ConfigError(
-                f"The 'min_epochs' parameter must be an int >= 1. Got {self.min_epochs} instead."
-            )
-        if self.min_epochs > self.max_epochs:
-            raise ConfigError(
-                f"The 'min_epochs' parameter ({self.min_epochs}) must not exceed the max epochs ({self.max_epochs})."
-            )
+        require_int("eta", self.eta, low=2, owner="Hyperband")
+        require_int("min_epochs", self.min_epochs, low=1, owner="Hyperband")
+        require_int("max_epochs", self.max_epochs, low=1, owner="Hyperband")
+        require_int(
+            "min_epochs", self.min_epochs, high=self.max_epochs, owner="Hyperband",
+            hint="Lower it, or raise the epochs.",
+        )  # fmt: skip
 
     @property
     def s_max(self) -> int:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from ConfigSpace import ConfigurationSpace
 
 from ..core._errors import ConfigError
+from ..core._validate import require, require_int, require_number
 from ..operators._repair import smallest_config
 from ..space._spaces import Config
 from ..store._runs import algorithm_label
@@ -85,71 +86,29 @@ class SearchSettings:
     predictor_share: float = 0.5
 
     def __post_init__(self) -> None:
-        checks = [
-            (
-                self.pop_size >= 2,
-                f"The value of `pop_size` is {self.pop_size}, but must be `pop_size >= 2`.",
-            ),
-            (
-                self.num_children >= 1,
-                f"The value of `num_children` is {self.num_children}, but must be `num_children >= 1`.",
-            ),
-            (
-                self.max_epochs >= 1,
-                f"The value of `epochs` is {self.max_epochs}, but must be `epochs >= 1`.",
-            ),
-            (
-                0 <= self.seed < 2**32,  # numpy's and ConfigSpace's legacy seeding takes 32 bits
-                f"The value of `seed` is {self.seed}, but must be `0 <= seed < 2**32`.",
-            ),
-            (
-                self.max_time > 0,
-                f"The value of `max_time` is {self.max_time}, but must be `max_time > 0`.",
-            ),
-            (
-                self.max_evaluations is None or self.max_evaluations >= 1,
-                f"The value of `max_evaluations` is {self.max_evaluations}, but must be `max_evaluations >= 1`.",
-            ),
-            (
-                0 < self.eval_cost_share <= 1,
-                f"The value of `eval_cost_share` is {self.eval_cost_share}, but must be in (0, 1].",
-            ),
-            (
-                self.eval_time_limit is None or self.eval_time_limit > 0,
-                f"The value of `eval_time_limit` is {self.eval_time_limit}, but must be `eval_time_limit > 0`.",
-            ),
-            (
-                0.0 <= self.crossover_prob <= 1.0,
-                f"The value of `crossover_prob` is {self.crossover_prob}, but must be in [0, 1].",
-            ),
-            (
-                self.tournament_size >= 1,
-                f"The value of `tournament_size` is {self.tournament_size}, but must be `tournament_size >= 1`.",
-            ),
-            (
-                self.ensemble_steps >= 1,
-                f"The value of `ensemble_steps` is {self.ensemble_steps}, but must be `ensemble_steps >= 1`.",
-            ),
-            (
-                self.ensemble_bags >= 0,
-                f"The value of `ensemble_bags` is {self.ensemble_bags}, but must be `ensemble_bags >= 0`.",
-            ),
-            (
-                self.ensemble_networks >= 1,
-                f"The value of `ensemble_networks` is {self.ensemble_networks}, but must be `ensemble_networks >= 1`.",
-            ),
-            (
-                0 < self.predictor_share < 1,
-                f"The value of `predictor_share` is {self.predictor_share}, but must be in (0, 1).",
-            ),
-            (
-                self.hyperband or not self.async_promotion,
-                "Asynchronous promotion needs Hyperband rungs; add `--hyperband True`.",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_int("pop_size", self.pop_size, low=2)
+        require_int("num_children", self.num_children, low=1)
+        require_int("epochs", self.max_epochs, low=1)
+        # numpy's and ConfigSpace's legacy seeding takes 32 bits
+        require_int("seed", self.seed, low=0, high=2**32, high_open=True)
+        require_number("max_time", self.max_time, low=0, low_open=True, finite=False)
+        if self.max_evaluations is not None:
+            require_int("max_evaluations", self.max_evaluations, low=1)
+        require_number("eval_cost_share", self.eval_cost_share, low=0, high=1, low_open=True)
+        if self.eval_time_limit is not None:
+            require_number("eval_time_limit", self.eval_time_limit, low=0, low_open=True)
+        require_number("crossover_prob", self.crossover_prob, low=0, high=1)
+        require_int("tournament_size", self.tournament_size, low=1)
+        require_int("ensemble_steps", self.ensemble_steps, low=1)
+        require_int("ensemble_bags", self.ensemble_bags, low=0)
+        require_int("ensemble_networks", self.ensemble_networks, low=1)
+        require_number(
+            "predictor_share", self.predictor_share, low=0, high=1, low_open=True, high_open=True
+        )
+        require(
+            self.hyperband or not self.async_promotion, "async_promotion", True,
+            "False without Hyperband rungs", hint="Add `--hyperband True`.",
+        )  # fmt: skip
         # eta and min_epochs are checked with or without Hyperband, so that a bad value never
         # reaches run.json; min_epochs <= epochs only matters with Hyperband
         top = self.max_epochs if self.hyperband else max(self.max_epochs, self.min_epochs)

@@ -18,6 +18,7 @@ import torch
 
 from ..core._errors import ConfigError, StoreError
 from ..core._paths import resolve_default
+from ..core._validate import require_int, require_number
 from ..core._version import __version__
 from ..execution._cluster import check_cluster_arguments
 from ..operators._base import Selection, Variation
@@ -68,19 +69,11 @@ class SearchConfig:
         # the one place these arguments are checked; the command lines only map the errors
         Constraints.of(self.max_params, self.min_precision)
         space_name(self.space)
-        if self.cv_folds < 2:
-            raise ConfigError(
-                f"The value of `cv_folds` is {self.cv_folds}, but must be `cv_folds >= 2`."
-            )
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(
-                f"The value of `workers` is {self.workers}, but must be `workers >= 1`."
-            )
-        if self.max_memory is not None and not self.max_memory > 0:
-            raise ConfigError(
-                f"The value of `max_memory` is {self.max_memory}, but must be `max_memory > 0` "
-                "(GiB)."
-            )
+        require_int("cv_folds", self.cv_folds, low=2)
+        if self.workers is not None:
+            require_int("workers", self.workers, low=1)
+        if self.max_memory is not None:
+            require_number("max_memory", self.max_memory, low=0, low_open=True, hint="In GiB.")
         check_cluster_arguments(self.scheduler_address, self.scheduler_file)
         if self.mutations is not None:
             if isinstance(self.mutations, Variation) or not isinstance(self.mutations, Sequence):

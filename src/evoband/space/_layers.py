@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..core._errors import ConfigError
+from ..core._validate import is_int, is_number, require, require_int, require_name
 from ._params import Fixed, FloatRange, Indexed, IntRange, OneOf, Param, ParamLike, Value
 from ._params import as_param as _as_param
-from ._params import is_number as _is_number
 
 ACTIVATION_NAMES = ("relu", "leaky_relu", "gelu", "silu", "tanh", "identity")
 """The activations a layer space may use (see :data:`evoband.nets._composed.ACTIVATIONS`)."""
@@ -38,9 +38,9 @@ class Rule:
     def has_type(self, value: object) -> bool:
         """Whether ``value`` is of this rule's type (an int counts as a float)."""
         if self.value_type == "int":
-            return _is_number(value) and isinstance(value, int)
+            return is_int(value)
         if self.value_type == "float":
-            return _is_number(value)
+            return is_number(value)
         return type(value).__name__ == self.value_type
 
     def allows(self, value: object) -> bool:
@@ -153,34 +153,26 @@ class GlobalPool(Layer):
     FIELDS: ClassVar[dict[str, tuple[str, Rule]]] = {"kind": ("gpool", POOL_KIND)}
 
 
-def _check_spaces(spaces: Sequence[object], owner: str) -> tuple[Space, ...]:
-    checked: list[Space] = []
+def _spaces(spaces: Sequence[object], owner: str) -> tuple[Space, ...]:
     for space in spaces:
-        if not isinstance(space, SPACE_TYPES):
-            raise ConfigError(
-                f"{owner} takes layer or architecture spaces, not {space!r}; wrap a parameter "
-                "in a layer (e.g. Conv(out_channels=IntRange(8, 64), ...))."
-            )
-        checked.append(space)
-    return tuple(checked)
+        require(
+            isinstance(space, SPACE_TYPES), "space", space, "a layer or architecture space",
+            owner=owner, hint="Wrap a parameter in a layer (e.g. Conv(out_channels=IntRange(8, 64), ...)).",
+        )  # fmt: skip
+    return tuple(spaces)  # type: ignore[arg-type]
 
 
-def _check_count_range(owner: str, low: object, high: object, least: int) -> None:
-    if not (
-        _is_number(low) and isinstance(low, int) and _is_number(high) and isinstance(high, int)
-    ):
-        raise ConfigError(f"{owner} needs int bounds.")
-    if low < least:
-        raise ConfigError(f"{owner}: the minimum must be at least {least}.")
-    if low > high:
-        raise ConfigError(f"{owner}: the minimum exceeds the maximum; swap them or raise the max.")
+def _count_range(owner: str, names: tuple[str, str], low: object, high: object, least: int) -> None:
+    """The bounds of a count: ints, ``least <= low <= high``."""
+    minimum = require_int(names[0], low, low=least, owner=owner)
+    require_int(names[1], high, low=minimum, owner=owner, hint="Swap them, or raise the maximum.")
 
 
 class Chain:
     """The spaces one after another (an empty Chain is the identity)."""
 
     def __init__(self, *spaces: Space) -> None:
-        self.spaces = _check_spaces(spaces, "Chain")
+        self.spaces = _spaces(spaces, "Chain")
 
     def __repr__(self) -> str:
         return f"Chain({', '.join(map(repr, self.spaces))})"
@@ -203,13 +195,13 @@ class Repeat:
     index: str | None = None
 
     def __post_init__(self) -> None:
-        owner = f"Repeat(min={self.min!r}, max={self.max!r})"
-        _check_spaces([self.space], owner)
-        _check_count_range(owner, self.min, self.max, 0)
-        if self.max < 1:
-            raise ConfigError(f"{owner} repeats nothing; use a max of at least 1.")
-        _check_default(owner, self.default, self.min, self.max)
-        _check_count_name(owner, self.name, self.min, self.max, self.default)
+        owner = "Repeat"
+        _spaces([self.space], owner)
+        _count_range(owner, ("min", "max"), self.min, self.max, 0)
+        require_int(
+            "max", self.max, low=1, owner=owner, hint="A Repeat of at most 0 repeats nothing."
+        )
+        _count_default(owner, self.name, self.min, self.max, self.default)
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,11 +217,10 @@ class Fork:
     default: int | None = None
 
     def __post_init__(self) -> None:
-        owner = f"Fork(min_paths={self.min_paths!r}, max_paths={self.max_paths!r})"
-        _check_spaces([self.space], owner)
-        _check_count_range(owner, self.min_paths, self.max_paths, 1)
-        _check_default(owner, self.default, self.min_paths, self.max_paths)
-        _check_count_name(owner, self.name, self.min_paths, self.max_paths, self.default)
+        owner = "Fork"
+        _spaces([self.space], owner)
+        _count_range(owner, ("min_paths", "max_paths"), self.min_paths, self.max_paths, 1)
+        _count_default(owner, self.name, self.min_paths, self.max_paths, self.default)
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,7 +231,7 @@ class Residual:
     space: Space
 
     def __post_init__(self) -> None:
-        _check_spaces([self.space], "Residual")
+        _spaces([self.space], "Residual")
 
 
 class Choice:
@@ -255,7 +246,7 @@ class Choice:
         weights: Sequence[float] | None = None,
         default: Value | None = None,
     ) -> None:
-        self.spaces = _check_spaces(spaces, "Choice")
+        self.spaces = _spaces(spaces, "Choice")
         if len(self.spaces) < 2:
             raise ConfigError("Choice needs at least two spaces to choose from.")
         self.labels: tuple[Value, ...] = tuple(
@@ -278,18 +269,14 @@ class Choice:
         return f"Choice({', '.join(map(repr, self.spaces))}, labels={list(self.labels)!r})"
 
 
-def _check_default(owner: str, default: object, low: int, high: int) -> None:
-    if default is not None and not (
-        _is_number(default) and isinstance(default, int) and low <= default <= high
-    ):
-        raise ConfigError(f"{owner} has the default {default!r}; give one in [{low}, {high}].")
-
-
-def _check_count_name(owner: str, name: object, low: int, high: int, default: object) -> None:
-    if name is not None and (not isinstance(name, str) or not name or name != name.strip()):
-        raise ConfigError(f"{owner} has the name {name!r}; a name is a non-empty str, no spaces.")
-    if low == high and default is not None and default != low:
-        raise ConfigError(f"{owner} has a fixed count; drop its default.")
+def _count_default(owner: str, name: object, low: int, high: int, default: object) -> None:
+    if default is not None:
+        require_int("default", default, low=low, high=high, owner=owner)
+    require(
+        low != high or default in (None, low), "default", default, f"None for a fixed count of {low}",
+        owner=owner,
+    )  # fmt: skip
+    require_name("name", name, owner=owner)
 
 
 Space = Layer | Chain | Repeat | Fork | Residual | Choice

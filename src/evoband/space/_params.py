@@ -16,30 +16,15 @@ from ConfigSpace import Categorical, Constant, Float, Integer, OrdinalHyperparam
 from ConfigSpace.hyperparameters import Hyperparameter
 
 from ..core._errors import ConfigError
+from ..core._validate import is_int, is_number, require, require_name
 
 Value = bool | int | float | str
 """A hyperparameter value: what a genotype holds under a key."""
 
 
-def is_number(value: object) -> bool:
-    """Whether ``value`` is an int or a float (a bool is neither here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_value(value: object, owner: str) -> None:
-    if not isinstance(value, (bool, int, float, str)):
-        raise ConfigError(
-            f"{owner} takes bool, int, float or str values, not {type(value).__name__} {value!r}."
-        )
-
-
-def _check_name(name: object, owner: str) -> None:
-    if name is not None and (not isinstance(name, str) or not name or name != name.strip()):
-        raise ConfigError(f"{owner} has the name {name!r}; a name is a non-empty str, no spaces.")
+def _value(value: object, owner: str) -> None:
+    ok = isinstance(value, (bool, int, float, str))
+    require(ok, "value", value, "a bool, int, float or str", owner=owner)
 
 
 class Param:
@@ -64,8 +49,8 @@ class Fixed(Param):
     name: str | None = None
 
     def __post_init__(self) -> None:
-        _check_value(self.value, "Fixed")
-        _check_name(self.name, "Fixed")
+        _value(self.value, "Fixed")
+        require_name("name", self.name, owner="Fixed")
 
     def hyperparameter(self, key: str) -> Hyperparameter | None:
         return None if self.name is None else Constant(key, self.value)
@@ -94,10 +79,10 @@ class OneOf(Param):
             raise ConfigError(f"{owner} needs a non-empty list of values, e.g. OneOf([3, 5]).")
         object.__setattr__(self, "values", tuple(self.values))
         for value in self.values:
-            _check_value(value, owner)
+            _value(value, "OneOf")
         if len({(type(v), v) for v in self.values}) != len(self.values):
             raise ConfigError(f"{owner} lists a value twice; list each value once.")
-        _check_name(self.name, owner)
+        require_name("name", self.name, owner=owner)
         if self.weights is not None:
             weights = tuple(self.weights)
             if len(weights) != len(self.values) or not all(is_number(w) and w > 0 for w in weights):
@@ -127,20 +112,22 @@ class OneOf(Param):
         return tuple(self.values)
 
 
-def _check_range(param: IntRange | FloatRange, is_bound: Callable[[object], bool]) -> None:
-    owner = f"{type(param).__name__}({param.lo!r}, {param.hi!r})"
-    if not (is_bound(param.lo) and is_bound(param.hi)):
-        kind = "ints" if is_bound is _is_int else "numbers"
-        raise ConfigError(f"{owner} needs {kind} as bounds.")
-    if not param.lo < param.hi:
-        raise ConfigError(f"{owner} needs lo < hi; use Fixed({param.lo!r}) for a single value.")
-    if param.log and param.lo <= 0:
-        raise ConfigError(f"{owner} with log=True needs lo > 0.")
-    if param.default is not None and not (
-        is_bound(param.default) and param.lo <= param.default <= param.hi
-    ):
-        raise ConfigError(f"{owner} has the default {param.default!r}, outside its bounds.")
-    _check_name(param.name, owner)
+def _range(param: IntRange | FloatRange, is_bound: Callable[[object], bool]) -> None:
+    """The rules of a range's fields (their one message shape is the validator's)."""
+    owner = type(param).__name__
+    kind = "an int" if is_bound is is_int else "a number"
+    require(is_bound(param.lo), "lo", param.lo, kind, owner=owner)
+    require(is_bound(param.hi), "hi", param.hi, f"{kind} > lo ({param.lo!r})", owner=owner)
+    require(
+        param.lo < param.hi, "hi", param.hi, f"> lo ({param.lo!r})", owner=owner,
+        hint=f"Use Fixed({param.lo!r}) for a single value.",
+    )  # fmt: skip
+    require(not param.log or param.lo > 0, "lo", param.lo, "> 0 with log=True", owner=owner)
+    if param.default is not None:
+        ok = is_bound(param.default) and param.lo <= param.default <= param.hi
+        rule = f"{kind} in [{param.lo!r}, {param.hi!r}]"
+        require(ok, "default", param.default, rule, owner=owner)
+    require_name("name", param.name, owner=owner)
 
 
 @dataclass(frozen=True)
@@ -154,7 +141,7 @@ class IntRange(Param):
     default: int | None = None
 
     def __post_init__(self) -> None:
-        _check_range(self, _is_int)
+        _range(self, is_int)
 
     def hyperparameter(self, key: str) -> Hyperparameter | None:
         return Integer(key, (self.lo, self.hi), log=self.log, default=self.default)
@@ -174,7 +161,7 @@ class FloatRange(Param):
     default: float | None = None
 
     def __post_init__(self) -> None:
-        _check_range(self, is_number)
+        _range(self, is_number)
 
     def hyperparameter(self, key: str) -> Hyperparameter | None:
         return Float(key, (self.lo, self.hi), log=self.log, default=self.default)

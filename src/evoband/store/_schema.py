@@ -24,7 +24,8 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..core._errors import ConfigError, LedgerDamaged, StoreError
+from ..core._errors import LedgerDamaged, StoreError
+from ..core._validate import require_choice
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +165,7 @@ def journal_mode(
     environ = os.environ if environ is None else environ
     chosen = environ.get(JOURNAL_VARIABLE, "").strip().lower()
     if chosen:
-        if chosen not in ("wal", "delete"):
-            raise ConfigError(
-                f"The value of `{JOURNAL_VARIABLE}` is {chosen!r}, but must be 'wal' or 'delete'."
-            )
-        return chosen
+        return require_choice(JOURNAL_VARIABLE, chosen, ("wal", "delete"))
     kind = filesystem_type(run_dir, mounts)
     if kind is not None and (
         kind in NETWORK_FILESYSTEMS or kind.partition(".")[2] in NETWORK_FILESYSTEMS

@@ -19,6 +19,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..core._errors import DataError
+from ..core._validate import require_number
 from ._data import DataSource, ImageSet, check_class_count
 
 ARRAYS = "arrays"
@@ -136,8 +137,7 @@ def _labels(y: Any, n: int, name: str) -> list[Hashable]:
 def _split(
     images: torch.Tensor, codes: torch.Tensor, test_fraction: float, seed: int
 ) -> tuple[ImageSet, ImageSet]:
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"The value of `test_fraction` is {test_fraction}, but must be in (0, 1).")
+    require_number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
     try:
         idx_train, idx_test = train_test_split(
             np.arange(len(codes)),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..core._errors import ConfigError
+from ..core._validate import require_number
 from ._results import Result
 
 T = TypeVar("T")
@@ -38,10 +39,7 @@ class MaxParams(Constraint):
     before_training = True
 
     def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ConfigError(
-                f"The value of `max_params` is {limit}, but must be `max_params >= 1`."
-            )
+        require_number("max_params", limit, low=1)
         self.limit = int(limit)
 
     def satisfied(self, result: Result) -> bool:
@@ -61,10 +59,7 @@ class MinPrecision(Constraint):
     name = "min_precision"
 
     def __init__(self, limit: float) -> None:
-        if not 0.0 < limit <= 1.0:
-            raise ConfigError(
-                f"The value of `min_precision` is {limit}, but must be `0 < min_precision <= 1`."
-            )
+        require_number("min_precision", limit, low=0, high=1, low_open=True)
         self.limit = float(limit)
 
     def satisfied(self, result: Result) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core._errors import ConfigError
+from ..core._validate import invalid, require_choice
 from ..nets._family import SHIPPED, NetworkFamily
 from ..nets._towers import tower_mean
 from ._allocator import tune_allocator
@@ -149,10 +149,8 @@ def learning_rate(config: Mapping[str, Any], position: float, segments: Sequence
         if t < WARMUP_FRACTION:
             return peak * (0.1 + 0.9 * t / WARMUP_FRACTION)
         t = (t - WARMUP_FRACTION) / (1 - WARMUP_FRACTION)
-    elif kind != "cosine":
-        raise ConfigError(
-            f"The value of `lr_schedule` is {kind!r}, but must be one of onecycle, cosine."
-        )
+    else:
+        require_choice("lr_schedule", kind, ("onecycle", "cosine"))
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
@@ -176,9 +174,7 @@ def make_optimizer(config: Mapping[str, Any], params: Any) -> torch.optim.Optimi
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
     if name == "adad":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=decay)
-    raise ConfigError(
-        f"The value of `optimizer` is {name!r}, but must be one of adam, adamw, sgd, adad."
-    )
+    raise invalid("optimizer", name, "one of 'adam', 'adamw', 'sgd', 'adad'")
 
 
 def make_state(
