@@ -49,7 +49,10 @@ def _train(task: Task, executor, evaluations, may_start=lambda e: True):
     return results, folds, left
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    "workers",
+    [1, pytest.param(2, marks=pytest.mark.slow)],  # 2: a LocalCluster starts
+)
 def test_evaluations_trained_together_score_as_alone(tiny_image_root: Path, workers: int) -> None:
     task = Task(load_data(tiny_image_root), cv_folds=3, split_seed=1)
     alone = [evaluate(config, 2, task=task, seed=i) for i, config in enumerate(CONFIGS)]
