@@ -5,8 +5,10 @@
 scheduler's address or file. Every
 worker receives the prepared data once: the :class:`evoband.training._target.Task` travels inside a worker
 plugin, which the scheduler also hands to workers that join later (e.g. one restarted after it
-died), and each job names the plugin it trains with. Workers train on one torch thread, one fold
-at a time per process, so the results are those of serial execution with one thread.
+died), and each job names the plugin it trains with; on an existing cluster, a scheduler plugin
+removes it once the search's client leaves, however the search ended. Workers train on one torch
+thread, one fold at a time per process, so the results are those of serial execution with one
+thread.
 
 Workers write their checkpoints into the run directory at the path the search gives them
 (:func:`evoband.training._target.run_fold`): on a cluster of several machines the run directory must be on
